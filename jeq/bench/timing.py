@@ -1,0 +1,259 @@
+"""Timing primitives: AOT compile, warm-up, blocked timed calls, interleaved comparison."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+
+class Timing(NamedTuple):
+    """Wall-clock statistics of one function, in seconds per call."""
+
+    median_s: float
+    """Median time of one call (the headline number)."""
+    p20_s: float
+    """20th percentile of the per-call times."""
+    p80_s: float
+    """80th percentile of the per-call times."""
+    min_s: float
+    """Fastest call seen (secondary: optimistic under noise)."""
+    compile_s: float
+    """Time spent lowering and compiling, reported apart from run time (0 for already-compiled or non-jit callables)."""
+    calls: int
+    """Number of timed calls the statistics are computed from."""
+
+    def summary(self) -> str:
+        """One line: ``median [p20, p80] (n calls, compile c)`` with adaptive units."""
+        return (
+            f"{_fmt(self.median_s)} [{_fmt(self.p20_s)}, {_fmt(self.p80_s)}] "
+            f"({self.calls} calls, compile {_fmt(self.compile_s)})"
+        )
+
+
+class Comparison(NamedTuple):
+    """Result of an interleaved A/B comparison run in one process."""
+
+    ratio: float
+    """Median over rounds of time(A) / time(B) for calls made back to back: < 1 means A is faster."""
+    ratio_p20: float
+    """20th percentile of the per-round ratios."""
+    ratio_p80: float
+    """80th percentile of the per-round ratios."""
+    a: Timing
+    """Statistics of A alone, from the same interleaved calls."""
+    b: Timing
+    """Statistics of B alone, from the same interleaved calls."""
+
+    def summary(self) -> str:
+        """One line: the ratio with its spread and both timings."""
+        return (
+            f"A/B = {self.ratio:.3f} [{self.ratio_p20:.3f}, {self.ratio_p80:.3f}]; "
+            f"A {self.a.summary()}; B {self.b.summary()}"
+        )
+
+
+def _fmt(seconds: float) -> str:
+    if seconds >= 1.0:
+        return f"{seconds:.3f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3f} ms"
+    return f"{seconds * 1e6:.1f} us"
+
+
+def _check(name: str, **kwargs: Any) -> None:
+    for arg, (value, ok, allowed) in kwargs.items():
+        if not ok:
+            raise ValueError(f"jeq.bench.{name}({arg}={value!r}): must be {allowed}")
+
+
+def compile_fn(
+    fn: Callable, *args: Any, jit: bool = True, compiler_options: dict[str, Any] | None = None
+) -> tuple[Callable, float]:
+    """Compile ``fn`` ahead of time for ``args`` and return ``(compiled, compile_seconds)``.
+
+    ``jax.jit(fn).lower(*args).compile(compiler_options)``; an already jitted function is lowered as it is (its
+    static arguments kept), an already compiled one (``jax.stages.Compiled``) is returned with compile time 0.
+    With ``jit=False`` the callable is returned untouched (for timing non-JAX code with the same protocol).
+    ``compiler_options`` are XLA debug options for this compile only, e.g. ``{"xla_gpu_autotune_level": 0}``.
+    """
+    if not callable(fn):
+        raise TypeError(f"jeq.bench.compile_fn(fn={fn!r}): must be callable")
+    if not jit or isinstance(fn, jax.stages.Compiled):
+        return fn, 0.0
+    jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
+    start = time.perf_counter()
+    lowered = jitted.lower(*args)
+    compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
+    return compiled, time.perf_counter() - start
+
+
+def _one_sample(fn: Callable, args: tuple, number: int) -> float:
+    """Seconds per call over ``number`` calls, each ending in ``block_until_ready``."""
+    start = time.perf_counter()
+    for _ in range(number):
+        jax.block_until_ready(fn(*args))
+    return (time.perf_counter() - start) / number
+
+
+def _calibrate(fn: Callable, args: tuple, warmup: int, min_sample_s: float) -> int:
+    """Run the warm-up calls and pick how many calls make one sample of at least ``min_sample_s``."""
+    elapsed = [_one_sample(fn, args, 1) for _ in range(max(warmup, 1))]
+    per_call = max(min(elapsed), 1e-9)
+    return max(1, math.ceil(min_sample_s / per_call))
+
+
+def _timing(samples: Sequence[float], compile_s: float, number: int) -> Timing:
+    arr = np.asarray(samples, dtype=np.float64)
+    return Timing(
+        median_s=float(np.median(arr)),
+        p20_s=float(np.percentile(arr, 20)),
+        p80_s=float(np.percentile(arr, 80)),
+        min_s=float(arr.min()),
+        compile_s=float(compile_s),
+        calls=int(arr.size * number),
+    )
+
+
+def time_fn(
+    fn: Callable,
+    *args: Any,
+    warmup: int = 3,
+    budget_s: float = 0.5,
+    min_calls: int = 5,
+    max_calls: int = 10_000,
+    min_sample_s: float = 1e-4,
+    jit: bool = True,
+    compiler_options: dict[str, Any] | None = None,
+) -> Timing:
+    """Time ``fn(*args)``: AOT compile, ``warmup`` calls, then blocked calls until ``budget_s`` is spent.
+
+    Each timed sample ends in ``jax.block_until_ready``; kernels faster than ``min_sample_s`` are timed in groups of
+    calls (one sample = several blocked calls, divided back to per-call time) so that timer resolution and Python
+    overhead do not dominate. At least ``min_calls`` samples are taken, at most ``max_calls``.
+
+    Returns:
+        :class:`Timing` with median and p20/p80 of the per-call times and the compile time apart.
+    """
+    _check(
+        "time_fn",
+        warmup=(warmup, warmup >= 0, ">= 0"),
+        budget_s=(budget_s, budget_s > 0, "> 0"),
+        min_calls=(min_calls, min_calls >= 1, ">= 1"),
+        max_calls=(max_calls, max_calls >= min_calls, f">= min_calls ({min_calls})"),
+    )
+    compiled, compile_s = compile_fn(fn, *args, jit=jit, compiler_options=compiler_options)
+    number = _calibrate(compiled, args, warmup, min_sample_s)
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < max_calls and (len(samples) < min_calls or time.perf_counter() - start < budget_s):
+        samples.append(_one_sample(compiled, args, number))
+    return _timing(samples, compile_s, number)
+
+
+def _interleaved_samples(
+    fns: Sequence[Callable],
+    args: Sequence[tuple],
+    *,
+    warmup: int,
+    budget_s: float,
+    min_rounds: int,
+    max_rounds: int,
+    min_sample_s: float,
+    jit: bool,
+) -> tuple[np.ndarray, list[float], list[int]]:
+    """Round-robin samples, shape (rounds, len(fns)); the order within a round rotates to cancel position bias."""
+    compiled, compile_times = [], []
+    for fn, a in zip(fns, args):
+        c, t = compile_fn(fn, *a, jit=jit)
+        compiled.append(c)
+        compile_times.append(t)
+    numbers = [_calibrate(c, a, warmup, min_sample_s) for c, a in zip(compiled, args)]
+    rows: list[list[float]] = []
+    start = time.perf_counter()
+    k = len(fns)
+    while len(rows) < max_rounds and (len(rows) < min_rounds or time.perf_counter() - start < budget_s):
+        row = [0.0] * k
+        shift = len(rows) % k
+        for j in range(k):
+            i = (j + shift) % k
+            row[i] = _one_sample(compiled[i], args[i], numbers[i])
+        rows.append(row)
+    return np.asarray(rows), compile_times, numbers
+
+
+def interleave(
+    fns: Sequence[Callable],
+    args: Sequence[tuple],
+    *,
+    warmup: int = 3,
+    budget_s: float = 1.0,
+    min_rounds: int = 5,
+    max_rounds: int = 10_000,
+    min_sample_s: float = 1e-4,
+    jit: bool = True,
+) -> list[Timing]:
+    """Time several functions round-robin in one process (for re-ranking candidates against an incumbent).
+
+    ``args[i]`` is the argument tuple of ``fns[i]``. Each round times every function once, in a rotating order, so
+    drift affects all of them alike. Returns one :class:`Timing` per function.
+    """
+    if len(fns) != len(args):
+        raise ValueError(f"jeq.bench.interleave: got {len(fns)} functions but {len(args)} argument tuples")
+    if not fns:
+        raise ValueError("jeq.bench.interleave(fns=[]): must hold at least one function")
+    _check(
+        "interleave",
+        warmup=(warmup, warmup >= 0, ">= 0"),
+        budget_s=(budget_s, budget_s > 0, "> 0"),
+        min_rounds=(min_rounds, min_rounds >= 1, ">= 1"),
+        max_rounds=(max_rounds, max_rounds >= min_rounds, f">= min_rounds ({min_rounds})"),
+    )
+    rows, compile_times, numbers = _interleaved_samples(
+        fns, [tuple(a) for a in args], warmup=warmup, budget_s=budget_s, min_rounds=min_rounds,
+        max_rounds=max_rounds, min_sample_s=min_sample_s, jit=jit,
+    )
+    return [_timing(rows[:, i], compile_times[i], numbers[i]) for i in range(len(fns))]
+
+
+def compare(
+    a: Callable,
+    b: Callable,
+    *args: Any,
+    args_b: tuple | None = None,
+    warmup: int = 3,
+    budget_s: float = 1.0,
+    min_rounds: int = 5,
+    max_rounds: int = 10_000,
+    min_sample_s: float = 1e-4,
+    jit: bool = True,
+) -> Comparison:
+    """Compare ``a(*args)`` against ``b(*args_b)`` (``args_b`` defaults to ``args``), interleaved A B A B.
+
+    The reported ratio is the median over rounds of ``t_A / t_B`` for back-to-back samples, with its p20/p80 spread:
+    a paired statistic, so slow drift of the machine cancels.
+    """
+    args_b = args if args_b is None else tuple(args_b)
+    _check(
+        "compare",
+        warmup=(warmup, warmup >= 0, ">= 0"),
+        budget_s=(budget_s, budget_s > 0, "> 0"),
+        min_rounds=(min_rounds, min_rounds >= 1, ">= 1"),
+        max_rounds=(max_rounds, max_rounds >= min_rounds, f">= min_rounds ({min_rounds})"),
+    )
+    rows, compile_times, numbers = _interleaved_samples(
+        [a, b], [tuple(args), args_b], warmup=warmup, budget_s=budget_s, min_rounds=min_rounds,
+        max_rounds=max_rounds, min_sample_s=min_sample_s, jit=jit,
+    )
+    ratios = rows[:, 0] / rows[:, 1]
+    return Comparison(
+        ratio=float(np.median(ratios)),
+        ratio_p20=float(np.percentile(ratios, 20)),
+        ratio_p80=float(np.percentile(ratios, 80)),
+        a=_timing(rows[:, 0], compile_times[0], numbers[0]),
+        b=_timing(rows[:, 1], compile_times[1], numbers[1]),
+    )
