@@ -1,0 +1,141 @@
+"""Path-SGD as an optax transformation (Neyshabur et al., NIPS 2015 and NeurIPS 2016).
+
+    w_i <- w_i - eta * (dL/dw_i) / (kappa_i(w) + eps),   kappa = kappa1 (+ kappa2),
+
+with kappa1 = dGamma/du at u = w^2 for the network's squared-weight path sum Gamma (see
+``jeq.pathsgd.path_norm``). kappa depends only on the weights, so it is computed once per update, at batch
+size 1. The update commutes with node rescaling (a weight scaled by a has its gradient scaled by 1/a and
+kappa1 by 1/a^2, so its step scales by a), which plain SGD's does not.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jeq.pathsgd.path_norm import path_kappa
+
+__all__ = ["ScaleByPathNormState", "scale_by_path_norm", "path_sgd"]
+
+PyTree = Any
+
+
+class ScaleByPathNormState(NamedTuple):
+    """State of :func:`scale_by_path_norm`."""
+
+    count: jax.Array
+    """Number of updates made so far (int32 scalar)."""
+    ratio: jax.Array
+    """Global factor multiplying every ``g / kappa``: 1, or with ``match_first_step_norm`` the ratio
+    ``||g_1|| / ||g_1 / kappa_1||`` fixed at the first update (1 before it)."""
+
+
+def _global_norm(tree: PyTree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def scale_by_path_norm(
+    path_sum: Callable[[PyTree], jax.Array],
+    *,
+    eps: float = 1e-8,
+    include_kappa2: bool = False,
+    match_first_step_norm: bool = False,
+) -> optax.GradientTransformation:
+    """Divide each gradient coordinate by the path-norm curvature: ``g_i -> r * g_i / (kappa_i(w) + eps)``.
+
+    ``kappa = kappa1 = dGamma/du`` at ``u = w^2`` (practical Path-SGD) or, with ``include_kappa2``,
+    ``kappa1 + kappa2`` with the exact ``kappa2 = u * diag(Hess Gamma)`` (the paper's full kappa; costs one
+    Hessian-vector product per weight: small models only). ``r = 1`` unless ``match_first_step_norm``, where
+    ``r = ||g_1|| / ||g_1 / kappa_1||`` is fixed at the first update so that the first step has the norm of
+    the first SGD step (the official NIPS 2015 code does the same, with a slightly different norm).
+
+    ``update(updates, state, params)`` needs ``params`` (kappa is a function of the weights).
+
+    Args:
+      path_sum: ``Gamma(u)``, the network's squared-weight path sum, e.g.
+        ``functools.partial(jeq.pathsgd.rnn_path_sum, length=T, head="many_to_one")`` or
+        :func:`jeq.pathsgd.mlp_path_sum`.
+      eps: added to kappa (a weight on no path has kappa1 = 0, and then also a zero gradient).
+      include_kappa2: add the exact kappa2.
+      match_first_step_norm: fix the global ratio r at the first update.
+
+    Returns:
+      An ``optax.GradientTransformation`` with state :class:`ScaleByPathNormState`.
+    """
+    if not callable(path_sum):
+        raise ValueError(f"jeq.pathsgd.scale_by_path_norm(path_sum={path_sum!r}): must be callable Gamma(u)")
+    if not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise ValueError(f"jeq.pathsgd.scale_by_path_norm(eps={eps!r}): must be a real number >= 0")
+
+    def init_fn(params: PyTree) -> ScaleByPathNormState:
+        del params
+        return ScaleByPathNormState(count=jnp.zeros((), jnp.int32), ratio=jnp.ones((), jnp.float32))
+
+    def update_fn(updates: PyTree, state: ScaleByPathNormState, params: PyTree | None = None):
+        if params is None:
+            raise ValueError(
+                "jeq.pathsgd.scale_by_path_norm: update(updates, state, params) got params=None; Path-SGD "
+                "needs the current weights to compute kappa(w): call tx.update(grads, opt_state, params)"
+            )
+        kap = path_kappa(path_sum, params, include_kappa2=include_kappa2)
+        denominator = kap.kappa1
+        if include_kappa2:
+            denominator = jax.tree_util.tree_map(jnp.add, denominator, kap.kappa2)
+        scaled = jax.tree_util.tree_map(lambda g, k: g / (k + eps), updates, denominator)
+        ratio = state.ratio
+        if match_first_step_norm:
+            first = _global_norm(updates) / jnp.maximum(_global_norm(scaled), jnp.finfo(jnp.float32).tiny)
+            ratio = jnp.where(state.count == 0, first.astype(ratio.dtype), ratio)
+            scaled = jax.tree_util.tree_map(lambda s: s * ratio.astype(s.dtype), scaled)
+        return scaled, ScaleByPathNormState(count=optax.safe_increment(state.count), ratio=ratio)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def path_sgd(
+    learning_rate: float | optax.Schedule,
+    *,
+    path_sum: Callable[[PyTree], jax.Array],
+    eps: float = 1e-8,
+    include_kappa2: bool = False,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    match_first_step_norm: bool = False,
+) -> optax.GradientTransformation:
+    """Path-SGD: ``w_i <- w_i - learning_rate * (dL/dw_i) / (kappa_i(w) + eps)``.
+
+    ``= optax.chain(scale_by_path_norm(path_sum, ...), [optax.trace(momentum)], scale_by_learning_rate(lr))``;
+    compose with ``optax.clip_by_global_norm`` in front to clip the raw gradient as the SGD baselines do.
+
+    Args:
+      learning_rate: eta > 0, or an optax schedule.
+      path_sum: ``Gamma(u)`` of the network (see :func:`scale_by_path_norm`).
+      eps: added to kappa.
+      include_kappa2: use ``kappa1 + kappa2`` (exact; small models) instead of ``kappa1``.
+      momentum: heavy-ball momentum in [0, 1) applied to the path-scaled gradient, or None.
+      nesterov: Nesterov momentum (only with ``momentum``).
+      match_first_step_norm: see :func:`scale_by_path_norm`.
+
+    Returns:
+      An ``optax.GradientTransformation``; its ``update`` needs ``params``.
+    """
+    if not callable(learning_rate) and (not isinstance(learning_rate, numbers.Real) or not learning_rate > 0):
+        raise ValueError(f"jeq.pathsgd.path_sgd(learning_rate={learning_rate!r}): must be > 0 or a schedule")
+    if momentum is not None and (not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1):
+        raise ValueError(f"jeq.pathsgd.path_sgd(momentum={momentum!r}): must be in [0, 1) or None")
+    if nesterov and momentum is None:
+        raise ValueError("jeq.pathsgd.path_sgd(nesterov=True): needs momentum in [0, 1)")
+    parts = [
+        scale_by_path_norm(
+            path_sum, eps=eps, include_kappa2=include_kappa2, match_first_step_norm=match_first_step_norm
+        )
+    ]
+    if momentum is not None:
+        parts.append(optax.trace(decay=momentum, nesterov=nesterov))
+    parts.append(optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(*parts)

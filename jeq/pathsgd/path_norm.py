@@ -1,0 +1,211 @@
+"""The path regulariser gamma and its curvature terms kappa1, kappa2 (Neyshabur et al., NeurIPS 2016, sec. 4).
+
+Path regulariser (p = 2 path norm, squared) of a ReLU network whose unrolled graph maps edge e to weight pi(e):
+
+    gamma(w) = sum_{paths p: input -> output} prod_{e in p} w_{pi(e)}^2 = Gamma(u),   u = w * w.
+
+Biases are weights from a constant-1 unit. ``Gamma(u)`` is the *linear* network with weights u evaluated on
+all-ones inputs, summed over its outputs; for the RNN this is the recursion
+
+    h~_0 = 0,   h~_t = U_in 1 + U_rec h~_{t-1} + u_b,   Gamma = sum_{t read} 1^T (U_out h~_t + u_c),
+
+i.e. :func:`jeq.pathsgd.rnn_apply` on squared weights with the identity activation. Output-time convention:
+the sum runs over the outputs the loss reads, so ``head="many_to_one"`` sums t = T only (adding problem,
+sequential MNIST) and ``head="many_to_many"`` sums every t = 1..T (language modelling); ``length`` is the
+sequence (or truncated-BPTT window) length the network is trained on.
+
+Curvature terms (derived in the spec, section 4); with ``Gamma`` as above,
+
+    dgamma/dw_i = 2 w_i kappa1_i,   d^2gamma/dw_i^2 = 2 kappa1_i + 4 kappa2_i,
+    kappa1_i = dGamma/du_i,         kappa2_i = u_i d^2Gamma/du_i^2.
+
+In path form kappa1_i sums, over every edge e with pi(e) = i and every path through e, the product of the
+other squared weights; kappa2_i = w_i^2 times the same over ordered pairs of distinct edges sharing weight i.
+kappa2 vanishes for weights that no path can use twice (W_in, W_out, b, c, every MLP weight).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from jeq.pathsgd.mlp import Dense, mlp_apply
+from jeq.pathsgd.rnn import HEADS, RNNParams, rnn_apply
+
+__all__ = [
+    "Kappa",
+    "rnn_path_sum",
+    "mlp_path_sum",
+    "gamma",
+    "path_kappa",
+    "kappa",
+]
+
+PyTree = Any
+
+
+class Kappa(NamedTuple):
+    """Per-weight curvature terms of the path regulariser, each a pytree shaped like the params."""
+
+    kappa1: PyTree
+    """``kappa1_i = dGamma/du_i`` at ``u = w^2`` (one reverse-mode pass of the squared-weight network)."""
+    kappa2: PyTree | None
+    """``kappa2_i = u_i d^2Gamma/du_i^2`` (exact diagonal of the Hessian; ``None`` unless requested)."""
+
+
+def _identity(x: jax.Array) -> jax.Array:
+    return x
+
+
+def _check_length(fn: str, length) -> None:
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise ValueError(f"jeq.pathsgd.{fn}(length={length!r}): must be an int >= 1 (the sequence length T)")
+
+
+def _check_head(fn: str, head) -> None:
+    if head not in HEADS:
+        raise ValueError(f"jeq.pathsgd.{fn}(head={head!r}): must be one of {HEADS}")
+
+
+def rnn_path_sum(
+    squared_params: RNNParams,
+    *,
+    length: int,
+    head: Literal["many_to_one", "many_to_many"] = "many_to_one",
+) -> jax.Array:
+    """``Gamma(u)``: the RNN's path sum as a function of the squared weights ``u = w^2``.
+
+    ``h~_0 = 0``, ``h~_t = U_in 1 + U_rec h~_{t-1} + u_b``, ``Gamma = sum_t 1^T (U_out h~_t + u_c)`` with t = T
+    (``many_to_one``) or t = 1..T (``many_to_many``). Pass it to :func:`jeq.pathsgd.path_sgd` as
+    ``functools.partial(rnn_path_sum, length=T, head=...)``.
+
+    Args:
+      squared_params: :class:`RNNParams` holding u (the element-wise squares of the weights).
+      length: T >= 1, the number of time steps of the unrolled graph.
+      head: which outputs the loss reads (see module docstring).
+
+    Returns:
+      A scalar.
+    """
+    _check_length("rnn_path_sum", length)
+    _check_head("rnn_path_sum", head)
+    ones = jnp.ones((length, squared_params.w_in.shape[1]), jnp.result_type(squared_params.w_in))
+    return jnp.sum(rnn_apply(squared_params, ones, head=head, activation=_identity))
+
+
+def mlp_path_sum(squared_params: tuple[Dense, ...]) -> jax.Array:
+    """``Gamma(u)`` of a ReLU MLP: the linear network with squared weights on an all-ones input, summed.
+
+    ``gamma(w) = sum_{paths input -> output} prod_{e in path} w_e^2`` (Neyshabur, Salakhutdinov & Srebro,
+    NIPS 2015, with biases as edges from a constant-1 unit).
+    """
+    if not squared_params:
+        raise ValueError("jeq.pathsgd.mlp_path_sum: params is empty; expected at least one Dense layer")
+    ones = jnp.ones((squared_params[0].w.shape[1],), jnp.result_type(squared_params[0].w))
+    return jnp.sum(mlp_apply(squared_params, ones, activation=_identity))
+
+
+def _square(params: PyTree) -> PyTree:
+    return jax.tree_util.tree_map(jnp.square, params)
+
+
+def gamma(
+    params: RNNParams,
+    length: int,
+    *,
+    head: Literal["many_to_one", "many_to_many"] = "many_to_one",
+) -> jax.Array:
+    """Path regulariser of the ReLU RNN unrolled over ``length`` steps.
+
+    ``gamma(w) = sum_{paths input@s -> output@t, t >= s} prod_{e in path} w_{pi(e)}^2 = Gamma(w * w)``
+    (Neyshabur et al. 2016, eq. for gamma_net with shared weights), computed by the squared-weight linear
+    recursion of :func:`rnn_path_sum` in O(T H^2) instead of enumerating paths.
+
+    Args:
+      params: :class:`RNNParams`.
+      length: T >= 1.
+      head: ``"many_to_one"`` sums paths ending at t = T, ``"many_to_many"`` paths ending at any t.
+
+    Returns:
+      A scalar (invariant under node rescaling).
+    """
+    _check_length("gamma", length)
+    _check_head("gamma", head)
+    return rnn_path_sum(_square(params), length=length, head=head)
+
+
+def path_kappa(
+    path_sum: Callable[[PyTree], jax.Array],
+    params: PyTree,
+    *,
+    include_kappa2: bool = False,
+    kappa2_batch_size: int = 64,
+) -> Kappa:
+    """kappa1 (and optionally the exact kappa2) of any network given its squared-weight path sum Gamma(u).
+
+    ``kappa1 = grad Gamma(u)`` at ``u = w^2``: one forward and one reverse pass of the squared-weight network at
+    batch size 1, independent of the data. ``kappa2 = u * diag(Hess Gamma(u))``: the exact Hessian diagonal by
+    one forward-over-reverse product per weight (``jax.jvp`` of ``jax.grad`` along each basis vector), so its
+    cost is (number of weights) x kappa1's: for small models only. Together
+    ``d^2 gamma/dw_i^2 = 2 kappa1_i + 4 kappa2_i``.
+
+    Args:
+      path_sum: ``Gamma``, e.g. ``functools.partial(rnn_path_sum, length=T)`` or :func:`mlp_path_sum`.
+      params: the weights w (any pytree ``path_sum`` accepts).
+      include_kappa2: also compute the exact kappa2.
+      kappa2_batch_size: how many Hessian-vector products run at once (memory vs speed).
+
+    Returns:
+      :class:`Kappa` with pytrees shaped like ``params``.
+    """
+    if not isinstance(kappa2_batch_size, int) or kappa2_batch_size < 1:
+        raise ValueError(f"jeq.pathsgd.path_kappa(kappa2_batch_size={kappa2_batch_size!r}): must be an int >= 1")
+    u = _square(params)
+    kappa1 = jax.grad(path_sum)(u)
+    if not include_kappa2:
+        return Kappa(kappa1=kappa1, kappa2=None)
+    flat_u, unravel = ravel_pytree(u)
+    flat_grad = jax.grad(lambda v: path_sum(unravel(v)))
+
+    def hessian_diagonal_entry(i):
+        basis = jnp.zeros_like(flat_u).at[i].set(1)
+        return jax.jvp(flat_grad, (flat_u,), (basis,))[1][i]
+
+    n = flat_u.shape[0]
+    diagonal = jax.lax.map(hessian_diagonal_entry, jnp.arange(n), batch_size=min(n, kappa2_batch_size))
+    return Kappa(kappa1=kappa1, kappa2=unravel(flat_u * diagonal))
+
+
+def kappa(
+    params: RNNParams,
+    length: int,
+    *,
+    head: Literal["many_to_one", "many_to_many"] = "many_to_one",
+    include_kappa2: bool = False,
+) -> Kappa:
+    """kappa1 (and optionally the exact kappa2) of the ReLU RNN's path regulariser.
+
+    ``kappa1_i = sum_{e: pi(e)=i} sum_{p ∋ e} prod_{e' in p, e' != e} w_{pi(e')}^2 = dGamma/du_i``,
+    ``kappa2_i = w_i^2 sum_{e1 != e2: pi(e1)=pi(e2)=i} sum_{p ∋ e1, e2} prod_{e' not in {e1, e2}} w_{pi(e')}^2
+    = u_i d^2Gamma/du_i^2``; ``d^2 gamma/dw_i^2 = 2 kappa1_i + 4 kappa2_i``. kappa2 is zero on W_in, W_out, b
+    and c (a path uses each of them at most once) and nonzero only on W_rec.
+
+    Args:
+      params: :class:`RNNParams`.
+      length: T >= 1.
+      head: output-time convention, as in :func:`gamma`.
+      include_kappa2: also compute the exact kappa2 (H^2 + ... Hessian-vector products: small models).
+
+    Returns:
+      :class:`Kappa` of :class:`RNNParams`.
+    """
+    _check_length("kappa", length)
+    _check_head("kappa", head)
+    return path_kappa(
+        functools.partial(rnn_path_sum, length=length, head=head), params, include_kappa2=include_kappa2
+    )

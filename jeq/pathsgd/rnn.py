@@ -1,0 +1,149 @@
+"""A plain ReLU recurrent network as pure functions (Neyshabur et al., NeurIPS 2016, section 2).
+
+    h_0 = 0,   h_t = ReLU(W_in x_t + W_rec h_{t-1} + b),   y_t = W_out h_t + c,   t = 1..T.
+
+Unrolled over T steps this is a feed-forward network whose edges share weights; ``jeq.pathsgd.path_norm``
+computes the path regulariser of exactly this graph by running :func:`rnn_apply` on squared weights with the
+identity activation.
+
+Initialisations (only ``W_rec`` differs; ``W_in ~ N(0, 1/D)``, ``W_out ~ N(0, 1/H)``, ``b = c = 0``):
+
+- ``"gaussian"``: ``W_rec ~ N(0, 1/H)``;
+- ``"identity"`` (IRNN, Le, Jaitly & Hinton 2015): ``W_rec = I``;
+- ``"np"`` (np-RNN, Talathi & Vartak 2015): ``W_rec = R / lambda_max(R)`` with ``R = A^T A / H``,
+  ``A ~ N(0, 1)^{H x H}``: symmetric positive semi-definite with largest eigenvalue 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["RNNParams", "init_rnn", "rnn_apply", "HEADS", "INITS"]
+
+HEADS = ("many_to_one", "many_to_many")
+INITS = ("gaussian", "identity", "np")
+
+
+class RNNParams(NamedTuple):
+    """Weights of a one-layer ReLU RNN with H hidden units, D inputs and K outputs."""
+
+    w_in: jax.Array
+    """Input-to-hidden weights ``W_in``, shape (H, D)."""
+    w_rec: jax.Array
+    """Hidden-to-hidden (recurrent) weights ``W_rec``, shape (H, H); ``w_rec[i, j]`` is the edge j -> i."""
+    b: jax.Array
+    """Hidden bias ``b``, shape (H,); for the path regulariser a weight from a constant-1 unit."""
+    w_out: jax.Array
+    """Hidden-to-output weights ``W_out``, shape (K, H)."""
+    c: jax.Array
+    """Output bias ``c``, shape (K,); for the path regulariser a weight from a constant-1 unit."""
+
+
+def _check_positive_int(fn: str, name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"jeq.pathsgd.{fn}({name}={value!r}): must be an int >= 1")
+
+
+def init_rnn(
+    key: jax.Array,
+    *,
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    init: Literal["gaussian", "identity", "np"] = "gaussian",
+    dtype=jnp.float32,
+) -> RNNParams:
+    """Initial weights of the ReLU RNN ``h_t = ReLU(W_in x_t + W_rec h_{t-1} + b)``, ``y_t = W_out h_t + c``.
+
+    Args:
+      key: a ``jax.random.key``.
+      input_size, hidden_size, output_size: D, H and K.
+      init: the recurrent initialisation, ``"gaussian"`` (``W_rec ~ N(0, 1/H)``), ``"identity"`` (IRNN,
+        ``W_rec = I``) or ``"np"`` (np-RNN: ``W_rec = R / lambda_max(R)``, ``R = A^T A / H``).
+        ``W_in ~ N(0, 1/D)``, ``W_out ~ N(0, 1/H)`` and zero biases in all three.
+      dtype: floating dtype of the weights.
+
+    Returns:
+      :class:`RNNParams`.
+    """
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
+        _check_positive_int("init_rnn", name, value)
+    if init not in INITS:
+        raise ValueError(f"jeq.pathsgd.init_rnn(init={init!r}): must be one of {INITS}")
+    k_in, k_rec, k_out = jax.random.split(key, 3)
+    h = hidden_size
+    w_in = jax.random.normal(k_in, (h, input_size), dtype) / jnp.sqrt(jnp.asarray(input_size, dtype))
+    w_out = jax.random.normal(k_out, (output_size, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype))
+    if init == "gaussian":
+        w_rec = jax.random.normal(k_rec, (h, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype))
+    elif init == "identity":
+        w_rec = jnp.eye(h, dtype=dtype)
+    else:
+        a = jax.random.normal(k_rec, (h, h), dtype)
+        r = a.T @ a / h
+        w_rec = r / jnp.linalg.eigvalsh(r)[-1]
+    return RNNParams(
+        w_in=w_in, w_rec=w_rec, b=jnp.zeros((h,), dtype), w_out=w_out, c=jnp.zeros((output_size,), dtype)
+    )
+
+
+def rnn_apply(
+    params: RNNParams,
+    xs: jax.Array,
+    *,
+    head: Literal["many_to_one", "many_to_many"] = "many_to_one",
+    activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+) -> jax.Array:
+    """Run the RNN over one sequence (callers ``jax.vmap`` over a batch).
+
+    ``h_0 = 0``, ``h_t = activation(W_in x_t + W_rec h_{t-1} + b)``, ``y_t = W_out h_t + c`` (``lax.scan`` over t).
+
+    Args:
+      params: :class:`RNNParams` with shapes (H, D), (H, H), (H,), (K, H), (K,).
+      xs: one input sequence, shape (T, D).
+      head: ``"many_to_one"`` returns ``y_T`` with shape (K,) (adding problem, sequential MNIST);
+        ``"many_to_many"`` returns every ``y_t``, shape (T, K) (language modelling).
+      activation: ``jax.nn.relu`` for the network; the identity gives the linear network used by the path
+        regulariser.
+
+    Returns:
+      ``y_T`` (K,) or ``y_{1..T}`` (T, K).
+    """
+    if head not in HEADS:
+        raise ValueError(f"jeq.pathsgd.rnn_apply(head={head!r}): must be one of {HEADS}")
+    check_rnn_shapes("rnn_apply", params)
+    if xs.ndim != 2 or xs.shape[1] != params.w_in.shape[1]:
+        raise ValueError(
+            f"jeq.pathsgd.rnn_apply: xs has shape {tuple(xs.shape)} but must be (T, D) with "
+            f"D = w_in.shape[1] = {params.w_in.shape[1]} (w_in shape {tuple(params.w_in.shape)}); "
+            "vmap over a batch"
+        )
+    if xs.shape[0] < 1:
+        raise ValueError(f"jeq.pathsgd.rnn_apply: xs has shape {tuple(xs.shape)}; T must be >= 1")
+
+    def cell(h, x_t):
+        h = activation(params.w_in @ x_t + params.w_rec @ h + params.b)
+        return h, h
+
+    h0 = jnp.zeros(params.b.shape, jnp.result_type(params.b, xs))
+    h_last, hs = jax.lax.scan(cell, h0, xs)
+    if head == "many_to_one":
+        return params.w_out @ h_last + params.c
+    return hs @ params.w_out.T + params.c
+
+
+def check_rnn_shapes(fn: str, params: RNNParams) -> None:
+    """Raise ``ValueError`` naming ``fn`` when the five weight shapes are inconsistent."""
+    shapes = {name: tuple(jnp.shape(p)) for name, p in zip(RNNParams._fields, params)}
+    h, d = shapes["w_in"] if len(shapes["w_in"]) == 2 else (None, None)
+    k = shapes["w_out"][0] if len(shapes["w_out"]) == 2 else None
+    expected = {"w_in": (h, d), "w_rec": (h, h), "b": (h,), "w_out": (k, h), "c": (k,)}
+    if h is None or k is None or any(shapes[n] != expected[n] for n in expected):
+        raise ValueError(
+            f"jeq.pathsgd.{fn}: inconsistent RNN weight shapes {shapes}; expected w_in (H, D), w_rec (H, H), "
+            "b (H,), w_out (K, H), c (K,)"
+        )
