@@ -1,0 +1,31 @@
+"""Minibatch iteration over numpy arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+def batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, epoch: int = 0, drop_last: bool = True
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled minibatches ``(x[idx], y[idx])`` for one epoch.
+
+    The order is a permutation drawn from ``numpy.random.default_rng((seed, epoch))``: deterministic for a
+    (seed, epoch) pair, different across epochs, and independent of how many epochs ran before, so a run resumed at
+    epoch e sees exactly the batches it would have seen. With ``drop_last`` a final partial batch is skipped (fixed
+    shapes, no recompilation); without it the last batch is smaller.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"jeq.data.batches: x has {x.shape[0]} examples (shape {x.shape}) but y has {y.shape[0]} "
+                         f"(shape {y.shape})")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"jeq.data.batches(batch_size={batch_size!r}): must be an integer >= 1")
+    n = x.shape[0]
+    order = np.random.default_rng((seed, epoch)).permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]

@@ -1,0 +1,93 @@
+"""Synthetic tasks: the adding problem, logic gates, and images as pixel sequences."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def adding_problem(key: jax.Array, n: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem (Hochreiter & Schmidhuber 1997; as used by Le et al. 2015 and Arjovsky et al. 2016).
+
+    Each sequence has ``T`` steps of two channels: channel 0 holds values ``u_t ~ U(0, 1)``; channel 1 is a marker,
+    1 at exactly two positions and 0 elsewhere. Following Arjovsky et al., the first marker is uniform in the first
+    half ``[0, T/2)`` and the second uniform in the second half ``[T/2, T)``. The target is the sum of the two marked
+    values, ``y = u_i + u_j``. Always predicting 1 gives MSE = Var(u_i + u_j) = 1/6 ≈ 0.167, the baseline to beat.
+
+    Args:
+        key: a ``jax.random.key``; the same key gives the same data.
+        n: number of sequences (>= 1).
+        T: sequence length (>= 2).
+
+    Returns:
+        ``(x, y)``: float32 arrays of shapes ``(n, T, 2)`` and ``(n,)``.
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"jeq.data.adding_problem(n={n!r}): must be an integer >= 1")
+    if int(T) != T or T < 2:
+        raise ValueError(f"jeq.data.adding_problem(T={T!r}): must be an integer >= 2")
+    k_val, k_first, k_second = jax.random.split(key, 3)
+    values = jax.random.uniform(k_val, (n, T))
+    half = T // 2
+    first = jax.random.randint(k_first, (n,), 0, half)
+    second = jax.random.randint(k_second, (n,), half, T)
+    positions = jnp.arange(T)
+    markers = ((positions == first[:, None]) | (positions == second[:, None])).astype(jnp.float32)
+    x = jnp.stack([values, markers], axis=-1)
+    y = jnp.sum(values * markers, axis=1)
+    return np.asarray(x, np.float32), np.asarray(y, np.float32)
+
+
+_GATES = {
+    "AND": (2, lambda a, b: a & b),
+    "OR": (2, lambda a, b: a | b),
+    "XOR": (2, lambda a, b: a ^ b),
+    "NOT": (1, lambda a: 1 - a),
+    "ID": (1, lambda a: a),
+}
+
+
+def logic_gates(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Truth table of a logic gate with a bias input, as used by the DEEP notebooks (Farinha et al. 2020).
+
+    Rows enumerate the binary inputs in order (00, 01, 10, 11 for two-input gates); the last column of ``x`` is the
+    bias neuron, clamped at 1. So AND/OR/XOR have ``x`` of shape ``(4, 3)`` and NOT/ID ``(2, 2)``; ``y`` is
+    ``(m, 1)``; both float32.
+
+    Args:
+        name: one of ``AND``, ``OR``, ``XOR``, ``NOT``, ``ID`` (case-insensitive).
+    """
+    key = str(name).upper()
+    if key not in _GATES:
+        raise ValueError(f"jeq.data.logic_gates(name={name!r}): must be one of {sorted(_GATES)}")
+    arity, fn = _GATES[key]
+    rows = np.array(np.meshgrid(*[[0, 1]] * arity, indexing="ij")).reshape(arity, -1).T.astype(np.int64)
+    y = fn(*rows.T).reshape(-1, 1)
+    x = np.concatenate([rows, np.ones((len(rows), 1), np.int64)], axis=1)
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def sequential_images(x: np.ndarray, permutation: np.ndarray | None = None) -> np.ndarray:
+    """Images as pixel-by-pixel sequences (sequential MNIST, Le et al. 2015), optionally permuted.
+
+    ``x`` of shape ``(n, H, W, C)`` becomes ``(n, H*W, C)`` in row-major scan order. ``permutation`` (an integer
+    array, a permutation of ``range(H*W)``; e.g. ``np.random.default_rng(0).permutation(H*W)``) reorders the time
+    axis identically for every image: permuted sequential MNIST.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"jeq.data.sequential_images: x must have shape (n, H, W, C), got {x.shape}")
+    n, h, w, c = x.shape
+    seq = x.reshape(n, h * w, c).astype(np.float32)
+    if permutation is None:
+        return seq
+    perm = np.asarray(permutation)
+    if perm.shape != (h * w,) or not np.issubdtype(perm.dtype, np.integer) or not np.array_equal(
+        np.sort(perm), np.arange(h * w)
+    ):
+        raise ValueError(
+            f"jeq.data.sequential_images(permutation=array of shape {perm.shape}, dtype {perm.dtype}): must be an "
+            f"integer permutation of range({h * w})"
+        )
+    return seq[:, perm]
