@@ -1,0 +1,292 @@
+"""Activations as proximal operators of convex potentials (Xie et al., "Optimization Induced Equilibrium Networks").
+
+A scalar activation sigma is the proximal operator of a convex function f,
+
+    sigma(v) = prox_f(v) = argmin_x  f(x) + (x - v)^2 / 2,
+
+if and only if sigma is nondecreasing and 1-Lipschitz; then (up to a constant)
+
+    f(x) = integral (sigma^{-1}(x) - x) dx.                                                        (spec opteq.md section 2)
+
+Each factory returns :class:`Prox` ``(apply, potential)`` acting elementwise on arrays. Potentials are +inf
+outside the domain of f (the closure of the range of sigma). Table (spec section 2):
+
+=====================  =====================================================================
+sigma                  f(x)
+=====================  =====================================================================
+relu                   indicator of [0, inf)
+hard_sigmoid = clip    indicator of [0, 1]
+leaky_relu(slope a)    (1/a - 1) x^2 / 2 for x < 0, 0 for x >= 0
+sigmoid                x ln x + (1 - x) ln(1 - x) - x^2/2 on [0, 1]
+tanh                   ((1 + x) ln(1 + x) + (1 - x) ln(1 - x)) / 2 - x^2/2 on [-1, 1]
+softplus               Li2(exp(-x)) on [0, inf)
+relu(v - t)            t x + indicator of [0, inf)      (ReLU with an l1 prior)
+soft threshold         t |x|                           (``l1``)
+clip(v, lo, hi)        indicator of [lo, hi]           (``box``)
+=====================  =====================================================================
+
+``add_l1`` composes any prox with an l1 prior: for convex f on the real line,
+prox_{f + w|.|} = prox_f o prox_{w|.|} (Yu, "On decomposing the proximal map", NeurIPS 2013).
+``from_activation`` accepts any user activation after checking numerically that it is monotone and 1-Lipschitz;
+GELU and swish fail (they dip below zero and are steeper than 1 somewhere) and are rejected with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "Prox",
+    "add_l1",
+    "box",
+    "check_proximal",
+    "from_activation",
+    "hard_sigmoid",
+    "l1",
+    "leaky_relu",
+    "relu",
+    "sigmoid",
+    "soft_threshold",
+    "softplus",
+    "tanh",
+]
+
+Array = jax.Array
+
+
+class Prox(NamedTuple):
+    """An activation seen as the proximal operator of a convex potential; both act elementwise."""
+
+    apply: Callable[[Array], Array]
+    """The activation ``sigma(v) = argmin_x f(x) + (x - v)^2 / 2`` (elementwise, any shape)."""
+    potential: Callable[[Array], Array]
+    """The convex potential f (elementwise, any shape); ``+inf`` outside its domain."""
+
+
+def _indicator(x: Array, lower: float | None, upper: float | None) -> Array:
+    inside = jnp.ones(jnp.shape(x), bool)
+    if lower is not None:
+        inside = inside & (x >= lower)
+    if upper is not None:
+        inside = inside & (x <= upper)
+    return jnp.where(inside, jnp.zeros_like(x), jnp.inf)
+
+
+def _check_real(fn_name: str, arg: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"jeq.prox.{fn_name}({arg}={value!r}): must be a real number")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"jeq.prox.{fn_name}({arg}={value!r}): must be finite")
+    if positive and value <= 0:
+        raise ValueError(f"jeq.prox.{fn_name}({arg}={value!r}): must be > 0")
+    if nonnegative and value < 0:
+        raise ValueError(f"jeq.prox.{fn_name}({arg}={value!r}): must be >= 0")
+    return value
+
+
+def relu() -> Prox:
+    """ReLU ``max(v, 0)`` = projection onto [0, inf): f = indicator of [0, inf)."""
+    return Prox(apply=jax.nn.relu, potential=lambda x: _indicator(x, 0.0, None))
+
+
+def box(*, lower: float, upper: float) -> Prox:
+    """Clip ``min(max(v, lower), upper)`` = projection onto [lower, upper]: f = indicator of [lower, upper]."""
+    lower = _check_real("box", "lower", lower)
+    upper = _check_real("box", "upper", upper)
+    if not lower < upper:
+        raise ValueError(f"jeq.prox.box(lower={lower}, upper={upper}): need lower < upper")
+    return Prox(apply=lambda v: jnp.clip(v, lower, upper), potential=lambda x: _indicator(x, lower, upper))
+
+
+def hard_sigmoid() -> Prox:
+    """Hard sigmoid ``clip(v, 0, 1)``: f = indicator of [0, 1] (``box(lower=0, upper=1)``)."""
+    return box(lower=0.0, upper=1.0)
+
+
+def leaky_relu(*, slope: float) -> Prox:
+    """Leaky ReLU ``v if v >= 0 else slope * v`` for slope a in (0, 1]: f(x) = (1/a - 1) x^2 / 2 for x < 0, else 0."""
+    a = _check_real("leaky_relu", "slope", slope)
+    if not 0.0 < a <= 1.0:
+        raise ValueError(f"jeq.prox.leaky_relu(slope={slope!r}): must be in (0, 1] (slope > 1 is not 1-Lipschitz)")
+    curvature = 1.0 / a - 1.0
+
+    def potential(x):
+        return jnp.where(x < 0, 0.5 * curvature * x * x, jnp.zeros_like(x))
+
+    return Prox(apply=lambda v: jnp.where(v >= 0, v, a * v), potential=potential)
+
+
+def sigmoid() -> Prox:
+    """Logistic sigmoid: f(x) = x ln x + (1 - x) ln(1 - x) - x^2/2 on [0, 1] (negative binary entropy - x^2/2)."""
+
+    def potential(x):
+        inside = (x >= 0) & (x <= 1)
+        xc = jnp.clip(x, 0.0, 1.0)
+        value = jax.scipy.special.xlogy(xc, xc) + jax.scipy.special.xlogy(1 - xc, 1 - xc) - 0.5 * xc * xc
+        return jnp.where(inside, value, jnp.inf)
+
+    return Prox(apply=jax.nn.sigmoid, potential=potential)
+
+
+def tanh() -> Prox:
+    """tanh: f(x) = x artanh x + ln(1 - x^2)/2 - x^2/2 = ((1+x)ln(1+x) + (1-x)ln(1-x))/2 - x^2/2 on [-1, 1]."""
+
+    def potential(x):
+        inside = (x >= -1) & (x <= 1)
+        xc = jnp.clip(x, -1.0, 1.0)
+        xlogx = jax.scipy.special.xlogy
+        value = 0.5 * (xlogx(1 + xc, 1 + xc) + xlogx(1 - xc, 1 - xc)) - 0.5 * xc * xc
+        return jnp.where(inside, value, jnp.inf)
+
+    return Prox(apply=jnp.tanh, potential=potential)
+
+
+def softplus() -> Prox:
+    """softplus ``ln(1 + e^v)``: f(x) = Li2(e^{-x}) = int ln(1 - e^{-x}) dx on [0, inf) (convex, decreasing)."""
+
+    def potential(x):
+        inside = x >= 0
+        xc = jnp.maximum(x, 0.0)
+        # Li2(u) = spence(1 - u) in the scipy convention; 1 - e^{-x} = -expm1(-x) keeps precision near 0.
+        value = jax.scipy.special.spence(-jnp.expm1(-xc))
+        return jnp.where(inside, value, jnp.inf)
+
+    return Prox(apply=jax.nn.softplus, potential=potential)
+
+
+def l1(*, weight: float) -> Prox:
+    """Soft thresholding ``sign(v) max(|v| - w, 0)`` = prox of f(x) = w |x| (w >= 0)."""
+    w = _check_real("l1", "weight", weight, nonnegative=True)
+    return Prox(
+        apply=lambda v: jnp.sign(v) * jnp.maximum(jnp.abs(v) - w, 0.0),
+        potential=lambda x: w * jnp.abs(x),
+    )
+
+
+def add_l1(prox: Prox, *, weight: float) -> Prox:
+    """Add an l1 prior w|x| to a potential: prox_{f + w|.|} = prox_f o prox_{w|.|} (scalar convex f; Yu 2013)."""
+    w = _check_real("add_l1", "weight", weight, nonnegative=True)
+    if not isinstance(prox, Prox):
+        raise TypeError(f"jeq.prox.add_l1(prox={prox!r}): must be a jeq.prox.Prox")
+    shrink = l1(weight=w)
+    return Prox(
+        apply=lambda v: prox.apply(shrink.apply(v)),
+        potential=lambda x: prox.potential(x) + shrink.potential(x),
+    )
+
+
+def soft_threshold(*, threshold: float) -> Prox:
+    """ReLU with an l1 prior, ``relu(v - t)``: f(x) = t x + indicator of [0, inf) (t >= 0).
+
+    Adding ``t * ||z||_1`` to an OptEq objective turns its ReLU layer into this one (spec section 6.1).
+    """
+    t = _check_real("soft_threshold", "threshold", threshold, nonnegative=True)
+    return Prox(apply=lambda v: jax.nn.relu(v - t), potential=lambda x: t * x + _indicator(x, 0.0, None))
+
+
+def check_proximal(
+    activation: Callable[[Array], Array],
+    *,
+    name: str | None = None,
+    radius: float = 10.0,
+    num_points: int = 4_001,
+    tolerance: float = 1e-3,
+) -> None:
+    """Raise ``ValueError`` unless ``activation`` is numerically nondecreasing and 1-Lipschitz on [-radius, radius].
+
+    These two properties characterise proximal operators of convex functions on the real line (spec section 2):
+    a prox is firmly nonexpansive, i.e. ``0 <= (sigma(a) - sigma(b)) / (a - b) <= 1``. The check evaluates sigma on
+    a uniform grid (JAX's default float dtype) and inspects the divided differences.
+
+    Args:
+      activation: an elementwise function of a 1-D array.
+      name: used in the message (defaults to ``activation.__name__``).
+      radius: half-width of the grid.
+      num_points: grid size (>= 3).
+      tolerance: slack on both inequalities (float32 rounding makes divided differences inexact by ~1e-4).
+    """
+    label = name or getattr(activation, "__name__", repr(activation))
+    radius = _check_real("check_proximal", "radius", radius, positive=True)
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
+        raise ValueError(f"jeq.prox.check_proximal(num_points={num_points!r}): must be an int >= 3")
+    grid = np.linspace(-radius, radius, num_points)
+    values = np.asarray(activation(jnp.asarray(grid)), np.float64)
+    if values.shape != grid.shape:
+        raise ValueError(
+            f"jeq.prox.check_proximal({label}): activation must act elementwise; input shape {grid.shape} "
+            f"gave output shape {values.shape}"
+        )
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"jeq.prox.check_proximal({label}): activation is not finite on [-{radius}, {radius}]")
+    slopes = np.diff(values) / np.diff(grid)
+    reasons = []
+    lowest = int(np.argmin(slopes))
+    if slopes[lowest] < -tolerance:
+        reasons.append(
+            f"not monotone (slope {slopes[lowest]:.3g} < 0 at v = {grid[lowest]:.3g}), so it is not the "
+            "prox of any convex function"
+        )
+    steepest = int(np.argmax(slopes))
+    if slopes[steepest] > 1.0 + tolerance:
+        reasons.append(
+            f"not 1-Lipschitz (slope {slopes[steepest]:.4g} > 1 at v = {grid[steepest]:.3g}), so it is not firmly "
+            "nonexpansive"
+        )
+    if reasons:
+        raise ValueError(
+            f"jeq.prox.check_proximal({label}): not a proximal operator: " + "; ".join(reasons)
+            + ". A scalar activation is prox_f of a convex f iff it is nondecreasing and 1-Lipschitz."
+        )
+
+
+def from_activation(
+    activation: Callable[[Array], Array],
+    *,
+    name: str | None = None,
+    radius: float = 30.0,
+    bisection_steps: int = 100,
+    quadrature_nodes: int = 64,
+) -> Prox:
+    """Wrap a user activation as a :class:`Prox`, after :func:`check_proximal` (GELU, swish are rejected).
+
+    The potential is computed numerically from sigma = prox_f = grad phi with phi(v) = int_0^v sigma, a convex
+    function: f(x) = phi^*(x) - x^2/2 = x v - phi(v) - x^2/2 with v = sigma^{-1}(x) (found by bisection on
+    [-radius, radius]; phi by Gauss-Legendre quadrature). f is +inf outside [sigma(-radius), sigma(radius)].
+    Accurate to quadrature error for smooth sigma; prefer the closed forms above when they exist.
+    """
+    check_proximal(activation, name=name)
+    radius = _check_real("from_activation", "radius", radius, positive=True)
+    nodes, weights = np.polynomial.legendre.leggauss(quadrature_nodes)
+
+    def phi(v):
+        # int_0^v sigma(t) dt with t = v (s + 1) / 2, s in [-1, 1].
+        t = v * (jnp.asarray(nodes, v.dtype) + 1) / 2
+        return v / 2 * jnp.sum(jnp.asarray(weights, v.dtype) * activation(t))
+
+    def potential_scalar(x):
+        lo_value, hi_value = activation(jnp.asarray(-radius, x.dtype)), activation(jnp.asarray(radius, x.dtype))
+
+        def bisect(_, bounds):
+            lo, hi = bounds
+            mid = (lo + hi) / 2
+            below = activation(mid) < x
+            return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+        lo, hi = jax.lax.fori_loop(
+            0, bisection_steps, bisect, (jnp.asarray(-radius, x.dtype), jnp.asarray(radius, x.dtype))
+        )
+        v = (lo + hi) / 2
+        value = x * v - phi(v) - 0.5 * x * x
+        return jnp.where((x >= lo_value) & (x <= hi_value), value, jnp.inf)
+
+    def potential(x):
+        x = jnp.asarray(x)
+        return jnp.vectorize(potential_scalar)(x)
+
+    return Prox(apply=activation, potential=potential)

@@ -1,0 +1,170 @@
+"""Claims of spec opteq.md section 2: each activation is the proximal operator of its convex potential."""
+
+from __future__ import annotations
+
+import math
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+from hypothesis import given, settings
+
+from jeq import prox
+
+# name -> (factory, domain of the potential (closed), used to bound the scalar searches)
+TABLE = {
+    "relu": (prox.relu, (0.0, math.inf)),
+    "hard_sigmoid": (prox.hard_sigmoid, (0.0, 1.0)),
+    "leaky_relu": (lambda: prox.leaky_relu(slope=0.2), (-math.inf, math.inf)),
+    "sigmoid": (prox.sigmoid, (0.0, 1.0)),
+    "tanh": (prox.tanh, (-1.0, 1.0)),
+    "softplus": (prox.softplus, (0.0, math.inf)),
+    "soft_threshold": (lambda: prox.soft_threshold(threshold=0.3), (0.0, math.inf)),
+    "l1": (lambda: prox.l1(weight=0.7), (-math.inf, math.inf)),
+    "box": (lambda: prox.box(lower=-0.5, upper=2.0), (-0.5, 2.0)),
+    "add_l1(tanh)": (lambda: prox.add_l1(prox.tanh(), weight=0.4), (-1.0, 1.0)),
+}
+
+
+def _scalar(fn):
+    jitted = jax.jit(fn)
+    return lambda x: float(jitted(jnp.asarray(x, jnp.float64)))
+
+
+def _argmin(fun, domain, center, half_width=20.0):
+    lo, hi = max(domain[0], center - half_width), min(domain[1], center + half_width)
+    res = scipy.optimize.minimize_scalar(fun, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13})
+    # The minimiser can sit on the boundary of the domain (indicator potentials): compare with the endpoints.
+    candidates = [(res.fun, res.x), (fun(lo), lo), (fun(hi), hi)]
+    return min(candidates)[1]
+
+
+@pytest.fixture(scope="module")
+def scalar_table():
+    with jax.enable_x64(True):
+        yield {
+            name: (_scalar(factory().apply), _scalar(factory().potential), domain)
+            for name, (factory, domain) in TABLE.items()
+        }
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_apply_is_numerical_argmin_of_potential(name, scalar_table):
+    """argmin_x f(x) + (x - v)^2 / 2 equals sigma(v) to ~1e-8 on v in [-3, 3] (spec section 2 acceptance test)."""
+    apply, potential, domain = scalar_table[name]
+    with jax.enable_x64(True):
+        for v in np.linspace(-3.0, 3.0, 13):
+            x_star = _argmin(lambda x: potential(x) + 0.5 * (x - v) ** 2, domain, v)
+            assert abs(x_star - apply(v)) < 1e-7, (name, v, x_star, apply(v))
+
+
+@settings(max_examples=25, deadline=None)
+@given(v=st.floats(-3.0, 3.0), name=st.sampled_from(list(TABLE)))
+def test_argmin_property(v, name, scalar_table):
+    apply, potential, domain = scalar_table[name]
+    with jax.enable_x64(True):
+        x_star = _argmin(lambda x: potential(x) + 0.5 * (x - v) ** 2, domain, v)
+        assert abs(x_star - apply(v)) < 1e-7
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    a=st.lists(st.floats(-6.0, 6.0), min_size=8, max_size=8),
+    b=st.lists(st.floats(-6.0, 6.0), min_size=8, max_size=8),
+    name=st.sampled_from(list(TABLE)),
+)
+def test_firmly_nonexpansive(a, b, name):
+    """(sigma(a) - sigma(b))^2 <= (sigma(a) - sigma(b)) (a - b): every prox is firmly nonexpansive."""
+    with jax.enable_x64(True):
+        p = TABLE[name][0]()
+        a, b = jnp.asarray(a, jnp.float64), jnp.asarray(b, jnp.float64)
+        da = p.apply(a) - p.apply(b)
+        assert bool(jnp.all(da * da <= da * (a - b) + 1e-12))
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_moreau_identity(name, scalar_table):
+    """Moreau: prox_{f*}(v) = v - prox_f(v), i.e. Fenchel-Young holds with equality,
+    f(sigma(v)) + f*(v - sigma(v)) = sigma(v) (v - sigma(v)), with f* computed numerically as sup_x x y - f(x)."""
+    apply, potential, domain = scalar_table[name]
+    with jax.enable_x64(True):
+        for v in (-2.5, -0.4, 0.0, 0.8, 2.2):
+            x, y = apply(v), v - apply(v)
+            sup_point = _argmin(lambda t: potential(t) - t * y, domain, x, half_width=30.0)
+            conjugate = sup_point * y - potential(sup_point)
+            assert abs(potential(x) + conjugate - x * y) < 1e-8, (name, v)
+
+
+def test_potentials_are_infinite_outside_domain():
+    with jax.enable_x64(True):
+        for name, (factory, (lo, hi)) in TABLE.items():
+            f = factory().potential
+            if math.isfinite(lo):
+                assert f(jnp.asarray(lo - 0.1)) == jnp.inf, name
+                assert jnp.isfinite(f(jnp.asarray(lo))), name
+            if math.isfinite(hi):
+                assert f(jnp.asarray(hi + 0.1)) == jnp.inf, name
+
+
+def test_softplus_potential_is_dilogarithm():
+    """f(x) = Li2(e^{-x}): f(0) = pi^2/6 and f'(x) = ln(1 - e^{-x}) (spec: mind the sign)."""
+    with jax.enable_x64(True):
+        f = prox.softplus().potential
+        assert abs(float(f(jnp.asarray(0.0))) - math.pi**2 / 6) < 1e-12
+        for x in (0.3, 1.0, 4.0):
+            assert abs(float(jax.grad(f)(jnp.asarray(x))) - math.log(1 - math.exp(-x))) < 1e-10
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_shape_dtype_jit_vmap(name):
+    p = TABLE[name][0]()
+    v = jnp.linspace(-2.0, 2.0, 12, dtype=jnp.float32).reshape(3, 4)
+    out = jax.jit(p.apply)(v)
+    assert out.shape == v.shape and out.dtype == jnp.float32
+    np.testing.assert_allclose(jax.vmap(p.apply)(v), out, rtol=1e-6)
+    pot = p.potential(p.apply(v))
+    assert pot.shape == v.shape and bool(jnp.all(jnp.isfinite(pot)))
+
+
+def test_from_activation_matches_closed_form_up_to_constant():
+    with jax.enable_x64(True):
+        numeric = prox.from_activation(jax.nn.sigmoid, name="sigmoid")
+        closed = prox.sigmoid()
+        xs = jnp.linspace(0.05, 0.95, 7)
+        diff = numeric.potential(xs) - closed.potential(xs)
+        np.testing.assert_allclose(diff, diff[0], atol=1e-8)
+        assert numeric.potential(jnp.asarray(1.5)) == jnp.inf
+
+
+@pytest.mark.parametrize(
+    "activation, reason",
+    [(jax.nn.gelu, "not monotone"), (jax.nn.swish, "not monotone"), (jax.nn.gelu, "not 1-Lipschitz"),
+     (lambda v: 1.5 * jnp.tanh(v), "not 1-Lipschitz")],
+)
+def test_non_proximal_activations_are_rejected(activation, reason):
+    with pytest.raises(ValueError, match=reason):
+        prox.from_activation(activation)
+
+
+def test_proximal_activations_pass_the_check():
+    for factory, _ in TABLE.values():
+        prox.check_proximal(factory().apply)
+    prox.check_proximal(jax.nn.elu)  # elu is nondecreasing with slope <= 1: a prox (no closed form listed)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: prox.leaky_relu(slope=0.0), r"leaky_relu\(slope=0.0\): must be in \(0, 1\]"),
+        (lambda: prox.leaky_relu(slope=2.0), "not 1-Lipschitz"),
+        (lambda: prox.box(lower=1.0, upper=0.0), "need lower < upper"),
+        (lambda: prox.l1(weight=-1.0), r"l1\(weight=-1.0\): must be >= 0"),
+        (lambda: prox.soft_threshold(threshold=float("nan")), "must be finite"),
+    ],
+)
+def test_bad_hyperparameters(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
