@@ -1,0 +1,114 @@
+"""experiments.harness: generated CLI, quick overrides, resumable seeds and checkpoints, results JSON + PNG."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from experiments import harness, mlp_baseline
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy(harness.BaseConfig):
+    steps: int = 6
+    rate: float = 0.5
+    name: str = "a"
+    widths: tuple[int, ...] = (1, 2)
+    flag: bool = False
+
+
+def test_parser_generated_from_fields_and_quick_overrides():
+    config = harness.parse_config(Toy, ["--steps", "3", "--widths", "4", "5", "--flag", "--seeds", "7"])
+    assert config == Toy(steps=3, widths=(4, 5), flag=True, seeds=(7,))
+    quick = harness.parse_config(Toy, ["--quick"], quick=dict(steps=2, rate=0.1))
+    assert quick.steps == 2 and quick.rate == 0.1 and quick.quick
+    explicit_wins = harness.parse_config(Toy, ["--quick", "--steps", "9"], quick=dict(steps=2))
+    assert explicit_wins.steps == 9
+    assert harness.parse_config(Toy, []).steps == 6  # quick overrides only with --quick
+    with pytest.raises(SystemExit):
+        harness.parse_config(Toy, ["--steps", "x"])
+    with pytest.raises(ValueError, match="devices 0"):
+        harness.parse_config(Toy, ["--devices", "0"])
+
+
+def test_config_hash_ignores_seeds_and_output_folder():
+    a = Toy(seeds=(0,), out="x")
+    assert harness.config_hash(a) == harness.config_hash(Toy(seeds=(1, 2), out="y"))
+    assert harness.config_hash(a) != harness.config_hash(Toy(steps=7))
+
+
+class Killed(Exception):
+    pass
+
+
+def _counting_run_seed(calls: list, kill_at: int | None):
+    def run_seed(config, seed, ckpt):
+        state = ckpt.load(default={"step": 0, "trace": []})
+        for step in range(state["step"], config.steps):
+            if kill_at is not None and seed == 1 and step == kill_at:
+                raise Killed
+            calls.append((seed, step))
+            state = {"step": step + 1, "trace": state["trace"] + [step * config.rate + seed]}
+            ckpt.save(state)
+        return {"final": state["trace"][-1], "curve/trace": state["trace"]}
+
+    return run_seed
+
+
+def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
+    argv = ["--out", str(tmp_path), "--seeds", "0", "1"]
+    calls: list = []
+    with pytest.raises(Killed):
+        harness.run("toy", Toy, _counting_run_seed(calls, kill_at=4), argv=argv)
+    assert calls == [(0, s) for s in range(6)] + [(1, s) for s in range(4)]
+    calls.clear()
+    result = harness.run("toy", Toy, _counting_run_seed(calls, kill_at=None), argv=argv)
+    assert calls == [(1, 4), (1, 5)]  # seed 0 loaded from disk, seed 1 continued from its checkpoint
+    assert result["per_seed"]["1"]["curve/trace"] == [1 + 0.5 * s for s in range(6)]
+    assert result["metrics"]["final"]["values"] == [2.5, 3.5]
+    assert result["metrics"]["final"]["mean"] == pytest.approx(3.0) and result["metrics"]["final"]["std"] == 0.5
+    assert not list(tmp_path.rglob("*.ckpt"))  # checkpoints cleared once seeds finished
+
+
+def test_results_json_has_provenance(tmp_path):
+    result = harness.run("toy", Toy, _counting_run_seed([], None), argv=["--out", str(tmp_path), "--seeds", "3"])
+    stored = json.loads(pathlib.Path(result["json_path"]).read_text())
+    for field in ("config", "seeds", "per_seed", "metrics", "git_sha", "versions", "device_kind", "backend"):
+        assert field in stored
+    assert stored["versions"]["jax"] and stored["config"]["steps"] == 6 and stored["seeds"] == [3]
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "a.json"
+    harness.atomic_write_json(target, {"x": 1})
+    with pytest.raises(TypeError):
+        harness.atomic_write_json(target, {"x": object()})
+    assert json.loads(target.read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    harness.atomic_write_json(target, {"arr": np.arange(3), "f": np.float32(1.5)})
+    assert json.loads(target.read_text()) == {"arr": [0, 1, 2], "f": 1.5}
+
+
+def test_mlp_baseline_writes_json_and_plot_and_learns(tmp_path):
+    result = mlp_baseline.main(["--quick", "--epochs", "2", "--seeds", "0", "--out", str(tmp_path)])
+    assert pathlib.Path(result["json_path"]).exists() and pathlib.Path(result["png_path"]).stat().st_size > 1000
+    assert result["metrics"]["test_accuracy"]["mean"] > 0.85  # ten classes: chance is 0.1
+    assert result["metrics"]["parameters"]["mean"] == 784 * 256 + 256 + 256 * 10 + 10
+
+
+def test_report_table_is_generated_from_results_json(tmp_path):
+    from experiments import report
+
+    harness.run("toy", Toy, _counting_run_seed([], None), argv=["--out", str(tmp_path), "--seeds", "0", "1"],
+                headline=("final",))
+    block = report.table(report.newest_results(tmp_path))
+    assert "| toy | final | 3.0000 ± 0.5000 | 2 |" in block
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\noutro\n")
+    report.write_readme(block, readme)
+    text = readme.read_text()
+    assert "old" not in text and "| toy | final |" in text and text.startswith("intro") and text.endswith("outro\n")
