@@ -1,1 +1,187 @@
-"""Placeholder: filled by its issue."""
+"""Data parallelism over a mesh of devices, on JAX's own SPMD (``jax.jit`` + ``NamedSharding``), single or multi host.
+
+The recipe every jeq training loop follows::
+
+    mesh = data_mesh(4)                                  # 1-D mesh, axis "data"
+    step = data_parallel(train_step, mesh, batch_argnums=(2, 3, 4))   # same jitted step, batch split over devices
+    params, opt_state = replicate((params, opt_state), mesh)
+    xb, yb, weight = shard_batch((xb, yb), mesh)         # pads to a multiple of the device count, weight 0 on padding
+    params, opt_state, metrics = step(params, opt_state, xb, yb, weight)
+
+Parameters are replicated, the batch is split along its leading axis, and XLA inserts the gradient all-reduce:
+there is no hand-written communication and no ``pmap``. Losses weight each example (``weight`` is 1 for real
+examples and 0 for padding) and divide by the weight sum, so a padded sharded batch gives the same result as the
+unpadded batch on one device.
+
+Multi-host: start every host with :func:`initialize_multihost` before any other JAX call (see its docstring for a
+two-host command); :func:`data_mesh` then spans all hosts' devices and :func:`shard_batch` takes each host's local
+part of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+"""Name of the mesh axis the batch is split over."""
+
+
+def data_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"data"`` over ``devices``: all of ``jax.devices()`` (every host) when ``None``,
+    the first ``n`` when an int, or the given device list."""
+    available = jax.devices()
+    if devices is None:
+        chosen = available
+    elif isinstance(devices, int):
+        if not 1 <= devices <= len(available):
+            raise ValueError(
+                f"jeq.sharding.data_mesh(devices={devices}): must be between 1 and the {len(available)} available "
+                f"{jax.default_backend()} device(s); on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                "before importing jax to simulate N devices"
+            )
+        chosen = available[:devices]
+    else:
+        chosen = list(devices)
+        if not chosen:
+            raise ValueError("jeq.sharding.data_mesh(devices=[]): must name at least one device")
+    return Mesh(np.asarray(chosen), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding that splits the leading (batch) axis over the ``"data"`` axis of ``mesh``."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Sharding that keeps a full copy on every device of ``mesh``."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def pad_batch(batch: Any, multiple: int) -> tuple[Any, np.ndarray]:
+    """Pad every leaf of ``batch`` along axis 0 to a multiple of ``multiple``; return ``(padded, weight)``.
+
+    Padding rows repeat the last real example (so they are valid inputs: no NaN from all-zero rows), and
+    ``weight`` (float32, shape ``(padded_size,)``) is 1 for real examples and 0 for padding: multiply per-example
+    losses and metrics by it and divide by its sum.
+    """
+    if int(multiple) != multiple or multiple < 1:
+        raise ValueError(f"jeq.sharding.pad_batch(multiple={multiple!r}): must be an integer >= 1")
+    leaves = jax.tree.leaves(batch)
+    if not leaves:
+        raise ValueError("jeq.sharding.pad_batch: the batch has no arrays")
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+    if len(sizes) != 1 or None in sizes:
+        shapes = [np.shape(leaf) for leaf in leaves]
+        raise ValueError(f"jeq.sharding.pad_batch: every leaf needs the same leading (batch) size, got shapes {shapes}")
+    (n,) = sizes
+    if n == 0:
+        raise ValueError("jeq.sharding.pad_batch: the batch is empty")
+    padded_n = -(-n // multiple) * multiple
+
+    def pad(leaf):
+        leaf = np.asarray(leaf)
+        if padded_n == n:
+            return leaf
+        filler = np.repeat(leaf[-1:], padded_n - n, axis=0)
+        return np.concatenate([leaf, filler], axis=0)
+
+    weight = np.zeros(padded_n, np.float32)
+    weight[:n] = 1.0
+    return jax.tree.map(pad, batch), weight
+
+
+def shard_batch(batch: Any, mesh: Mesh) -> tuple[Any, ...]:
+    """Pad ``batch`` to a multiple of the mesh size and place it split over the ``"data"`` axis.
+
+    Returns ``(*leaves_of_batch_as_given, weight)`` when ``batch`` is a tuple, else ``(batch, weight)``. In a
+    multi-host run each process passes its own local part of the global batch
+    (``jax.make_array_from_process_local_data``); on one host that is the whole batch.
+    """
+    local_devices = mesh.local_mesh.devices.size
+    padded, weight = pad_batch(batch, local_devices)
+    sharding = batch_sharding(mesh)
+
+    def place(leaf):
+        return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
+
+    placed = jax.tree.map(place, padded)
+    weight = place(weight)
+    return (*placed, weight) if isinstance(batch, tuple) else (placed, weight)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Put a full copy of every leaf of ``tree`` on each device of ``mesh`` (parameters, optimiser state)."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def data_parallel(
+    fn: Callable, mesh: Mesh, *, batch_argnums: Sequence[int], donate_argnums: Sequence[int] = ()
+) -> Callable:
+    """``jax.jit(fn)`` with batch arguments split over ``"data"`` and everything else (and every output) replicated.
+
+    ``fn`` is the ordinary single-device step (e.g. ``train_step(params, opt_state, xb, yb, weight)``); its gradient
+    means over the batch become cross-device reductions inserted by XLA. Positional arguments only.
+    """
+    batch_argnums = tuple(batch_argnums)
+    if any(i < 0 for i in batch_argnums):
+        raise ValueError(f"jeq.sharding.data_parallel(batch_argnums={batch_argnums}): must be non-negative positions")
+    n_args = max(batch_argnums, default=-1) + 1
+    jitted: dict[int, Callable] = {}
+
+    def wrapped(*args):
+        if len(args) < n_args:
+            raise ValueError(f"jeq.sharding.data_parallel: batch_argnums {batch_argnums} but only {len(args)} args")
+        if len(args) not in jitted:
+            shardings = tuple(batch_sharding(mesh) if i in batch_argnums else replicated(mesh)
+                              for i in range(len(args)))
+            jitted[len(args)] = jax.jit(fn, in_shardings=shardings, out_shardings=replicated(mesh),
+                                        donate_argnums=tuple(donate_argnums))
+        return jitted[len(args)](*args)
+
+    return wrapped
+
+
+def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
+    """``sum(weight * values) / sum(weight)`` over the leading axis: the mean over real (unpadded) examples."""
+    values = jnp.asarray(values)
+    weight = jnp.asarray(weight, values.dtype)
+    if values.shape[:1] != weight.shape:
+        raise ValueError(f"jeq.sharding.weighted_mean: values of shape {values.shape} and weight of shape "
+                         f"{weight.shape} disagree on the batch size")
+    w = weight.reshape(weight.shape + (1,) * (values.ndim - 1))
+    return jnp.sum(w * values, axis=0) / jnp.sum(weight)
+
+
+def initialize_multihost(coordinator_address: str, num_processes: int, process_id: int, **kwargs: Any) -> None:
+    """Join a multi-host run: ``jax.distributed.initialize`` with explicit arguments, before any other JAX call.
+
+    Two hosts, each running the same script (``hostA`` reachable on port 1234)::
+
+        # on hostA
+        python -m experiments.opteq_table --devices 16 --coordinator hostA:1234 --num-processes 2 --process-id 0
+        # on hostB
+        python -m experiments.opteq_table --devices 16 --coordinator hostA:1234 --num-processes 2 --process-id 1
+
+    Afterwards ``jax.devices()`` lists every host's devices, :func:`data_mesh` spans them, and each process feeds
+    its own slice of the global batch to :func:`shard_batch` (e.g. ``batch[process_id::num_processes]``).
+    On SLURM/TPU pods ``jax.distributed.initialize()`` without arguments also works.
+    """
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"jeq.sharding.initialize_multihost(num_processes={num_processes}, process_id={process_id}): need "
+            "num_processes >= 1 and 0 <= process_id < num_processes"
+        )
+    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                               process_id=process_id, **kwargs)
+
+
+__all__ = [
+    "DATA_AXIS", "batch_sharding", "data_mesh", "data_parallel", "initialize_multihost", "pad_batch",
+    "replicate", "replicated", "shard_batch", "weighted_mean",
+]
