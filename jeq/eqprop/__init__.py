@@ -1,1 +1,69 @@
-"""Placeholder: filled by its issue."""
+"""Energy-based learning: DEEP (directed networks), EP_asym, classic and centered EP on Hopfield nets, pruning, Lyapunov.
+
+Modules (each holds one paper's equations):
+
+* :mod:`jeq.eqprop.directed` - graphs/masks, clipped Euler relaxation, generic directed learner.
+* :mod:`jeq.eqprop.deep` - DEEP (Farinha et al., ESANN 2020): vector field, STDP trajectory / endpoint rules.
+* :mod:`jeq.eqprop.ep_asym` - vector-field EP baseline (Scellier et al. 2018).
+* :mod:`jeq.eqprop.pruning` - Boltzmann pruning of weak incoming edges.
+* :mod:`jeq.eqprop.lyapunov` - system matrix, spectral abscissa, Gershgorin, Lyapunov equation, stability report.
+* :mod:`jeq.eqprop.hopfield` - Hopfield energy, free/nudged phases, EP gradient (one-sided, random sign, centered),
+  jitted training step.
+"""
+
+from jeq.eqprop import hopfield
+from jeq.eqprop.deep import deep, deep_field, endpoint_rule, trajectory_rule
+from jeq.eqprop.directed import (
+    DirectedInfo,
+    DirectedLearner,
+    Graph,
+    Relaxation,
+    class_error,
+    complete_graph,
+    directed_learner,
+    init_weights,
+    layered_graph,
+    relax,
+)
+from jeq.eqprop.ep_asym import asym_rule, ep_asym, leaky_field
+from jeq.eqprop.hopfield import (
+    EPInfo,
+    EPTrainer,
+    HopfieldParams,
+    Phase,
+    StepMetrics,
+    energy,
+    energy_certificate,
+    ep_trainer,
+    eqprop_grad,
+    free_phase,
+    hard_sigmoid,
+    layer_sgd,
+    nudged_phase,
+    scaled_sigmoid,
+)
+from jeq.eqprop.lyapunov import (
+    Gershgorin,
+    LyapunovSolution,
+    Stability,
+    free_equilibrium,
+    free_phase_stability,
+    gershgorin,
+    input_drive,
+    lyapunov_along,
+    solve_lyapunov,
+    spectral_abscissa,
+    system_matrix,
+)
+from jeq.eqprop.pruning import Pruning, boltzmann_prune, pruning_probabilities, sparsity
+
+__all__ = [
+    "DirectedInfo", "DirectedLearner", "EPInfo", "EPTrainer", "Gershgorin", "Graph", "HopfieldParams",
+    "LyapunovSolution", "Phase", "Pruning", "Relaxation", "Stability", "StepMetrics", "asym_rule",
+    "boltzmann_prune", "class_error", "complete_graph", "deep", "deep_field", "directed_learner",
+    "endpoint_rule", "energy", "energy_certificate", "ep_asym", "ep_trainer", "eqprop_grad", "free_equilibrium",
+    "free_phase", "free_phase_stability", "gershgorin", "hard_sigmoid", "hopfield", "init_weights",
+    "input_drive", "layer_sgd", "layered_graph", "leaky_field", "lyapunov_along", "nudged_phase",
+    "pruning_probabilities", "relax", "scaled_sigmoid", "solve_lyapunov", "sparsity", "spectral_abscissa",
+    "system_matrix", "trajectory_rule",
+]

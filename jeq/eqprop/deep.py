@@ -1,0 +1,108 @@
+"""DEEP: equilibrium propagation for complete directed networks (Farinha, Pequito, Santos, Figueiredo, ESANN 2020).
+
+Equations (as in the official notebooks ``logical_operations_DEEP``; spec ``eqprop.md`` §2):
+
+    free phase     ds_j/dt = sum_i W_ij s_i - s_j sum_k W_jk          i.e. ds/dt = (W^T - diag(W 1)) s
+    nudged phase   ds_out/dt += beta * (y - s_out)
+    Euler + clip   s_free <- clip(s_free + dt * ds/dt, 0, 1), inputs (and the bias neuron, = 1) clamped
+    STDP rule      dW = 1/(B T2) sum_t sum_b s(t) (x) [beta0 s(t) + beta1 (s(t) - s(t-1))]   (nudged trajectory)
+    update         W <- mask * (W + dt_W * [sign](dW) - reg_W * sign(W))
+
+With beta0 = 0, beta1 = 1 the rule is presynaptic activity times postsynaptic change; replacing the presynaptic s(t)
+by the free state s0 the sum telescopes to the cheap endpoint form s0 (x) (s_beta - s0) / T2 (derived).
+The graph/mask, Euler relaxation and generic learner live in :mod:`jeq.eqprop.directed`; the Boltzmann pruning in
+:mod:`jeq.eqprop.pruning`; stability checks in :mod:`jeq.eqprop.lyapunov`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jeq.eqprop.directed import DirectedLearner, Graph, _check_nonnegative, _fail, directed_learner
+
+__all__ = ["deep", "deep_field", "endpoint_rule", "trajectory_rule"]
+
+
+def deep_field(weights: jax.Array, state: jax.Array) -> jax.Array:
+    """DEEP's vector field for all N neurons: ds_j/dt = sum_i W_ij s_i - s_j sum_k W_jk (inflow - s_j * outflow).
+
+    ``weights`` (N, N) with ``W[i, j]`` the edge i -> j; ``state`` (N,). Linear in s: ds/dt = (W^T - diag(W 1)) s.
+    """
+    return state @ weights - state * jnp.sum(weights, axis=1)
+
+
+def trajectory_rule(states: jax.Array, *, stdp_beta0: float = 0.0, stdp_beta1: float = 1.0) -> jax.Array:
+    """DEEP's STDP-like rule along one example's nudged trajectory ``states`` (T2 + 1, N), s(0) = free state.
+
+        dW = 1/T2 sum_{t=1}^{T2} s(t) (x) [beta0 s(t) + beta1 (s(t) - s(t-1))]
+
+    Returns (N, N); the learner averages it over the batch (the 1/B of the paper's formula).
+    """
+    pre = states[1:]
+    post = stdp_beta0 * states[1:] + stdp_beta1 * (states[1:] - states[:-1])
+    return pre.T @ post / pre.shape[0]
+
+
+def endpoint_rule(states: jax.Array, *, stdp_beta0: float = 0.0, stdp_beta1: float = 1.0) -> jax.Array:
+    """Cheap endpoint approximation of :func:`trajectory_rule` from the free state s0 = s(0) and s_beta = s(T2).
+
+        dW ~= beta0 s_beta (x) s_beta + beta1 / T2 * s0 (x) (s_beta - s0)
+
+    (derived: the beta1 sum telescopes when the presynaptic s(t) is replaced by s0; the beta0 mean is replaced by its
+    value at the nudged equilibrium). Same scale as the trajectory rule, so the same ``learning_rate`` applies.
+    """
+    s0, sb = states[0], states[-1]
+    steps = states.shape[0] - 1
+    return stdp_beta0 * jnp.outer(sb, sb) + stdp_beta1 / steps * jnp.outer(s0, sb - s0)
+
+
+def deep(
+    graph: Graph,
+    *,
+    dt: float = 0.05,
+    free_steps: int = 1000,
+    nudged_steps: int = 1000,
+    beta: float = 10.0,
+    learning_rate: float = 100.0,
+    stdp_beta0: float = 0.0,
+    stdp_beta1: float = 1.0,
+    rule: str = "trajectory",
+    l1_strength: float = 0.0,
+    sign_update: bool = False,
+    init_std: float = 0.05,
+    init_state_max: float = 0.1,
+) -> DirectedLearner:
+    """DEEP learner: free phase, nudged phase, STDP rule (trajectory or endpoint), L1 / sign options, masks.
+
+    Defaults are the notebook's logic-gate hyper-parameters (spec §2 table): dt 0.05, T1 = T2 = 1000, beta 10,
+    dt_W (``learning_rate``) 100, beta0 0, beta1 1, W ~ N(0, 0.05^2), s0 ~ U(0, 0.1). ``l1_strength`` is the
+    notebook's ``reg_W`` (1.5e-4 when ``regularized``). Returns jitted ``init``, ``update``, ``predict``
+    (:class:`jeq.eqprop.directed.DirectedLearner`); ``update`` is batched over examples (full batch in the paper).
+
+        W <- mask * (W + learning_rate * [sign](dW) - l1_strength * sign(W)),  dW from :func:`trajectory_rule`.
+    """
+    if rule not in ("trajectory", "endpoint"):
+        _fail("deep", "rule", rule, "must be 'trajectory' or 'endpoint'")
+    _check_nonnegative("deep", "stdp_beta0", stdp_beta0)
+    _check_nonnegative("deep", "stdp_beta1", stdp_beta1)
+    if stdp_beta0 == 0 and stdp_beta1 == 0:
+        _fail("deep", "stdp_beta1", stdp_beta1, "stdp_beta0 and stdp_beta1 cannot both be 0 (no learning)")
+    base = trajectory_rule if rule == "trajectory" else endpoint_rule
+    return directed_learner(
+        graph,
+        deep_field,
+        functools.partial(base, stdp_beta0=stdp_beta0, stdp_beta1=stdp_beta1),
+        dt=dt,
+        free_steps=free_steps,
+        nudged_steps=nudged_steps,
+        beta=beta,
+        learning_rate=learning_rate,
+        l1_strength=l1_strength,
+        sign_update=sign_update,
+        init_std=init_std,
+        init_state_max=init_state_max,
+        name="deep",
+    )

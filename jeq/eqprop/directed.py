@@ -1,0 +1,315 @@
+"""Directed networks on a (complete or layered) graph: masks, clipped Euler relaxation, and the generic learner.
+
+Shared machinery of DEEP (:mod:`jeq.eqprop.deep`, Farinha et al., ESANN 2020) and its vector-field EP baseline
+(:mod:`jeq.eqprop.ep_asym`, Scellier et al. 2018). A network has ``N`` neurons; ``W[i, j]`` is the weight of the edge
+``i -> j``. The first ``num_inputs`` neurons are inputs (the last of them is the bias neuron, clamped at 1 as in
+``jeq.data.logic_gates``) and the last ``num_outputs`` neurons are outputs.
+
+Dynamics (one example; ``field`` is DEEP's or EP_asym's vector field):
+
+    ds/dt = field(W, s) + beta * (y - s_out)          (nudging on the output neurons only)
+    s_free <- clip(s_free + dt * ds/dt, 0, 1)           (Euler step; inputs stay clamped)
+
+Learning (the rule is a function of the nudged trajectory; ``learning_rate`` is the notebooks' ``dt_W``):
+
+    W <- mask * (W + learning_rate * [sign](mean_b rule(trajectory_b)) - l1_strength * sign(W))
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "DirectedInfo",
+    "DirectedLearner",
+    "Graph",
+    "Relaxation",
+    "class_error",
+    "complete_graph",
+    "directed_learner",
+    "init_weights",
+    "layered_graph",
+    "relax",
+]
+
+Field = Callable[[jax.Array, jax.Array], jax.Array]
+Rule = Callable[[jax.Array], jax.Array]
+
+
+def _fail(function: str, argument: str, value, allowed: str) -> None:
+    raise ValueError(f"jeq.eqprop.{function}({argument}={value!r}): {allowed}")
+
+
+def _check_positive_int(function: str, argument: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        _fail(function, argument, value, "must be an integer >= 1")
+
+
+def _check_positive(function: str, argument: str, value) -> None:
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not value > 0:
+        _fail(function, argument, value, "must be a number > 0")
+
+
+def _check_nonnegative(function: str, argument: str, value) -> None:
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not value >= 0:
+        _fail(function, argument, value, "must be a number >= 0")
+
+
+class Graph(NamedTuple):
+    """A directed network's static structure."""
+
+    mask: np.ndarray
+    """(N, N) float32 {0, 1}; ``mask[i, j] = 1`` iff the edge ``i -> j`` exists."""
+    num_inputs: int
+    """Clamped neurons ``0 .. num_inputs - 1``; the last one is the bias neuron (clamped at 1)."""
+    num_outputs: int
+    """Output neurons ``N - num_outputs .. N - 1`` (nudged in the second phase)."""
+
+    @property
+    def size(self) -> int:
+        """Number of neurons N."""
+        return int(self.mask.shape[0])
+
+
+def complete_graph(*, num_inputs: int, num_hidden: int, num_outputs: int) -> Graph:
+    """DEEP's complete directed graph: every edge except self-loops and edges into input/bias neurons.
+
+    ``mask[i, j] = [i != j] * [j >= num_inputs]`` (Farinha et al. 2020; this also removes input -> input edges).
+    """
+    _check_positive_int("complete_graph", "num_inputs", num_inputs)
+    _check_positive_int("complete_graph", "num_outputs", num_outputs)
+    if isinstance(num_hidden, bool) or not isinstance(num_hidden, (int, np.integer)) or num_hidden < 0:
+        _fail("complete_graph", "num_hidden", num_hidden, "must be an integer >= 0")
+    n = num_inputs + num_hidden + num_outputs
+    i, j = np.indices((n, n))
+    mask = ((i != j) & (j >= num_inputs)).astype(np.float32)
+    return Graph(mask, int(num_inputs), int(num_outputs))
+
+
+def layered_graph(*, num_inputs: int, hidden_sizes: Sequence[int], num_outputs: int) -> Graph:
+    """The notebooks' layered option: edges between adjacent layers in both directions, none into the inputs.
+
+    Layers are ``[inputs, hidden_sizes..., outputs]``; ``i -> j`` exists iff ``j`` is not an input and
+    ``|layer(i) - layer(j)| == 1``, except that the bias neuron (the last input) feeds every non-input neuron.
+    """
+    _check_positive_int("layered_graph", "num_inputs", num_inputs)
+    _check_positive_int("layered_graph", "num_outputs", num_outputs)
+    for h in hidden_sizes:
+        _check_positive_int("layered_graph", "hidden_sizes", h)
+    sizes = [num_inputs, *hidden_sizes, num_outputs]
+    layer = np.repeat(np.arange(len(sizes)), sizes)
+    n = layer.size
+    i, j = np.indices((n, n))
+    adjacent = np.abs(layer[i] - layer[j]) == 1
+    from_bias = i == num_inputs - 1
+    mask = ((adjacent | from_bias) & (j >= num_inputs) & (i != j)).astype(np.float32)
+    return Graph(mask, int(num_inputs), int(num_outputs))
+
+
+def init_weights(key: jax.Array, graph: Graph, *, std: float = 0.05, dtype=jnp.float32) -> jax.Array:
+    """W ~ N(0, std^2) on the graph's edges, 0 elsewhere (the notebooks' ``weights_init`` + ``constrain_weights``)."""
+    _check_nonnegative("init_weights", "std", std)
+    return std * jax.random.normal(key, graph.mask.shape, dtype) * jnp.asarray(graph.mask, dtype)
+
+
+class Relaxation(NamedTuple):
+    """Result of one Euler relaxation (one example; leading batch axes when vmapped)."""
+
+    final: jax.Array
+    """(N,) state after the last step."""
+    states: jax.Array
+    """(steps + 1, N) trajectory including the initial state."""
+    speed: jax.Array
+    """(steps,) squared norm of the free neurons' ds/dt at each step (the notebooks' ``error_free``)."""
+    cost: jax.Array
+    """(steps,) 0.5 * ||s_out - y||^2 after each step (0 when no target is given)."""
+
+
+def relax(
+    field: Field,
+    weights: jax.Array,
+    state: jax.Array,
+    target: jax.Array | None = None,
+    *,
+    num_inputs: int,
+    num_outputs: int,
+    steps: int,
+    dt: float,
+    beta: float | jax.Array = 0.0,
+) -> Relaxation:
+    """Euler integration of a directed network with clipping, clamped inputs and output nudging (one example).
+
+        ds/dt = field(W, s) + beta * (y - s_out) on outputs;   s_free <- clip(s_free + dt * ds/dt, 0, 1)
+
+    ``field`` maps ``(W, s) -> ds/dt`` for all N neurons (e.g. :func:`jeq.eqprop.deep.deep_field`). ``target`` is
+    ``y`` with shape (num_outputs,); without it there is no nudging (free phase). A ``lax.scan`` of ``steps`` steps;
+    vmap over examples.
+    """
+    _check_positive_int("relax", "steps", steps)
+    _check_positive("relax", "dt", dt)
+    weights = jnp.asarray(weights)
+    state = jnp.asarray(state)
+    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
+        raise ValueError(f"jeq.eqprop.relax(weights): must be a square (N, N) matrix, got shape {weights.shape}")
+    n = weights.shape[0]
+    if state.shape != (n,):
+        raise ValueError(f"jeq.eqprop.relax(state): shape {state.shape} does not match weights {weights.shape}; "
+                         f"expected ({n},)")
+    if num_inputs < 0 or num_outputs < 1 or num_inputs + num_outputs > n:
+        raise ValueError(f"jeq.eqprop.relax(num_inputs={num_inputs}, num_outputs={num_outputs}): need "
+                         f"num_inputs >= 0, num_outputs >= 1 and num_inputs + num_outputs <= N = {n}")
+    if target is not None:
+        target = jnp.asarray(target, state.dtype)
+        if target.shape != (num_outputs,):
+            raise ValueError(f"jeq.eqprop.relax(target): shape {target.shape} does not match num_outputs "
+                             f"{num_outputs}; expected ({num_outputs},)")
+    free = jnp.arange(n) >= num_inputs
+    dt = jnp.asarray(dt, state.dtype)
+
+    def step(s, _):
+        ds = field(weights, s)
+        if target is not None:
+            ds = ds.at[n - num_outputs:].add(beta * (target - s[n - num_outputs:]))
+        ds = jnp.where(free, ds, 0.0)
+        s_next = jnp.where(free, jnp.clip(s + dt * ds, 0.0, 1.0), s)
+        out = s_next[n - num_outputs:]
+        cost = 0.0 if target is None else 0.5 * jnp.sum((out - target) ** 2)
+        return s_next, (s_next, jnp.sum(ds**2), jnp.asarray(cost, state.dtype))
+
+    final, (states, speed, cost) = jax.lax.scan(step, state, None, length=steps)
+    return Relaxation(final, jnp.concatenate([state[None], states]), speed, cost)
+
+
+def class_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Fraction of examples with any output on the wrong side of 0.5 (prediction = heaviside(s_out - 0.5, 1))."""
+    predictions = (outputs >= 0.5).astype(targets.dtype)
+    return jnp.mean(jnp.any(predictions != targets, axis=-1))
+
+
+class DirectedInfo(NamedTuple):
+    """Diagnostics of one learning step (means over the batch)."""
+
+    free_speed: jax.Array
+    """||ds/dt||^2 of the free neurons at the last free step (near 0 when the free phase has converged)."""
+    free_cost: jax.Array
+    """0.5 * ||s_out - y||^2 at the end of the free phase (the notebooks' ``mses_free[:, -1]``)."""
+    free_error: jax.Array
+    """Class error of the free phase (fraction of examples misclassified)."""
+    nudged_cost: jax.Array
+    """0.5 * ||s_out - y||^2 at the end of the nudged phase."""
+    update_norm: jax.Array
+    """Frobenius norm of the applied weight change."""
+    finite: jax.Array
+    """False when the weights or states contain NaN/inf (the notebooks overflow silently; here it is reported)."""
+
+
+class DirectedLearner(NamedTuple):
+    """Pure, jitted functions of a directed-network learner (DEEP or EP_asym)."""
+
+    init: Callable[[jax.Array], jax.Array]
+    """``init(key) -> W`` (N, N), masked N(0, init_std^2)."""
+    update: Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, DirectedInfo]]
+    """``update(W, key, x, y) -> (W, DirectedInfo)``: free phase, nudged phase, rule, L1/sign, mask (batched:
+    x (B, num_inputs), y (B, num_outputs))."""
+    predict: Callable[[jax.Array, jax.Array, jax.Array], Relaxation]
+    """``predict(W, key, x) -> Relaxation`` (batched): the free phase from a fresh random state."""
+    graph: Graph
+    """The network's structure."""
+
+
+def _check_batch(function: str, graph: Graph, x: jax.Array, y: jax.Array | None = None) -> None:
+    if x.ndim != 2 or x.shape[1] != graph.num_inputs:
+        raise ValueError(f"jeq.eqprop.{function}(x): shape {x.shape} does not match the graph's num_inputs "
+                         f"{graph.num_inputs}; expected (batch, {graph.num_inputs})")
+    if y is not None and (y.ndim != 2 or y.shape != (x.shape[0], graph.num_outputs)):
+        raise ValueError(f"jeq.eqprop.{function}(y): shape {y.shape} does not match x {x.shape} and num_outputs "
+                         f"{graph.num_outputs}; expected ({x.shape[0]}, {graph.num_outputs})")
+
+
+def directed_learner(
+    graph: Graph,
+    field: Field,
+    rule: Rule,
+    *,
+    dt: float,
+    free_steps: int,
+    nudged_steps: int,
+    beta: float,
+    learning_rate: float,
+    l1_strength: float = 0.0,
+    sign_update: bool = False,
+    init_std: float = 0.05,
+    init_state_max: float = 0.1,
+    name: str = "directed_learner",
+) -> DirectedLearner:
+    """Generic learner for directed networks (used by :func:`jeq.eqprop.deep.deep` and :func:`~.ep_asym.ep_asym`).
+
+    Per step: free states ``s(0) = [x, U(0, init_state_max)]`` relax ``free_steps`` Euler steps; the nudged phase
+    continues from the free state for ``nudged_steps`` steps with ``beta * (y - s_out)``; then
+
+        dW = mean_b rule(s_b(T1), ..., s_b(T1 + T2));  W <- mask * (W + eta * [sign](dW) - l1_strength * sign(W)).
+
+    ``rule`` maps one example's nudged trajectory (nudged_steps + 1, N) to (N, N).
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"jeq.eqprop.{name}(graph): must be a jeq.eqprop.Graph, got {type(graph).__name__}")
+    _check_positive(name, "dt", dt)
+    _check_positive_int(name, "free_steps", free_steps)
+    _check_positive_int(name, "nudged_steps", nudged_steps)
+    _check_positive(name, "beta", beta)
+    _check_positive(name, "learning_rate", learning_rate)
+    _check_nonnegative(name, "l1_strength", l1_strength)
+    _check_nonnegative(name, "init_std", init_std)
+    _check_nonnegative(name, "init_state_max", init_state_max)
+    n, n_in, n_out = graph.size, graph.num_inputs, graph.num_outputs
+    run = functools.partial(relax, field, num_inputs=n_in, num_outputs=n_out, dt=dt)
+
+    def init(key):
+        return init_weights(key, graph, std=init_std)
+
+    def initial_states(key, x):
+        noise = jax.random.uniform(key, (x.shape[0], n - n_in), x.dtype, 0.0, init_state_max)
+        return jnp.concatenate([x, noise], axis=1)
+
+    def _check_weights(weights):
+        if weights.shape != (n, n):
+            raise ValueError(f"jeq.eqprop.{name}(weights): shape {weights.shape} does not match the graph; "
+                             f"expected ({n}, {n})")
+
+    @jax.jit
+    def predict(weights, key, x):
+        x = jnp.asarray(x, weights.dtype)
+        _check_weights(weights)
+        _check_batch(name, graph, x)
+        return jax.vmap(lambda s: run(weights, s, steps=free_steps))(initial_states(key, x))
+
+    @jax.jit
+    def update(weights, key, x, y):
+        x = jnp.asarray(x, weights.dtype)
+        y = jnp.asarray(y, weights.dtype)
+        _check_weights(weights)
+        _check_batch(name, graph, x, y)
+        free = jax.vmap(lambda s: run(weights, s, steps=free_steps))(initial_states(key, x))
+        nudged = jax.vmap(lambda s, t: run(weights, s, t, steps=nudged_steps, beta=beta))(free.final, y)
+        delta = jnp.mean(jax.vmap(rule)(nudged.states), axis=0)
+        if sign_update:
+            delta = jnp.sign(delta)
+        mask = jnp.asarray(graph.mask, weights.dtype)
+        new = mask * (weights + learning_rate * delta - l1_strength * jnp.sign(weights))
+        info = DirectedInfo(
+            free_speed=jnp.mean(free.speed[:, -1]),
+            free_cost=jnp.mean(0.5 * jnp.sum((free.final[:, n - n_out:] - y) ** 2, axis=-1)),
+            free_error=class_error(free.final[:, n - n_out:], y),
+            nudged_cost=jnp.mean(nudged.cost[:, -1]),
+            update_norm=jnp.linalg.norm(new - weights),
+            finite=jnp.all(jnp.isfinite(new)) & jnp.all(jnp.isfinite(nudged.final)),
+        )
+        return new, info
+
+    return DirectedLearner(init, update, predict, graph)
