@@ -1,1 +1,28 @@
-"""Placeholder: filled by its issue."""
+"""Fixed-point solvers with implicit, phantom or unrolled differentiation (spec ``opteq.md`` sections 7-10).
+
+``solve(fn, z0, *args, solver=..., tol=..., rtol=..., maxiter=..., backward=...) -> Solution(value, stats)``.
+Solvers live in the registry :data:`SOLVERS` (picard, anderson, broyden, halpern); each factory returns a
+:class:`FixedPointSolver` ``(init, update)`` pair.
+"""
+
+from jeq.fixedpoint.jacobian import jacobian_penalty, spectral_radius
+from jeq.fixedpoint.solve import Implicit, Phantom, Solution, Stats, Unroll, implicit, phantom, solve, unroll
+from jeq.fixedpoint.solvers import (
+    SOLVERS,
+    AndersonState,
+    BroydenState,
+    FixedPointSolver,
+    HalpernState,
+    PicardState,
+    anderson,
+    broyden,
+    get_solver,
+    halpern,
+    picard,
+)
+
+__all__ = [
+    "SOLVERS", "AndersonState", "BroydenState", "FixedPointSolver", "HalpernState", "Implicit", "Phantom",
+    "PicardState", "Solution", "Stats", "Unroll", "anderson", "broyden", "get_solver", "halpern", "implicit",
+    "jacobian_penalty", "phantom", "picard", "solve", "spectral_radius", "unroll",
+]

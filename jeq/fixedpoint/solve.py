@@ -1,0 +1,306 @@
+"""Solve z = f(z, *args) and differentiate through the solution (spec opteq.md sections 7, 9, 10).
+
+Forward: any :data:`jeq.fixedpoint.SOLVERS` entry, stopped when
+
+    ||f(z) - z|| <= tol + rtol * ||f(z)||        (both atol and rtol honoured; torchdeq #12)
+
+or after ``maxiter`` updates (then ``converged=False`` with the residual reported). Norms are Euclidean over the
+whole flattened pytree z; under ``jax.vmap`` they are per example and the batch runs until every example stops.
+
+Backward (``backward=``):
+
+* ``implicit(...)`` (default): implicit function theorem through jaxopt's ``custom_fixed_point``. At z*, with
+  J = d f / d z, the cotangent g of z* is mapped to args by solving the adjoint equation
+
+      u = J^T u + g,      d loss / d args = u^T d f(z*, args) / d args,
+
+  with its own solver, tol, rtol and maxiter (separate backward settings). The forward solve is a
+  ``lax.while_loop``: memory is the solver's history, independent of ``maxiter`` (locuslab/deq #28).
+* ``phantom(steps=k, damping=tau)``: Geng et al. (NeurIPS 2021): from z* (no gradient), unroll k damped steps
+  z <- tau f(z) + (1 - tau) z and backpropagate through them. The returned value is the last of these steps.
+* ``unroll()``: backpropagate through all ``maxiter`` solver steps (a ``lax.scan``; the iterate freezes once
+  converged). Memory grows linearly with ``maxiter``. The exact derivative of the truncated solver.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jaxopt
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jeq.fixedpoint.solvers import FixedPointSolver, get_solver
+
+__all__ = ["Implicit", "Phantom", "Solution", "Stats", "Unroll", "implicit", "phantom", "solve", "unroll"]
+
+Array = jax.Array
+LINEAR_SOLVERS = ("gmres", "bicgstab")
+
+
+class Stats(NamedTuple):
+    """Diagnostics of one solve (per example under vmap)."""
+
+    num_steps: Array
+    """Solver updates performed (int32); each costs one evaluation of f."""
+    residual: Array
+    """Absolute residual ||f(z) - z|| at the returned z (the phantom value excepted: there, at z*)."""
+    relative_residual: Array
+    """||f(z) - z|| / ||f(z)|| (the DEQ monitor: values above ~0.05 signal trouble, locuslab/deq #20)."""
+    converged: Array
+    """True iff residual <= tol + rtol * ||f(z)|| and it is finite; False when maxiter was reached or on NaN."""
+
+
+class Solution(NamedTuple):
+    """The result of :func:`solve`."""
+
+    value: Any
+    """The fixed point z*, a pytree shaped like z0."""
+    stats: Stats
+    """Forward-solve diagnostics."""
+
+
+class Implicit(NamedTuple):
+    """Implicit-function-theorem backward pass (see :func:`implicit`)."""
+
+    solver: FixedPointSolver | str
+    """Solver for the adjoint u = J^T u + g: a FixedPointSolver, a SOLVERS name, "gmres" or "bicgstab"."""
+    tol: float
+    """Absolute tolerance of the adjoint solve."""
+    rtol: float
+    """Relative tolerance (to ||J^T u + g||) of the adjoint solve."""
+    maxiter: int
+    """Maximum adjoint iterations."""
+
+
+class Phantom(NamedTuple):
+    """Phantom-gradient backward pass (see :func:`phantom`)."""
+
+    steps: int
+    """k, damped steps unrolled from z*."""
+    damping: float
+    """tau in z <- tau f(z) + (1 - tau) z."""
+
+
+class Unroll(NamedTuple):
+    """Backpropagation through every forward step (see :func:`unroll`)."""
+
+
+def implicit(
+    *, solver: FixedPointSolver | str = "anderson", tol: float = 1e-6, rtol: float = 1e-4, maxiter: int = 100
+) -> Implicit:
+    """Implicit differentiation: solve u = J^T u + g at z*, then d loss/d args = u^T d f/d args (IFT).
+
+    The adjoint map is linear with the same spectrum as J, so any solver that converged forward converges here.
+    """
+    _check_tolerances("implicit", tol, rtol)
+    _check_maxiter("implicit", maxiter)
+    if not (isinstance(solver, FixedPointSolver) or solver in LINEAR_SOLVERS):
+        get_solver(solver, caller="implicit")
+    return Implicit(solver, float(tol), float(rtol), int(maxiter))
+
+
+def phantom(*, steps: int = 5, damping: float = 0.5) -> Phantom:
+    """Phantom gradient: backpropagate through ``steps`` damped steps z <- tau f(z) + (1 - tau) z from z*.
+
+    As steps -> inf (and tau in (0, 1]) this tends to the implicit gradient for a contractive f.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"jeq.fixedpoint.phantom(steps={steps!r}): must be an int >= 1")
+    if not 0.0 < float(damping) <= 1.0:
+        raise ValueError(f"jeq.fixedpoint.phantom(damping={damping!r}): must be in (0, 1]")
+    return Phantom(int(steps), float(damping))
+
+
+def unroll() -> Unroll:
+    """Backpropagate through all solver steps (memory grows with maxiter)."""
+    return Unroll()
+
+
+def _check_tolerances(caller: str, tol, rtol) -> None:
+    for name, value in (("tol", tol), ("rtol", rtol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"jeq.fixedpoint.{caller}({name}={value!r}): must be a real number")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"jeq.fixedpoint.{caller}(tol={tol!r}): must be > 0 (the absolute tolerance)")
+    if not (np.isfinite(rtol) and rtol >= 0):
+        raise ValueError(f"jeq.fixedpoint.{caller}(rtol={rtol!r}): must be >= 0")
+
+
+def _check_maxiter(caller: str, maxiter) -> None:
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+        raise ValueError(f"jeq.fixedpoint.{caller}(maxiter={maxiter!r}): must be an int >= 1")
+
+
+def _stats(state, count, tol, rtol) -> Stats:
+    residual = jnp.linalg.norm(state.fz - state.z)
+    scale = jnp.linalg.norm(state.fz)
+    relative = residual / (scale + jnp.finfo(residual.dtype).tiny)
+    converged = (residual <= tol + rtol * scale) & jnp.isfinite(residual)
+    return Stats(count, residual, relative, converged)
+
+
+def _while(solver: FixedPointSolver, g, z0, tol, rtol, maxiter):
+    """Forward loop without a tape: memory is the solver state only."""
+
+    def cond(carry):
+        state, count = carry
+        stats = _stats(state, count, tol, rtol)
+        return (count < maxiter) & ~stats.converged & jnp.isfinite(stats.residual)
+
+    def body(carry):
+        state, count = carry
+        return solver.update(g, state), count + 1
+
+    state, count = jax.lax.while_loop(cond, body, (solver.init(g, z0), jnp.zeros((), jnp.int32)))
+    return state, _stats(state, count, tol, rtol)
+
+
+def _scan(solver: FixedPointSolver, g, z0, tol, rtol, maxiter):
+    """Forward loop that reverse-mode differentiates: maxiter steps, frozen after convergence."""
+
+    def body(carry, _):
+        state, count = carry
+        stop = _stats(state, count, tol, rtol)
+        done = stop.converged | ~jnp.isfinite(stop.residual)
+        new = solver.update(g, state)
+        state = jax.tree.map(lambda old, upd: jnp.where(done, old, upd), state, new)
+        return (state, count + jnp.where(done, 0, 1).astype(jnp.int32)), None
+
+    (state, count), _ = jax.lax.scan(body, (solver.init(g, z0), jnp.zeros((), jnp.int32)), None, length=maxiter)
+    return state, _stats(state, count, tol, rtol)
+
+
+def _flat_map(fn, unravel, args):
+    def g(z_flat):
+        return ravel_pytree(fn(unravel(z_flat), *args))[0]
+
+    return g
+
+
+def _adjoint_solver(config: Implicit) -> Callable:
+    """A jaxopt ``solve(matvec, b)`` for A^T u = b, where matvec(u) = J^T u - u and b = -g."""
+    if config.solver in LINEAR_SOLVERS:
+        method = jax.scipy.sparse.linalg.gmres if config.solver == "gmres" else jax.scipy.sparse.linalg.bicgstab
+
+        def linear(matvec, b):
+            return method(matvec, b, x0=jax.tree.map(jnp.negative, b), tol=config.rtol, atol=config.tol,
+                          maxiter=config.maxiter)[0]
+
+        return linear
+    solver = get_solver(config.solver, caller="implicit")
+
+    def fixed_point(matvec, b):
+        b_flat, unravel = ravel_pytree(b)
+
+        def h(u):  # u = J^T u + g with g = -b
+            return ravel_pytree(matvec(unravel(u)))[0] + u - b_flat
+
+        state, _ = _while(solver, h, -b_flat, config.tol, config.rtol, config.maxiter)
+        return unravel(state.z)
+
+    return fixed_point
+
+
+def _signature(z, *args):  # reference signature for jaxopt: the fixed point first, then positional args
+    raise NotImplementedError  # only its signature is read
+
+
+def _check_map(fn, z0, args) -> None:
+    try:
+        out = jax.eval_shape(fn, z0, *args)
+    except TypeError as error:
+        raise TypeError(f"jeq.fixedpoint.solve: calling fn(z0, *args) failed: {error}") from error
+    z_struct = jax.tree.structure(z0)
+    if jax.tree.structure(out) != z_struct:
+        raise ValueError(
+            f"jeq.fixedpoint.solve: fn(z0, *args) returns a pytree {jax.tree.structure(out)} but z0 is {z_struct}"
+        )
+    for a, b in zip(jax.tree.leaves(z0), jax.tree.leaves(out)):
+        if tuple(jnp.shape(a)) != tuple(b.shape):
+            raise ValueError(
+                f"jeq.fixedpoint.solve: fn(z0, *args) has shape {tuple(b.shape)} but z0 has shape {tuple(jnp.shape(a))}"
+            )
+        if not jnp.issubdtype(jnp.result_type(a), jnp.inexact):
+            raise TypeError(f"jeq.fixedpoint.solve: z0 must be floating point, got dtype {jnp.result_type(a)}")
+
+
+def solve(
+    fn: Callable[..., Any],
+    z0: Any,
+    *args: Any,
+    solver: FixedPointSolver | str = "anderson",
+    tol: float = 1e-4,
+    rtol: float = 0.0,
+    maxiter: int = 50,
+    backward: Implicit | Phantom | Unroll | str = "implicit",
+) -> Solution:
+    """Find z* = fn(z*, *args) from z0 and make it differentiable in ``args`` (one example; callers vmap).
+
+    Stops when ||fn(z) - z|| <= tol + rtol ||fn(z)|| or after ``maxiter`` updates (``stats.converged`` is False
+    then, with the residual). Closed-over tracers in ``fn`` are hoisted into ``args`` (``jax.closure_convert``),
+    so gradients flow to them too. With the implicit backward the gradient w.r.t. z0 is zero (z* does not depend
+    on it); unrolled it is the truncated solver's.
+
+    Args:
+      fn: the map, ``fn(z, *args) -> z`` with the structure, shapes and dtypes of z0.
+      z0: initial guess (pytree of floating arrays).
+      *args: differentiable arguments of fn (pytrees of floating arrays).
+      solver: a :data:`jeq.fixedpoint.SOLVERS` name (default hyper-parameters) or a configured :class:`FixedPointSolver`,
+        e.g. ``anderson(history=5, ridge=1e-4)`` or ``halpern(anchor=u)``.
+      tol: absolute tolerance (> 0).
+      rtol: relative tolerance (>= 0).
+      maxiter: maximum number of solver updates (>= 1).
+      backward: ``"implicit"``, ``"phantom"``, ``"unroll"`` or a configuration from :func:`implicit`,
+        :func:`phantom`, :func:`unroll`.
+
+    Returns:
+      :class:`Solution` ``(value, stats)``.
+    """
+    solver = get_solver(solver, caller="solve")
+    _check_tolerances("solve", tol, rtol)
+    _check_maxiter("solve", maxiter)
+    if isinstance(backward, str):
+        makers = {"implicit": implicit, "phantom": phantom, "unroll": unroll}
+        if backward not in makers:
+            raise ValueError(
+                f"jeq.fixedpoint.solve(backward={backward!r}): unknown; allowed: {sorted(makers)} or "
+                "implicit(...), phantom(...), unroll()"
+            )
+        backward = makers[backward]()
+    if not isinstance(backward, (Implicit, Phantom, Unroll)):
+        raise TypeError(f"jeq.fixedpoint.solve(backward={backward!r}): must be a str or Implicit/Phantom/Unroll")
+    _check_map(fn, z0, args)
+    fn, consts = jax.closure_convert(fn, z0, *args)
+    args = tuple(args) + tuple(consts)
+    z0_flat, unravel = ravel_pytree(z0)
+
+    if isinstance(backward, Unroll):
+        state, stats = _scan(solver, _flat_map(fn, unravel, args), z0_flat, tol, rtol, maxiter)
+        return Solution(unravel(state.z), stats)
+
+    if isinstance(backward, Phantom):
+        frozen = jax.lax.stop_gradient(args)
+        state, stats = _while(solver, _flat_map(fn, unravel, frozen), jax.lax.stop_gradient(z0_flat), tol, rtol,
+                              maxiter)
+        z = jax.lax.stop_gradient(unravel(state.z))
+        for _ in range(backward.steps):
+            fz = fn(z, *args)
+            z = jax.tree.map(lambda a, b: backward.damping * b + (1.0 - backward.damping) * a, z, fz)
+        return Solution(z, stats)
+
+    def forward(z_init, *fargs):
+        z_flat = ravel_pytree(z_init)[0]
+        state, stats = _while(solver, _flat_map(fn, unravel, fargs), z_flat, tol, rtol, maxiter)
+        return unravel(state.z), stats
+
+    differentiable = jaxopt.implicit_diff.custom_fixed_point(
+        fn, has_aux=True, solve=_adjoint_solver(backward), reference_signature=_signature
+    )(forward)
+    value, stats = differentiable(z0, *args)
+    return Solution(value, stats)
+

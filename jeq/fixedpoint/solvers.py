@@ -1,0 +1,269 @@
+"""Fixed-point iterations z = f(z) as ``init``/``update`` pairs on flat vectors (optax style).
+
+Every solver state is a NamedTuple whose first two fields are ``z`` (the current iterate) and ``fz`` = f(z), so
+the residual ``||f(z) - z||`` reported by :func:`jeq.fixedpoint.solve` is measured at exactly the returned point.
+Each ``update`` evaluates f once. Memory is fixed by the solver's ``history`` (never by ``maxiter``):
+
+==========  =========================================================================  ======================
+solver      update                                                                    memory (vectors of z)
+==========  =========================================================================  ======================
+picard      z <- (1 - beta) z + beta f(z)      (Krasnosel'skii-Mann; beta = 1: Picard)  2
+anderson    z <- sum_i alpha_i (x_i + beta g_i), alpha = argmin ||sum alpha_i g_i||^2     2 + 2 m
+            + ridge ||alpha||^2 s.t. sum alpha = 1, over the last m pairs (x_i, g_i = f(x_i) - x_i)
+            (Walker & Ni 2011)
+broyden     z <- z - H r, r = f(z) - z; H ~ (J_f - I)^{-1} = -I + sum_i u_i v_i^T by       2 + 2 m
+            "good" Broyden rank-one updates in a ring of m (Broyden 1965; Bai et al. 2019)
+halpern     z_{k+1} = lambda_k u + (1 - lambda_k) f(z_k), lambda_k = 1/(k + 2)           3
+            -> P_{Fix f}(u), the fixed point nearest the anchor u, for nonexpansive f (Wittmann 1992)
+==========  =========================================================================  ======================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+__all__ = [
+    "SOLVERS",
+    "AndersonState",
+    "BroydenState",
+    "FixedPointSolver",
+    "HalpernState",
+    "PicardState",
+    "anderson",
+    "broyden",
+    "get_solver",
+    "halpern",
+    "picard",
+]
+
+Array = jax.Array
+FlatMap = Callable[[Array], Array]
+
+
+class FixedPointSolver(NamedTuple):
+    """A fixed-point iteration for a map g: R^n -> R^n on flat vectors (``solve`` flattens pytrees)."""
+
+    init: Callable[[FlatMap, Array], Any]
+    """``init(g, z0) -> state``; evaluates g(z0) once. The state's first fields are ``z`` and ``fz``."""
+    update: Callable[[FlatMap, Any], Any]
+    """``update(g, state) -> state``; one step, one evaluation of g."""
+    name: str
+    """Registry name (for messages and stats)."""
+
+
+def _check_positive(fn: str, arg: str, value, *, integer: bool = False, upper: float | None = None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer) if integer else (int, float, np.number)):
+        kind = "an int" if integer else "a real number"
+        raise TypeError(f"jeq.fixedpoint.{fn}({arg}={value!r}): must be {kind}")
+    if not np.isfinite(value) or value <= 0 or (upper is not None and value > upper):
+        allowed = f"in (0, {upper}]" if upper is not None else "> 0"
+        raise ValueError(f"jeq.fixedpoint.{fn}({arg}={value!r}): must be {allowed}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------------- picard
+class PicardState(NamedTuple):
+    """State of the (damped) Picard / Krasnosel'skii-Mann iteration."""
+
+    z: Array
+    """Current iterate."""
+    fz: Array
+    """g(z)."""
+
+
+def picard(*, damping: float = 1.0) -> FixedPointSolver:
+    """Picard iteration z <- (1 - beta) z + beta f(z) (Krasnosel'skii-Mann averaging when beta < 1).
+
+    Converges linearly for a contraction; for a merely nonexpansive f, beta < 1 gives weak convergence (KM).
+    """
+    beta = _check_positive("picard", "damping", damping, upper=1.0)
+
+    def init(g, z0):
+        return PicardState(z0, g(z0))
+
+    def update(g, state):
+        z = state.z + beta * (state.fz - state.z) if beta != 1.0 else state.fz
+        return PicardState(z, g(z))
+
+    return FixedPointSolver(init, update, "picard")
+
+
+# ------------------------------------------------------------------------------------------------------- anderson
+class AndersonState(NamedTuple):
+    """State of Anderson acceleration with a ring buffer of ``history`` past iterates."""
+
+    z: Array
+    """Current iterate."""
+    fz: Array
+    """g(z)."""
+    xs: Array
+    """Past iterates x_i, shape (history, n) (ring buffer)."""
+    gs: Array
+    """Past residuals g_i = f(x_i) - x_i, shape (history, n)."""
+    count: Array
+    """Number of updates so far (int32); slot ``count % history`` is written next."""
+
+
+def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> FixedPointSolver:
+    """Anderson acceleration (type II, Walker & Ni 2011), as in the DEQ reference implementation.
+
+        alpha = argmin_{1^T alpha = 1} ||G alpha||^2 + ridge * mean_i ||g_i||^2 * ||alpha||^2,
+        z_new = sum_i alpha_i (x_i + damping * g_i),
+
+    over the last ``history`` pairs. The ridge is relative to the mean squared residual, so it regularises the
+    Gram system the same way at every scale (locuslab/deq #20: singular systems). Memory: 2 * history vectors.
+    """
+    m = _check_positive("anderson", "history", history, integer=True)
+    lam = float(ridge)
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"jeq.fixedpoint.anderson(ridge={ridge!r}): must be >= 0")
+    beta = _check_positive("anderson", "damping", damping, upper=1.0)
+
+    def init(g, z0):
+        fz = g(z0)
+        zeros = jnp.zeros((m,) + z0.shape, z0.dtype)
+        return AndersonState(z0, fz, zeros, zeros, jnp.zeros((), jnp.int32))
+
+    def update(g, state):
+        slot = state.count % m
+        xs = state.xs.at[slot].set(state.z)
+        gs = state.gs.at[slot].set(state.fz - state.z)
+        valid = jnp.arange(m) < jnp.minimum(state.count + 1, m)
+        both = valid[:, None] & valid[None, :]
+        gram = jnp.where(both, gs @ gs.T, 0.0)
+        n_valid = jnp.sum(valid).astype(gram.dtype)
+        scale = jnp.trace(gram) / n_valid + jnp.finfo(gram.dtype).eps
+        eye = jnp.eye(m, dtype=gram.dtype)
+        system = jnp.where(both, gram + lam * scale * eye, eye)
+        alpha = jnp.linalg.solve(system, valid.astype(gram.dtype))
+        alpha = alpha / jnp.sum(alpha)
+        z = alpha @ xs + beta * (alpha @ gs)
+        return AndersonState(z, g(z), xs, gs, state.count + 1)
+
+    return FixedPointSolver(init, update, "anderson")
+
+
+# -------------------------------------------------------------------------------------------------------- broyden
+class BroydenState(NamedTuple):
+    """State of limited-memory "good" Broyden on r(z) = f(z) - z."""
+
+    z: Array
+    """Current iterate."""
+    fz: Array
+    """g(z)."""
+    us: Array
+    """Left factors u_i of the inverse-Jacobian update, shape (history, n)."""
+    vs: Array
+    """Right factors v_i, shape (history, n); H = -I + sum_i u_i v_i^T."""
+    count: Array
+    """Number of updates so far (int32)."""
+
+
+def broyden(*, history: int = 10) -> FixedPointSolver:
+    """Limited-memory "good" Broyden method on r(z) = f(z) - z = 0 (the DEQ forward solver, Bai et al. 2019).
+
+        dz = -H r,  z_new = z + dz,  dr = r_new - r,
+        H <- H + (dz - H dr) (dz^T H) / (dz^T H dr),   H_0 = -I,
+
+    kept as H = -I + U V^T with the rank-one terms in a ring buffer of ``history`` (the oldest is overwritten).
+    Unit step, no line search. Memory: 2 * history vectors.
+    """
+    m = _check_positive("broyden", "history", history, integer=True)
+
+    def inv_jac(us, vs, y):
+        return -y + us.T @ (vs @ y)
+
+    def inv_jac_t(us, vs, y):
+        return -y + vs.T @ (us @ y)
+
+    def init(g, z0):
+        zeros = jnp.zeros((m,) + z0.shape, z0.dtype)
+        return BroydenState(z0, g(z0), zeros, zeros, jnp.zeros((), jnp.int32))
+
+    def update(g, state):
+        r = state.fz - state.z
+        dz = -inv_jac(state.us, state.vs, r)
+        z = state.z + dz
+        fz = g(z)
+        dr = (fz - z) - r
+        h_dr = inv_jac(state.us, state.vs, dr)
+        v = inv_jac_t(state.us, state.vs, dz)
+        denominator = v @ dr  # = dz^T H dr
+        tiny = jnp.finfo(z.dtype).eps * (jnp.linalg.norm(v) * jnp.linalg.norm(dr) + jnp.finfo(z.dtype).tiny)
+        usable = jnp.abs(denominator) > tiny
+        u = jnp.where(usable, (dz - h_dr) / jnp.where(usable, denominator, 1.0), 0.0)
+        slot = state.count % m
+        return BroydenState(z, fz, state.us.at[slot].set(u), state.vs.at[slot].set(v), state.count + 1)
+
+    return FixedPointSolver(init, update, "broyden")
+
+
+# -------------------------------------------------------------------------------------------------------- halpern
+class HalpernState(NamedTuple):
+    """State of the Halpern (anchored) iteration."""
+
+    z: Array
+    """Current iterate."""
+    fz: Array
+    """g(z)."""
+    anchor: Array
+    """The anchor u (flat)."""
+    count: Array
+    """k, the number of updates so far (int32)."""
+
+
+def halpern(*, anchor: Any = None) -> FixedPointSolver:
+    """Halpern iteration z_{k+1} = lambda_k u + (1 - lambda_k) f(z_k) with lambda_k = 1 / (k + 2).
+
+    lambda_k -> 0, sum lambda_k = inf and sum |lambda_{k+1} - lambda_k| < inf, so for a nonexpansive f with a
+    fixed point the iterates converge to P_{Fix f}(u), the fixed point nearest the anchor u (Wittmann 1992);
+    u = 0 selects the minimum-norm equilibrium (spec opteq.md section 6.2). Rate O(1/k): the residual decays like
+    1/k, so tolerances translate into O(1/tol) iterations.
+
+    Args:
+      anchor: a pytree shaped like z0, or None to anchor at z0.
+    """
+
+    def init(g, z0):
+        u = z0 if anchor is None else ravel_pytree(anchor)[0].astype(z0.dtype)
+        if u.shape != z0.shape:
+            raise ValueError(
+                f"jeq.fixedpoint.halpern(anchor): flattened anchor has shape {u.shape} but z0 has shape {z0.shape}"
+            )
+        return HalpernState(z0, g(z0), u, jnp.zeros((), jnp.int32))
+
+    def update(g, state):
+        lam = 1.0 / (state.count.astype(state.z.dtype) + 2.0)
+        z = lam * state.anchor + (1.0 - lam) * state.fz
+        return HalpernState(z, g(z), state.anchor, state.count + 1)
+
+    return FixedPointSolver(init, update, "halpern")
+
+
+SOLVERS: dict[str, Callable[..., FixedPointSolver]] = {
+    "picard": picard,
+    "anderson": anderson,
+    "broyden": broyden,
+    "halpern": halpern,
+}
+"""Registry of solver factories by name; ``solve(..., solver="anderson")`` uses the factory's defaults.
+Register a new one with ``SOLVERS["name"] = factory`` (a function of keyword hyper-parameters returning a
+:class:`FixedPointSolver`)."""
+
+
+def get_solver(solver: str | FixedPointSolver, *, caller: str = "solve") -> FixedPointSolver:
+    """Resolve a registry name or pass a configured :class:`FixedPointSolver` through."""
+    if isinstance(solver, FixedPointSolver):
+        return solver
+    if isinstance(solver, str) and solver in SOLVERS:
+        return SOLVERS[solver]()
+    raise ValueError(
+        f"jeq.fixedpoint.{caller}(solver={solver!r}): unknown solver; allowed: {sorted(SOLVERS)} "
+        "or a FixedPointSolver such as jeq.fixedpoint.anderson(history=5)"
+    )

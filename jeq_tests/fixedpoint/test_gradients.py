@@ -1,0 +1,117 @@
+"""Gradients of fixed points: implicit (IFT) vs finite differences (float64) and vs unrolled; phantom -> implicit."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jeq import fixedpoint as fp
+from jeq_tests.fixedpoint.conftest import N, make_problem, tanh_layer
+
+TIGHT = fp.implicit(solver="anderson", tol=1e-13, rtol=0.0, maxiter=500)
+
+
+def _loss(solver, backward, tol=1e-13, maxiter=500):
+    def loss(w, c):
+        z = fp.solve(tanh_layer, jnp.zeros(N, w.dtype), w, c, solver=solver, tol=tol, maxiter=maxiter,
+                     backward=backward).value
+        return jnp.sum(jnp.sin(z))
+
+    return jax.jit(loss)
+
+
+@pytest.mark.parametrize("name", ["picard", "anderson", "broyden"])
+def test_implicit_gradient_matches_finite_differences(name, x64):
+    w, c = make_problem(jnp.float64)
+    check_grads(_loss(name, TIGHT), (w, c), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+def test_halpern_implicit_gradient_matches_finite_differences(x64):
+    """Halpern converges at O(1/k), so the forward (and hence the FD check) is accurate to ~1e-6 only."""
+    w, c = make_problem(jnp.float64, norm=0.5)
+    c = 0.05 * c  # a small ||z*|| keeps the O(||u - z*|| / k) Halpern error small
+    loss = _loss(fp.halpern(anchor=jnp.zeros(N)), TIGHT, tol=1e-9, maxiter=1_000_000)
+    check_grads(loss, (w, c), order=1, modes=["rev"], atol=1e-4, rtol=1e-4, eps=1e-3)
+
+
+@pytest.mark.parametrize("name", ["picard", "anderson", "broyden", "halpern"])
+def test_implicit_gradient_matches_unrolled(name, x64):
+    w, c = make_problem(jnp.float64)
+    solver = fp.halpern(anchor=jnp.zeros(N)) if name == "halpern" else name
+    tol, maxiter = (1e-7, 200_000) if name == "halpern" else (1e-13, 500)
+    implicit = jax.grad(_loss(solver, TIGHT, tol, maxiter), argnums=(0, 1))(w, c)
+    unrolled = jax.grad(_loss(solver, "unroll", tol, maxiter), argnums=(0, 1))(w, c)
+    atol = 1e-5 if name == "halpern" else 1e-9
+    for a, b in zip(implicit, unrolled):
+        np.testing.assert_allclose(a, b, atol=atol)
+
+
+@pytest.mark.parametrize("backward", ["picard", "broyden", "gmres", "bicgstab"])
+def test_backward_solver_choices_agree(backward, x64):
+    w, c = make_problem(jnp.float64)
+    reference = jax.grad(_loss("anderson", TIGHT))(w, c)
+    other = jax.grad(_loss("anderson", fp.implicit(solver=backward, tol=1e-12, rtol=0.0, maxiter=500)))(w, c)
+    np.testing.assert_allclose(other, reference, atol=1e-9)
+
+
+def test_phantom_gradient_approaches_implicit_as_steps_grow(x64):
+    w, c = make_problem(jnp.float64)
+    reference = jax.grad(_loss("anderson", TIGHT))(w, c)
+    errors = [
+        float(jnp.linalg.norm(jax.grad(_loss("anderson", fp.phantom(steps=k, damping=0.7)))(w, c) - reference))
+        for k in (1, 5, 60)
+    ]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-6 * float(jnp.linalg.norm(reference))
+
+
+def test_phantom_value_stays_at_the_fixed_point(problem32):
+    w, c = problem32
+    exact = fp.solve(tanh_layer, jnp.zeros(N), w, c, tol=1e-6).value
+    ph = fp.solve(tanh_layer, jnp.zeros(N), w, c, tol=1e-6, backward=fp.phantom(steps=3, damping=0.6))
+    np.testing.assert_allclose(ph.value, exact, atol=1e-5)
+
+
+def test_closed_over_values_get_gradients(x64):
+    """fn may close over traced values: closure_convert hoists them into the implicit-differentiation args."""
+    w, c = make_problem(jnp.float64)
+
+    def closed(w, c):
+        z = fp.solve(lambda z: tanh_layer(z, w, c), jnp.zeros(N), tol=1e-13, maxiter=500, backward=TIGHT).value
+        return jnp.sum(jnp.sin(z))
+
+    np.testing.assert_allclose(jax.grad(closed)(w, c), jax.grad(_loss("anderson", TIGHT))(w, c), atol=1e-10)
+
+
+def test_gradients_under_vmap_and_jit(problem32):
+    w, _ = problem32
+    cs = jax.random.normal(jax.random.key(5), (4, N))
+
+    def batch_loss(w):
+        z = jax.vmap(lambda c: fp.solve(tanh_layer, jnp.zeros(N), w, c, tol=1e-6).value)(cs)
+        return jnp.sum(z**2)
+
+    g = jax.jit(jax.grad(batch_loss))(w)
+    single = sum(jax.grad(lambda w, c: jnp.sum(fp.solve(tanh_layer, jnp.zeros(N), w, c, tol=1e-6).value ** 2))(w, c)
+                 for c in cs)
+    np.testing.assert_allclose(g, single, atol=1e-4)
+
+
+def test_jacobian_penalty_is_unbiased_frobenius_norm(x64):
+    w, c = make_problem(jnp.float64)
+    z = jnp.linspace(-1.0, 1.0, N)
+    exact = jnp.sum(jax.jacobian(tanh_layer)(z, w, c) ** 2) / N
+    estimate = fp.jacobian_penalty(tanh_layer, z, w, c, key=jax.random.key(0), samples=20_000)
+    assert abs(float(estimate) / float(exact) - 1) < 0.03
+    grad = jax.grad(lambda w: fp.jacobian_penalty(tanh_layer, z, w, c, key=jax.random.key(1)))(w)
+    assert grad.shape == w.shape and bool(jnp.all(jnp.isfinite(grad)))
+
+
+def test_spectral_radius_matches_eigenvalues(x64):
+    a = jax.random.normal(jax.random.key(2), (N, N), jnp.float64)
+    sym = 0.5 * (a + a.T)
+    rho = fp.spectral_radius(lambda z, m: m @ z, jnp.zeros(N), sym, key=jax.random.key(0), iterations=500)
+    np.testing.assert_allclose(rho, jnp.max(jnp.abs(jnp.linalg.eigvalsh(sym))), rtol=1e-6)
