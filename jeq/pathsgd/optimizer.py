@@ -35,10 +35,6 @@ class ScaleByPathNormState(NamedTuple):
     ``||g_1|| / ||g_1 / kappa_1||`` fixed at the first update (1 before it)."""
 
 
-def _global_norm(tree: PyTree) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
-
-
 def scale_by_path_norm(
     path_sum: Callable[[PyTree], jax.Array],
     *,
@@ -73,8 +69,9 @@ def scale_by_path_norm(
         raise ValueError(f"jeq.pathsgd.scale_by_path_norm(eps={eps!r}): must be a real number >= 0")
 
     def init_fn(params: PyTree) -> ScaleByPathNormState:
-        del params
-        return ScaleByPathNormState(count=jnp.zeros((), jnp.int32), ratio=jnp.ones((), jnp.float32))
+        leaves = jax.tree_util.tree_leaves(params)
+        dtype = jnp.result_type(*leaves) if leaves else jnp.float32
+        return ScaleByPathNormState(count=jnp.zeros((), jnp.int32), ratio=jnp.ones((), dtype))
 
     def update_fn(updates: PyTree, state: ScaleByPathNormState, params: PyTree | None = None):
         if params is None:
@@ -89,7 +86,7 @@ def scale_by_path_norm(
         scaled = jax.tree_util.tree_map(lambda g, k: g / (k + eps), updates, denominator)
         ratio = state.ratio
         if match_first_step_norm:
-            first = _global_norm(updates) / jnp.maximum(_global_norm(scaled), jnp.finfo(jnp.float32).tiny)
+            first = optax.tree.norm(updates) / jnp.maximum(optax.tree.norm(scaled), jnp.finfo(ratio.dtype).tiny)
             ratio = jnp.where(state.count == 0, first.astype(ratio.dtype), ratio)
             scaled = jax.tree_util.tree_map(lambda s: s * ratio.astype(s.dtype), scaled)
         return scaled, ScaleByPathNormState(count=optax.safe_increment(state.count), ratio=ratio)

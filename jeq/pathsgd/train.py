@@ -76,7 +76,7 @@ def make_train_step(
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         metrics = TrainMetrics(
-            loss=loss, grad_norm=optax.global_norm(grads), update_norm=optax.global_norm(updates)
+            loss=loss, grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates)
         )
         return params, opt_state, metrics
 

@@ -1,0 +1,207 @@
+"""Path-SGD as an optax transformation: the update rule, its rescaling invariance, composition and errors."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jeq import pathsgd
+
+SETTINGS = settings(max_examples=25, deadline=None)
+LENGTH = 4
+PATH_SUM = functools.partial(pathsgd.rnn_path_sum, length=LENGTH, head="many_to_one")
+
+
+def tiny_rnn(seed: int, dtype=jnp.float64) -> pathsgd.RNNParams:
+    keys = jax.random.split(jax.random.key(seed), 5)
+    shapes = [(3, 2), (3, 3), (3,), (2, 3), (2,)]
+    params = pathsgd.RNNParams(*(0.8 * jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes)))
+    return params._replace(b=params.b + 0.5)  # mostly active units
+
+
+def batch(seed: int, dtype=jnp.float64):
+    kx, ky = jax.random.split(jax.random.key(seed + 12345))
+    return jax.random.normal(kx, (4, LENGTH, 2), dtype), jax.random.normal(ky, (4, 2), dtype)
+
+
+def mse(params, xs, y):
+    return jnp.mean((pathsgd.rnn_apply(params, xs) - y) ** 2)
+
+
+def batch_loss(params, xb, yb):
+    return jnp.mean(jax.vmap(mse, in_axes=(None, 0, 0))(params, xb, yb))
+
+
+def one_step(tx):
+    @jax.jit
+    def step(params, xb, yb):
+        grads = jax.grad(batch_loss)(params, xb, yb)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        return optax.apply_updates(params, updates)
+
+    return step
+
+
+PATH_STEP = one_step(pathsgd.path_sgd(0.1, path_sum=PATH_SUM, eps=0.0))
+PATH_STEP_K2 = one_step(pathsgd.path_sgd(0.1, path_sum=PATH_SUM, eps=0.0, include_kappa2=True))
+SGD_STEP = one_step(optax.sgd(0.1))
+
+
+def tree_max_abs_diff(a, b) -> float:
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def as_jnp(params):
+    return pathsgd.RNNParams(*(jnp.asarray(x) for x in params))
+
+
+def test_update_divides_the_gradient_by_kappa(x64):
+    params, (xb, yb) = tiny_rnn(0), batch(0)
+    grads = jax.grad(batch_loss)(params, xb, yb)
+    kap = jax.jit(functools.partial(pathsgd.kappa, length=LENGTH, include_kappa2=True))(params)
+    for include_kappa2, denominator in ((False, kap.kappa1), (True, jax.tree_util.tree_map(jnp.add, *kap))):
+        tx = pathsgd.path_sgd(0.05, path_sum=PATH_SUM, eps=1e-3, include_kappa2=include_kappa2)
+        updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
+        expected = jax.tree_util.tree_map(lambda g, k: -0.05 * g / (k + 1e-3), grads, denominator)
+        assert tree_max_abs_diff(updates, expected) < 1e-14
+
+
+scales_strategy = st.lists(st.floats(min_value=0.2, max_value=5.0), min_size=3, max_size=3)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), scales=scales_strategy, include_kappa2=st.booleans())
+def test_path_sgd_step_commutes_with_node_rescaling(rescale, seed, scales, include_kappa2):
+    """step(D w) = D step(w): rescaling then stepping equals stepping then rescaling (spec section 6)."""
+    with jax.enable_x64(True):
+        params, (xb, yb) = tiny_rnn(seed), batch(seed)
+        step = PATH_STEP_K2 if include_kappa2 else PATH_STEP
+        stepped_then_rescaled = as_jnp(rescale(step(params, xb, yb), scales))
+        rescaled_then_stepped = step(as_jnp(rescale(params, scales)), xb, yb)
+        scale = max(float(jnp.max(jnp.abs(x))) for x in jax.tree_util.tree_leaves(stepped_then_rescaled))
+        assert tree_max_abs_diff(rescaled_then_stepped, stepped_then_rescaled) <= 1e-9 * scale
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), scales=st.lists(st.floats(min_value=2.0, max_value=5.0), min_size=3, max_size=3))
+def test_sgd_step_does_not_commute_with_node_rescaling(rescale, seed, scales):
+    """SGD's step on D w is D^-1 g, not D g: the two orders end at different networks."""
+    with jax.enable_x64(True):
+        params, (xb, yb) = tiny_rnn(seed), batch(seed)
+        path_gap = tree_max_abs_diff(
+            PATH_STEP(as_jnp(rescale(params, scales)), xb, yb), as_jnp(rescale(PATH_STEP(params, xb, yb), scales))
+        )
+        sgd_gap = tree_max_abs_diff(
+            SGD_STEP(as_jnp(rescale(params, scales)), xb, yb), as_jnp(rescale(SGD_STEP(params, xb, yb), scales))
+        )
+        assert sgd_gap > 1e-4 and sgd_gap > 1e4 * path_gap
+
+
+def test_feed_forward_path_sgd_is_rescaling_invariant_through_the_same_transform(x64):
+    params = pathsgd.init_mlp(jax.random.key(1), layer_sizes=(4, 6, 5, 3), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(2), (8, 4), jnp.float64)
+    y = jax.random.normal(jax.random.key(3), (8, 3), jnp.float64)
+    loss = lambda p: jnp.mean((jax.vmap(pathsgd.mlp_apply, in_axes=(None, 0))(p, x) - y) ** 2)  # noqa: E731
+    tx = pathsgd.path_sgd(0.1, path_sum=pathsgd.mlp_path_sum, eps=0.0)
+
+    @jax.jit
+    def step(p):
+        updates, _ = tx.update(jax.grad(loss)(p), tx.init(p), p)
+        return optax.apply_updates(p, updates)
+
+    c = jnp.linspace(0.3, 3.0, 6)  # rescale the first hidden layer's units
+
+    def rescale(p):
+        first, second, *rest = p
+        return (pathsgd.Dense(first.w * c[:, None], first.b * c), pathsgd.Dense(second.w / c[None, :], second.b),
+                *rest)
+
+    np.testing.assert_allclose(loss(rescale(params)), loss(params), rtol=1e-12)
+    assert tree_max_abs_diff(step(rescale(params)), rescale(step(params))) < 1e-10
+    sgd = optax.sgd(0.1)
+    sgd_step = jax.jit(lambda p: optax.apply_updates(p, sgd.update(jax.grad(loss)(p), sgd.init(p))[0]))
+    assert tree_max_abs_diff(sgd_step(rescale(params)), rescale(sgd_step(params))) > 1e-3
+
+
+def test_jit_chain_with_clipping_and_momentum_matches_the_manual_rule(x64):
+    params, (xb, yb) = tiny_rnn(3), batch(3)
+    tx = optax.chain(
+        optax.clip_by_global_norm(0.5),
+        pathsgd.path_sgd(0.1, path_sum=PATH_SUM, eps=1e-6, momentum=0.9),
+    )
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    velocity = jax.tree_util.tree_map(jnp.zeros_like, params)
+    manual = params
+    for _ in range(3):
+        grads = jax.grad(batch_loss)(params, xb, yb)
+        updates, state = update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        # manual: clip, divide by kappa1 + eps, heavy ball, scale
+        g = jax.grad(batch_loss)(manual, xb, yb)
+        norm = optax.tree.norm(g)
+        g = jax.tree_util.tree_map(lambda x: x * jnp.minimum(1.0, 0.5 / norm), g)
+        k1 = pathsgd.kappa(manual, LENGTH).kappa1
+        velocity = jax.tree_util.tree_map(lambda v, gi, k: 0.9 * v + gi / (k + 1e-6), velocity, g, k1)
+        manual = jax.tree_util.tree_map(lambda w, v: w - 0.1 * v, manual, velocity)
+    assert tree_max_abs_diff(params, manual) < 1e-12
+    assert update._cache_size() == 1
+
+
+def test_match_first_step_norm_fixes_the_ratio_at_the_first_update(x64):
+    params, (xb, yb) = tiny_rnn(4), batch(4)
+    tx = pathsgd.path_sgd(0.1, path_sum=PATH_SUM, match_first_step_norm=True)
+    state = tx.init(params)
+    grads = jax.grad(batch_loss)(params, xb, yb)
+    updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(optax.tree.norm(updates), 0.1 * optax.tree.norm(grads), rtol=1e-10)
+    ratio = state[0].ratio
+    assert isinstance(state[0], pathsgd.ScaleByPathNormState) and int(state[0].count) == 1
+    params2 = optax.apply_updates(params, updates)
+    grads2 = jax.grad(batch_loss)(params2, xb, yb)
+    updates2, state = tx.update(grads2, state, params2)
+    assert float(state[0].ratio) == float(ratio) and int(state[0].count) == 2
+    k1 = pathsgd.kappa(params2, LENGTH).kappa1
+    expected = jax.tree_util.tree_map(lambda g, k: -0.1 * ratio * g / (k + 1e-8), grads2, k1)
+    assert tree_max_abs_diff(updates2, expected) < 1e-12
+
+
+def test_schedule_learning_rate_is_accepted():
+    params = tiny_rnn(0, jnp.float32)
+    tx = pathsgd.path_sgd(optax.linear_schedule(0.1, 0.0, 10), path_sum=PATH_SUM)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert all(jnp.all(u < 0) for u in jax.tree_util.tree_leaves(updates))
+
+
+def test_missing_params_is_a_clear_error():
+    params = tiny_rnn(0, jnp.float32)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    for tx in (pathsgd.path_sgd(0.1, path_sum=PATH_SUM), optax.chain(optax.clip(1.0), pathsgd.scale_by_path_norm(PATH_SUM))):
+        with pytest.raises(ValueError, match=r"jeq\.pathsgd\.scale_by_path_norm: .*params=None"):
+            tx.update(grads, tx.init(params))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(learning_rate=0.0), r"jeq\.pathsgd\.path_sgd\(learning_rate=0\.0\): must be > 0"),
+        (dict(learning_rate=-1.0), r"jeq\.pathsgd\.path_sgd\(learning_rate=-1\.0\): must be > 0"),
+        (dict(learning_rate=float("nan")), r"path_sgd\(learning_rate=nan\): must be > 0"),
+        (dict(learning_rate=0.1, momentum=1.0), r"path_sgd\(momentum=1\.0\): must be in \[0, 1\)"),
+        (dict(learning_rate=0.1, nesterov=True), r"path_sgd\(nesterov=True\): needs momentum"),
+        (dict(learning_rate=0.1, eps=-1.0), r"scale_by_path_norm\(eps=-1\.0\): must be a real number >= 0"),
+        (dict(learning_rate=0.1, path_sum=3), r"scale_by_path_norm\(path_sum=3\): must be callable"),
+    ],
+)
+def test_bad_hyper_parameters_are_rejected(kwargs, message):
+    kwargs = {"path_sum": PATH_SUM, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        pathsgd.path_sgd(**kwargs)

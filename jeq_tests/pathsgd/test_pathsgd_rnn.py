@@ -1,0 +1,153 @@
+"""The ReLU RNN / MLP as pure functions and the shared jitted training step."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jeq import pathsgd
+
+
+def loop_rnn(params, xs, head):
+    """Reference: the recursion h_t = relu(W_in x_t + W_rec h_{t-1} + b), y_t = W_out h_t + c as a Python loop."""
+    h = np.zeros(params.b.shape)
+    ys = []
+    for x in np.asarray(xs):
+        h = np.maximum(params.w_in @ x + params.w_rec @ h + params.b, 0.0)
+        ys.append(params.w_out @ h + params.c)
+    return ys[-1] if head == "many_to_one" else np.stack(ys)
+
+
+@pytest.mark.parametrize("head,shape", [("many_to_one", (3,)), ("many_to_many", (7, 3))])
+def test_rnn_apply_matches_the_recursion_shapes_jit_vmap(key, head, shape):
+    params = pathsgd.init_rnn(key, input_size=2, hidden_size=5, output_size=3)
+    params = params._replace(b=params.b + 0.1, c=params.c - 0.2)
+    xs = jax.random.normal(jax.random.key(1), (4, 7, 2))
+    out = jax.vmap(functools.partial(pathsgd.rnn_apply, head=head), in_axes=(None, 0))(params, xs)
+    assert out.shape == (4, *shape) and out.dtype == jnp.float32
+    np.testing.assert_allclose(out[2], loop_rnn(jax.tree_util.tree_map(np.asarray, params), xs[2], head),
+                               rtol=1e-5, atol=1e-6)
+    jitted = jax.jit(lambda p, x: pathsgd.rnn_apply(p, x, head=head))
+    np.testing.assert_allclose(jitted(params, xs[0]), out[0], rtol=1e-5, atol=1e-6)
+    jitted(params, xs[1])
+    assert jitted._cache_size() == 1
+
+
+def test_initialisations(key):
+    kw = dict(input_size=2, hidden_size=40, output_size=1)
+    irnn = pathsgd.init_rnn(key, init="identity", **kw)
+    np.testing.assert_array_equal(irnn.w_rec, np.eye(40))
+    assert np.all(irnn.b == 0) and np.all(irnn.c == 0)
+    np_rnn = pathsgd.init_rnn(key, init="np", **kw)
+    w = np.asarray(np_rnn.w_rec, np.float64)
+    np.testing.assert_allclose(w, w.T, atol=1e-6)
+    eig = np.linalg.eigvalsh(w)
+    assert eig[0] > -1e-5 and abs(eig[-1] - 1.0) < 1e-4  # positive semi-definite, largest eigenvalue 1
+    gauss = pathsgd.init_rnn(key, init="gaussian", **kw)
+    assert abs(float(jnp.std(gauss.w_rec)) - 40**-0.5) < 0.02
+    assert gauss.w_in.shape == (40, 2) and gauss.w_out.shape == (1, 40)
+    for a, b in zip(irnn, gauss):
+        assert a.shape == b.shape
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(init="orthogonal"), r"init_rnn\(init='orthogonal'\): must be one of \('gaussian', 'identity', 'np'\)"),
+        (dict(hidden_size=0), r"init_rnn\(hidden_size=0\): must be an int >= 1"),
+        (dict(input_size=2.0), r"init_rnn\(input_size=2\.0\): must be an int >= 1"),
+    ],
+)
+def test_init_rejects_bad_arguments(key, kwargs, message):
+    full = {**dict(input_size=2, hidden_size=3, output_size=1), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        pathsgd.init_rnn(key, **full)
+
+
+def test_rnn_apply_rejects_bad_shapes_and_heads(key):
+    params = pathsgd.init_rnn(key, input_size=2, hidden_size=3, output_size=1)
+    with pytest.raises(ValueError, match=r"xs has shape \(5, 3\) .*\(w_in shape \(3, 2\)\)"):
+        pathsgd.rnn_apply(params, jnp.ones((5, 3)))
+    with pytest.raises(ValueError, match=r"xs has shape \(4, 5, 2\)"):
+        pathsgd.rnn_apply(params, jnp.ones((4, 5, 2)))
+    with pytest.raises(ValueError, match=r"rnn_apply\(head='last'\): must be one of"):
+        pathsgd.rnn_apply(params, jnp.ones((5, 2)), head="last")
+
+
+def test_mlp_apply_and_errors(key):
+    params = pathsgd.init_mlp(key, layer_sizes=(4, 8, 2))
+    x = jnp.ones((4,))
+    manual = params[1].w @ jax.nn.relu(params[0].w @ x + params[0].b) + params[1].b
+    np.testing.assert_allclose(pathsgd.mlp_apply(params, x), manual, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"x has shape \(3,\) but the first layer's w has shape \(8, 4\)"):
+        pathsgd.mlp_apply(params, jnp.ones((3,)))
+    with pytest.raises(ValueError, match=r"init_mlp\(layer_sizes=\(4,\)\)"):
+        pathsgd.init_mlp(key, layer_sizes=(4,))
+
+
+# ------------------------------------------------------------------ training step
+
+
+def mse(params, xs, y):
+    return jnp.mean((pathsgd.rnn_apply(params, xs) - y) ** 2)
+
+
+@pytest.fixture(scope="module")
+def adding_setup():
+    params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=8, output_size=1, init="identity")
+    tx = optax.chain(
+        optax.clip_by_global_norm(10.0),
+        pathsgd.path_sgd(0.05, path_sum=functools.partial(pathsgd.rnn_path_sum, length=6)),
+    )
+    return params, tx, pathsgd.make_train_step(mse, tx)
+
+
+def test_padding_rows_with_zero_weight_do_not_change_the_step(adding_setup):
+    params, tx, step = adding_setup
+    kx, ky = jax.random.split(jax.random.key(5))
+    xb, yb = jax.random.uniform(kx, (6, 6, 2)), jax.random.uniform(ky, (6, 1))
+    plain, _, metrics = step(params, tx.init(params), xb[:4], yb[:4])
+    padded_x = xb.at[4:].set(100.0)  # garbage in the padding rows
+    padded, _, metrics_pad = step(params, tx.init(params), padded_x, yb, jnp.array([1, 1, 1, 1, 0, 0.0]))
+    for a, b in zip(plain, padded):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
+    np.testing.assert_allclose(metrics.loss, metrics_pad.loss, rtol=1e-6)
+    assert isinstance(metrics, pathsgd.TrainMetrics) and metrics.grad_norm > 0 and metrics.update_norm > 0
+
+
+def test_train_step_reduces_the_loss_without_recompiling(adding_setup):
+    params, tx, step = adding_setup
+    from jeq.data import adding_problem
+
+    x, y = adding_problem(jax.random.key(2), 64, 6)
+    x, y = jnp.asarray(x), jnp.asarray(y)[:, None]
+    state = tx.init(params)
+    losses = []
+    for i in range(30):
+        params, state, metrics = step(params, state, x, y)
+        losses.append(float(metrics.loss))
+        if i == 0:
+            compiled = step._cache_size()
+    assert losses[-1] < 0.5 * losses[0]
+    assert step._cache_size() == compiled
+
+
+def test_train_step_rejects_mismatched_batches(adding_setup):
+    params, tx, step = adding_setup
+    with pytest.raises(ValueError, match=r"xb shape \(4, 6, 2\) and yb shape \(3, 1\) must share"):
+        step(params, tx.init(params), jnp.ones((4, 6, 2)), jnp.ones((3, 1)))
+    with pytest.raises(ValueError, match=r"weights shape \(3,\) must be \(4,\)"):
+        step(params, tx.init(params), jnp.ones((4, 6, 2)), jnp.ones((4, 1)), jnp.ones(3))
+
+
+def test_eval_fn_weighted_mean(adding_setup):
+    params, _, _ = adding_setup
+    evaluate = pathsgd.make_eval_fn(mse)
+    x, y = jnp.ones((3, 6, 2)), jnp.zeros((3, 1))
+    full = evaluate(params, x, y)
+    np.testing.assert_allclose(evaluate(params, x, y, jnp.array([1.0, 0.0, 0.0])), full, rtol=1e-6)
