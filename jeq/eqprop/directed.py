@@ -153,8 +153,9 @@ def relax(
     """
     _check_positive_int("relax", "steps", steps)
     _check_positive("relax", "dt", dt)
-    weights = jnp.asarray(weights)
-    state = jnp.asarray(state)
+    dtype = jnp.result_type(weights, state)
+    weights = jnp.asarray(weights, dtype)
+    state = jnp.asarray(state, dtype)
     if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
         raise ValueError(f"jeq.eqprop.relax(weights): must be a square (N, N) matrix, got shape {weights.shape}")
     n = weights.shape[0]

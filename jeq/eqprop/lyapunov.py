@@ -1,17 +1,26 @@
 """Stability of DEEP's free phase: system matrix, spectral abscissa, Gershgorin flags, Lyapunov equation, V(s).
 
-DEEP's free phase on the free (non-input) neurons is affine (spec ``eqprop.md`` §2, derived):
+DEEP's free phase on the free (non-input) neurons is affine inside the box (spec ``eqprop.md`` §2):
 
     ds_f/dt = A s_f + c(x),   A = [W^T - diag(W 1)]_{free, free},   c(x) = W[inputs, free]^T x
 
-* A Hurwitz (spectral abscissa max Re lambda(A) < 0) <=> A^T P + P A = -Q has a solution P > 0 for Q > 0; then
-  V(s) = (s - s*)^T P (s - s*), s* = -A^{-1} c(x), decreases along the unclipped flow (dV/dt = -(s-s*)^T Q (s-s*)).
-* Gershgorin: diagonal A_jj = -sum_k W_jk < 0 and off-diagonal absolute row (or column) sums below |A_jj| is a
-  sufficient condition for A Hurwitz (only sufficient).
-* The free phase actually run is the clipped Euler map s <- clip(s + dt (A s + c), 0, 1). Clipping is 1-Lipschitz per
-  coordinate, hence non-expansive in every l_p norm, so ||I + dt A||_p < 1 for p in {1, 2, inf} makes the map a
-  contraction: a unique fixed point in the box that attracts every initial state (derived). This is the certificate
-  that the free phase is *provably* stable; Hurwitz alone only covers the linearisation.
+Derived here (and tested): on the paper's graphs (no edges into inputs, no self-loops) every column of A sums to 0,
+``1^T A = 0``: the free flow moves "activity mass" along edges and only the inputs add to it. So A always has the
+eigenvalue 0 and is **never Hurwitz**, the unclipped flow has no attracting equilibrium (sum_j s_j grows at the
+constant rate 1^T c(x)), and Gershgorin's column condition can never hold (the off-diagonal column sum is at least
+|A_jj|). The clip to [0, 1] is what stabilises DEEP: saturated neurons act like clamped ones and drain the others.
+
+Hence the stability check is made where the free phase ends. At a fixed point s* of the clipped Euler map, with the
+saturated neurons strictly pushed outwards (strict complementarity), a neighbourhood keeps them saturated and the
+interior neurons I follow the linear map e <- (I + dt A_II) e. So:
+
+* ``A_loc`` = A on the interior block (saturated coordinates replaced by -1, decoupled); A_loc Hurwitz <=>
+  A_loc^T P + P A_loc = -Q has P > 0 (Q > 0), and V(s) = (s - s*)^T P (s - s*) decreases along the flow near s*.
+* Gershgorin on A_loc: negative diagonal and off-diagonal row (or column) sums below |A_jj| => Hurwitz (sufficient).
+* rho(I + dt A_loc) < 1 is the exact local condition for the Euler iteration; with Hurwitz and strict
+  complementarity the free phase is *provably* locally exponentially stable at s*.
+* Global certificate: ||I + dt A||_p < 1 (p in {1, 2, inf}) would make the clipped map a contraction (clip is
+  non-expansive in every l_p); it is impossible on DEEP's graphs since 1^T (I + dt A) = 1^T. Reported anyway.
 
 For energy-based EP (:mod:`jeq.eqprop.hopfield`) the Lyapunov function is the energy itself
 (:func:`jeq.eqprop.hopfield.energy_certificate`).
@@ -24,14 +33,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jeq.eqprop.deep import deep_field
+
 __all__ = [
     "Gershgorin",
     "LyapunovSolution",
     "Stability",
-    "free_equilibrium",
     "free_phase_stability",
     "gershgorin",
-    "input_drive",
     "lyapunov_along",
     "solve_lyapunov",
     "spectral_abscissa",
@@ -54,27 +63,14 @@ def _check_inputs(function: str, weights: jax.Array, num_inputs: int) -> None:
 
 
 def system_matrix(weights: jax.Array, *, num_inputs: int) -> jax.Array:
-    """A = [W^T - diag(W 1)]_{free, free}: DEEP's free-neuron Jacobian (n_free, n_free), n_free = N - num_inputs."""
+    """A = [W^T - diag(W 1)]_{free, free}: DEEP's free-neuron Jacobian (n_free, n_free), n_free = N - num_inputs.
+
+    ``A[j, i] = W[i, j]`` (i != j) and ``A[j, j] = -sum_k W[j, k]``: d(ds_j/dt)/ds_i.
+    """
     weights = _square("system_matrix", "weights", weights)
     _check_inputs("system_matrix", weights, num_inputs)
     full = weights.T - jnp.diag(jnp.sum(weights, axis=1))
     return full[num_inputs:, num_inputs:]
-
-
-def input_drive(weights: jax.Array, x: jax.Array, *, num_inputs: int) -> jax.Array:
-    """c(x) = W[inputs, free]^T x: the constant inflow of the clamped inputs into the free neurons (one example)."""
-    weights = _square("input_drive", "weights", weights)
-    _check_inputs("input_drive", weights, num_inputs)
-    x = jnp.asarray(x, weights.dtype)
-    if x.shape != (num_inputs,):
-        raise ValueError(f"jeq.eqprop.input_drive(x): shape {x.shape} does not match num_inputs {num_inputs}")
-    return x @ weights[:num_inputs, num_inputs:]
-
-
-def free_equilibrium(weights: jax.Array, x: jax.Array, *, num_inputs: int) -> jax.Array:
-    """s* = -A^{-1} c(x): the equilibrium of the unclipped free flow (free neurons only; may lie outside [0, 1])."""
-    a = system_matrix(weights, num_inputs=num_inputs)
-    return -jnp.linalg.solve(a, input_drive(weights, x, num_inputs=num_inputs))
 
 
 def spectral_abscissa(a: jax.Array) -> jax.Array:
@@ -145,6 +141,7 @@ def lyapunov_along(p: jax.Array, states: jax.Array, equilibrium: jax.Array) -> j
     """V(s(t)) = (s(t) - s*)^T P (s(t) - s*) for each row of ``states`` (T, n) (free neurons only)."""
     p = _square("lyapunov_along", "p", p)
     states = jnp.asarray(states, p.dtype)
+    equilibrium = jnp.asarray(equilibrium, p.dtype)
     if states.ndim != 2 or states.shape[1] != p.shape[0] or equilibrium.shape != (p.shape[0],):
         raise ValueError(f"jeq.eqprop.lyapunov_along(states, equilibrium): shapes {states.shape}, "
                          f"{equilibrium.shape} do not match P {p.shape}; expected (T, {p.shape[0]}) and "
@@ -154,33 +151,66 @@ def lyapunov_along(p: jax.Array, states: jax.Array, equilibrium: jax.Array) -> j
 
 
 class Stability(NamedTuple):
-    """Stability report of a trained DEEP network's free phase."""
+    """Stability report of a DEEP network's free phase at the state it reached for one input."""
 
+    interior: jax.Array
+    """(n_free,) bool: free neurons strictly inside (0, 1); the others are held by the clip."""
+    complementary: jax.Array
+    """Every saturated neuron is strictly pushed outwards (ds/dt > 0 at 1, < 0 at 0), so it stays saturated."""
+    fixed_point_residual: jax.Array
+    """||clip(s + dt ds/dt) - s||_inf: how far the given state is from a fixed point of the free phase."""
+    system_matrix: jax.Array
+    """A_loc: A on the interior block, saturated coordinates replaced by decoupled -1 (n_free, n_free)."""
     spectral_abscissa: jax.Array
-    """max Re lambda(A)."""
+    """max Re lambda(A_loc)."""
     hurwitz: jax.Array
-    """spectral_abscissa < 0: the unclipped continuous flow is globally exponentially stable."""
+    """spectral_abscissa < 0."""
     gershgorin: Gershgorin
-    """Gershgorin flags (sufficient condition for hurwitz)."""
+    """Gershgorin flags of A_loc (sufficient condition for hurwitz)."""
     lyapunov: LyapunovSolution
-    """P from A^T P + P A = -I (P > 0 iff hurwitz)."""
+    """P from A_loc^T P + P A_loc = -I (P > 0 iff hurwitz); V(s) = (s - s*)^T P (s - s*)."""
     euler_spectral_radius: jax.Array
-    """rho(I + dt A): the unclipped Euler iteration converges iff < 1."""
+    """rho(I + dt A_loc): the Euler free phase converges locally iff < 1."""
+    locally_stable: jax.Array
+    """Proof of local exponential stability of the clipped Euler free phase at s*: hurwitz, Euler radius < 1,
+    strict complementarity and a small fixed-point residual."""
     contraction_norm: jax.Array
-    """min over p in {1, 2, inf} of ||I + dt A||_p."""
-    provably_stable: jax.Array
-    """contraction_norm < 1: the clipped Euler free phase is a contraction in some l_p norm (unique, globally
-    attracting fixed point in [0, 1]^n_free for every input)."""
+    """min over p in {1, 2, inf} of ||I + dt A||_p for the full free block A (>= 1 on DEEP's graphs)."""
+    globally_stable: jax.Array
+    """contraction_norm < 1: the clipped free phase would be a global contraction (unique attracting fixed point)."""
 
 
-def free_phase_stability(weights: jax.Array, *, num_inputs: int, dt: float) -> Stability:
-    """Given a trained DEEP network (W, N x N), say whether its free phase is provably stable (see module doc)."""
+def free_phase_stability(
+    weights: jax.Array, state: jax.Array, *, num_inputs: int, dt: float, tolerance: float = 1e-6
+) -> Stability:
+    """Given a trained DEEP network W (N, N) and the state its free phase reached for one input (N,), say whether
+    the free phase is provably stable there (locally) or everywhere (globally); see the module docstring.
+
+    ``tolerance`` separates saturated neurons (within it of 0 or 1) from interior ones and bounds the fixed-point
+    residual. One example; vmap over inputs.
+    """
     if not isinstance(dt, (int, float)) or not dt > 0:
         raise ValueError(f"jeq.eqprop.free_phase_stability(dt={dt!r}): must be a number > 0")
     a = system_matrix(weights, num_inputs=num_inputs)
-    abscissa = spectral_abscissa(a)
-    step = jnp.eye(a.shape[0], dtype=a.dtype) + dt * a
-    radius = jnp.max(jnp.abs(jnp.linalg.eigvals(step)))
+    n = weights.shape[0]
+    state = jnp.asarray(state, a.dtype)
+    if state.shape != (n,):
+        raise ValueError(f"jeq.eqprop.free_phase_stability(state): shape {state.shape} does not match weights "
+                         f"{weights.shape}; expected ({n},)")
+    free = state[num_inputs:]
+    velocity = deep_field(weights, state)[num_inputs:]
+    residual = jnp.max(jnp.abs(jnp.clip(free + dt * velocity, 0.0, 1.0) - free))
+    interior = (free > tolerance) & (free < 1.0 - tolerance)
+    pushed = jnp.where(free >= 1.0 - tolerance, velocity > 0, velocity < 0)
+    complementary = jnp.all(interior | pushed)
+    both = interior[:, None] & interior[None, :]
+    eye = jnp.eye(a.shape[0], dtype=a.dtype)
+    a_loc = jnp.where(both, a, 0.0) - jnp.diag(jnp.where(interior, 0.0, 1.0)).astype(a.dtype)
+    abscissa = spectral_abscissa(a_loc)
+    radius = jnp.max(jnp.abs(jnp.linalg.eigvals(eye + dt * a_loc)))
+    step = eye + dt * a
     norm = jnp.minimum(jnp.minimum(jnp.linalg.norm(step, 1), jnp.linalg.norm(step, 2)),
                        jnp.linalg.norm(step, jnp.inf))
-    return Stability(abscissa, abscissa < 0, gershgorin(a), solve_lyapunov(a), radius, norm, norm < 1)
+    local = (abscissa < 0) & (radius < 1) & complementary & (residual <= tolerance)
+    return Stability(interior, complementary, residual, a_loc, abscissa, abscissa < 0, gershgorin(a_loc),
+                     solve_lyapunov(a_loc), radius, local, norm, norm < 1)

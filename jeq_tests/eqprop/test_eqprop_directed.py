@@ -1,0 +1,221 @@
+"""DEEP and EP_asym on directed graphs: masks, Euler relaxation, learning rules, the learners, bad input, gates."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jeq.data import logic_gates
+from jeq.eqprop import (
+    asym_rule,
+    complete_graph,
+    deep,
+    deep_field,
+    endpoint_rule,
+    ep_asym,
+    layered_graph,
+    leaky_field,
+    relax,
+    trajectory_rule,
+)
+
+GATE_X, GATE_Y = logic_gates("XOR")
+GRAPH = complete_graph(num_inputs=3, num_hidden=5, num_outputs=1)
+
+
+@pytest.fixture(scope="module")
+def small_deep():
+    """A DEEP learner with short phases (the maths is the same as the notebook's 1000-step phases)."""
+    return deep(GRAPH, free_steps=40, nudged_steps=30, l1_strength=1.5e-4)
+
+
+def _notebook_euler(field, w, s, steps, dt, num_inputs, beta=0.0, y=None):
+    """Plain numpy Euler loop written from the paper's equations (reference for relax)."""
+    s = np.array(s, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    traj = [s.copy()]
+    for _ in range(steps):
+        ds = field(w, s)
+        if y is not None:
+            ds[-len(y):] += beta * (y - s[-len(y):])
+        s[num_inputs:] = np.clip(s[num_inputs:] + dt * ds[num_inputs:], 0, 1)
+        traj.append(s.copy())
+    return np.array(traj)
+
+
+def test_complete_graph_has_every_edge_but_self_loops_and_edges_into_inputs():
+    mask = GRAPH.mask
+    n = GRAPH.size
+    assert mask.shape == (9, 9) and GRAPH.num_inputs == 3 and GRAPH.num_outputs == 1
+    assert np.all(np.diag(mask) == 0)
+    assert np.all(mask[:, :3] == 0)  # nothing flows into inputs or the bias neuron
+    expected = n * (n - 3) - (n - 3)  # all edges into non-inputs minus their self-loops
+    assert mask.sum() == expected
+
+
+def test_layered_graph_matches_the_notebook_constraints():
+    g = layered_graph(num_inputs=3, hidden_sizes=[2, 2], num_outputs=1)
+    m = g.mask
+    inp, bias, h1, h2, out = [0, 1], 2, [3, 4], [5, 6], 7
+    assert np.all(m[:, :3] == 0) and np.all(np.diag(m) == 0)
+    assert np.all(m[np.ix_(inp, h1)] == 1) and np.all(m[np.ix_(inp, h2 + [out])] == 0)  # inputs feed layer 1 only
+    assert np.all(m[bias, 3:] == 1)  # the bias neuron feeds every non-input neuron
+    assert np.all(m[np.ix_(h1, h2)] == 1) and np.all(m[np.ix_(h2, h1)] == 1)  # adjacent layers, both ways
+    assert m[h1[0], h1[1]] == 0 and m[h2[0], h2[1]] == 0  # no intra-layer edges
+    assert np.all(m[np.ix_(h1, [out])] == 0) and np.all(m[np.ix_([out], h1)] == 0)  # no skip connections
+    assert np.all(m[np.ix_(h2, [out])] == 1) and np.all(m[np.ix_([out], h2)] == 1)
+
+
+def test_deep_field_is_inflow_minus_state_times_outflow(x64):
+    w = np.random.default_rng(0).normal(size=(5, 5))
+    s = np.random.default_rng(1).uniform(size=5)
+    expected = np.array([sum(w[i, j] * s[i] for i in range(5)) - s[j] * w[j].sum() for j in range(5)])
+    np.testing.assert_allclose(deep_field(jnp.asarray(w), jnp.asarray(s)), expected, rtol=1e-12)
+    np.testing.assert_allclose(leaky_field(jnp.asarray(w), jnp.asarray(s)), s @ w - s, rtol=1e-12)
+
+
+@pytest.mark.parametrize("field", [deep_field, leaky_field])
+def test_relax_matches_a_plain_euler_loop_with_clip_clamp_and_nudge(x64, field):
+    rng = np.random.default_rng(2)
+    w = rng.normal(0, 0.5, size=(9, 9)) * GRAPH.mask
+    s0 = np.concatenate([GATE_X[3], rng.uniform(0, 0.1, 6)])
+    y = np.array([0.0])
+    np_field = lambda w_, s_: np.array(field(jnp.asarray(w_), jnp.asarray(s_)))  # noqa: E731
+    for beta, target in [(0.0, None), (10.0, y)]:
+        ref = _notebook_euler(np_field, w, s0, 50, 0.05, 3, beta, target)
+        out = relax(field, jnp.asarray(w), jnp.asarray(s0), None if target is None else jnp.asarray(target),
+                    num_inputs=3, num_outputs=1, steps=50, dt=0.05, beta=beta)
+        np.testing.assert_allclose(out.states, ref, atol=1e-12)
+        assert out.states.shape == (51, 9) and out.speed.shape == (50,) and out.cost.shape == (50,)
+        np.testing.assert_array_equal(out.states[:, :3], np.broadcast_to(GATE_X[3], (51, 3)))  # clamped
+        assert np.all((out.states >= 0) & (out.states <= 1))
+    np.testing.assert_allclose(out.cost[-1], 0.5 * (ref[-1, -1] - 0.0) ** 2, rtol=1e-12)
+
+
+def test_trajectory_rule_is_the_mean_stdp_sum_and_endpoint_its_telescoped_form(x64):
+    rng = np.random.default_rng(3)
+    states = rng.uniform(size=(11, 6))
+    b0, b1 = 0.3, 1.0
+    expected = sum(np.outer(states[t], b0 * states[t] + b1 * (states[t] - states[t - 1])) for t in range(1, 11)) / 10
+    np.testing.assert_allclose(trajectory_rule(jnp.asarray(states), stdp_beta0=b0, stdp_beta1=b1), expected,
+                               rtol=1e-12)
+    np.testing.assert_allclose(endpoint_rule(jnp.asarray(states)),
+                               np.outer(states[0], states[-1] - states[0]) / 10, rtol=1e-12)
+    # Derived: for a small nudge the presynaptic s(t) ~ s0 and the beta1 sum telescopes to the endpoint form.
+    w = jnp.asarray(rng.normal(0, 0.3, (9, 9)) * GRAPH.mask)
+    s0 = jnp.concatenate([jnp.asarray(GATE_X[1]), jnp.full(6, 0.5)])
+    free = relax(deep_field, w, s0, num_inputs=3, num_outputs=1, steps=400, dt=0.05)
+    nudged = relax(deep_field, w, free.final, jnp.array([1.0]), num_inputs=3, num_outputs=1, steps=400, dt=0.05,
+                   beta=0.05)
+    traj, end = trajectory_rule(nudged.states), endpoint_rule(nudged.states)
+    assert jnp.linalg.norm(end) > 0
+    assert jnp.linalg.norm(traj - end) < 0.05 * jnp.linalg.norm(end)
+
+
+def test_ep_asym_rule_is_presynaptic_free_times_postsynaptic_change_over_beta(x64):
+    states = jnp.asarray(np.random.default_rng(4).uniform(size=(5, 4)))
+    np.testing.assert_allclose(asym_rule(states, beta=2.0), np.outer(states[0], states[-1] - states[0]) / 2.0)
+
+
+def test_deep_update_is_the_paper_rule_and_respects_the_mask(small_deep, key):
+    w = small_deep.init(key)
+    assert w.shape == (9, 9) and w.dtype == jnp.float32
+    assert np.all(np.asarray(w)[GRAPH.mask == 0] == 0)
+    k = jax.random.key(1)
+    new, info = small_deep.update(w, k, GATE_X, GATE_Y)
+    # recompute by hand: same initial states, phases, trajectory rule, L1, mask
+    noise = jax.random.uniform(k, (4, 6), jnp.float32, 0.0, 0.1)
+    s0 = jnp.concatenate([jnp.asarray(GATE_X), noise], axis=1)
+    run = lambda s, y=None, steps=40, beta=0.0: relax(deep_field, w, s, y, num_inputs=3, num_outputs=1,  # noqa: E731
+                                                       steps=steps, dt=0.05, beta=beta)
+    free = jax.vmap(run)(s0)
+    nudged = jax.vmap(lambda s, y: run(s, y, 30, 10.0))(free.final, jnp.asarray(GATE_Y))
+    delta = jnp.mean(jax.vmap(trajectory_rule)(nudged.states), axis=0)
+    expected = GRAPH.mask * (w + 100.0 * delta - 1.5e-4 * jnp.sign(w))
+    np.testing.assert_allclose(new, expected, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(new)[GRAPH.mask == 0] == 0)
+    assert bool(info.finite) and info.free_error.shape == () and 0 <= float(info.free_error) <= 1
+
+
+def test_sign_update_moves_every_edge_by_exactly_the_learning_rate(key):
+    learner = deep(GRAPH, free_steps=20, nudged_steps=20, sign_update=True, learning_rate=0.01)
+    w = learner.init(key)
+    new, _ = learner.update(w, jax.random.key(5), GATE_X, GATE_Y)
+    step = np.abs(np.asarray(new - w))[GRAPH.mask == 1]
+    np.testing.assert_allclose(step[step > 0], 0.01, rtol=1e-4)
+    assert np.all(np.asarray(new)[GRAPH.mask == 0] == 0)
+
+
+def test_update_is_jitted_vmappable_over_networks_and_does_not_recompile(small_deep, key):
+    ws = jax.vmap(small_deep.init)(jax.random.split(key, 3))
+    keys = jax.random.split(jax.random.key(7), 3)
+    new, info = jax.vmap(small_deep.update, in_axes=(0, 0, None, None))(ws, keys, GATE_X, GATE_Y)
+    assert new.shape == (3, 9, 9) and info.free_cost.shape == (3,)
+    single, _ = small_deep.update(ws[1], keys[1], GATE_X, GATE_Y)
+    np.testing.assert_allclose(new[1], single, rtol=1e-5, atol=1e-7)
+    small_deep.update(ws[0], keys[0], GATE_X, GATE_Y)
+    before = small_deep.update._cache_size()
+    small_deep.update(ws[2], keys[2], GATE_X, GATE_Y)
+    assert small_deep.update._cache_size() == before
+    pred = small_deep.predict(ws[0], keys[0], GATE_X)
+    assert pred.final.shape == (4, 9) and pred.states.shape == (4, 41, 9)
+
+
+def test_ep_asym_update_matches_its_rule(key):
+    learner = ep_asym(GRAPH, free_steps=30, nudged_steps=30)
+    w = learner.init(key)
+    k = jax.random.key(2)
+    new, _ = learner.update(w, k, GATE_X, GATE_Y)
+    noise = jax.random.uniform(k, (4, 6), jnp.float32, 0.0, 0.1)
+    s0 = jnp.concatenate([jnp.asarray(GATE_X), noise], axis=1)
+    free = jax.vmap(lambda s: relax(leaky_field, w, s, num_inputs=3, num_outputs=1, steps=30, dt=0.05))(s0)
+    nudged = jax.vmap(lambda s, y: relax(leaky_field, w, s, y, num_inputs=3, num_outputs=1, steps=30, dt=0.05,
+                                         beta=10.0))(free.final, jnp.asarray(GATE_Y))
+    delta = jnp.mean(jax.vmap(lambda a, b: jnp.outer(a, b - a) / 10.0)(free.final, nudged.final), axis=0)
+    np.testing.assert_allclose(new, GRAPH.mask * (w + delta), rtol=1e-5, atol=1e-7)
+
+
+def test_bad_input_gives_clear_errors(small_deep, key):
+    w = small_deep.init(key)
+    with pytest.raises(ValueError, match=r"deep\(beta=0"):
+        deep(GRAPH, beta=0)
+    with pytest.raises(ValueError, match=r"deep\(dt=-0.05\): must be a number > 0"):
+        deep(GRAPH, dt=-0.05)
+    with pytest.raises(ValueError, match=r"ep_asym\(beta=0"):
+        ep_asym(GRAPH, beta=0.0)
+    with pytest.raises(ValueError, match=r"deep\(rule='fancy'\)"):
+        deep(GRAPH, rule="fancy")
+    with pytest.raises(ValueError, match=r"relax\(dt=-1"):
+        relax(deep_field, w, jnp.zeros(9), num_inputs=3, num_outputs=1, steps=3, dt=-1.0)
+    with pytest.raises(ValueError, match=r"square.*\(9, 8\)"):
+        relax(deep_field, w[:, :8], jnp.zeros(9), num_inputs=3, num_outputs=1, steps=3, dt=0.1)
+    with pytest.raises(ValueError, match=r"deep\(x\): shape \(4, 2\).*num_inputs 3"):
+        small_deep.update(w, key, GATE_X[:, :2], GATE_Y)
+    with pytest.raises(ValueError, match=r"deep\(y\): shape \(4, 2\)"):
+        small_deep.update(w, key, GATE_X, np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"deep\(weights\): shape \(8, 8\)"):
+        small_deep.update(w[:8, :8], key, GATE_X, GATE_Y)
+    with pytest.raises(ValueError, match=r"complete_graph\(num_inputs=0\)"):
+        complete_graph(num_inputs=0, num_hidden=2, num_outputs=1)
+
+
+def _success(learner, gate: str, seeds: int = 10, epochs: int = 200) -> np.ndarray:
+    x, y = logic_gates(gate)
+
+    def train(key):
+        k0, k1, k2 = jax.random.split(key, 3)
+        w, _ = jax.lax.scan(lambda w, k: learner.update(w, k, x, y), learner.init(k0), jax.random.split(k1, epochs))
+        out = learner.predict(w, k2, x).final[:, -1]
+        return jnp.all((out >= 0.5) == (jnp.asarray(y[:, 0]) > 0.5))
+
+    return np.asarray(jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), seeds)))
+
+
+@pytest.mark.parametrize("gate", ["AND", "OR"])
+def test_deep_solves_and_or_in_at_least_9_of_10_networks(gate):
+    """Paper claim (spec §3, measured 10/10): notebook defaults, 200 epochs, T1 = T2 = 1000, full batch."""
+    x, _ = logic_gates(gate)
+    learner = deep(complete_graph(num_inputs=x.shape[1], num_hidden=5, num_outputs=1))
+    assert _success(learner, gate).sum() >= 9

@@ -1,0 +1,143 @@
+"""Stability of DEEP's free phase: Lyapunov solver, Gershgorin, the never-Hurwitz property, V along trajectories."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jeq.eqprop import (
+    complete_graph,
+    deep_field,
+    free_phase_stability,
+    gershgorin,
+    init_weights,
+    layered_graph,
+    lyapunov_along,
+    relax,
+    solve_lyapunov,
+    spectral_abscissa,
+    system_matrix,
+)
+
+STABILITY = jax.jit(free_phase_stability, static_argnames=("num_inputs", "dt", "tolerance"))
+
+
+def _hurwitz(seed: int, n: int) -> np.ndarray:
+    a = np.random.default_rng(seed).normal(size=(n, n))
+    return a - (np.max(np.real(np.linalg.eigvals(a))) + 0.5) * np.eye(n)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.sampled_from([1, 3, 6]))
+def test_lyapunov_solution_satisfies_the_equation_and_is_positive_definite(seed, n):
+    with jax.enable_x64(True):
+        a = _hurwitz(seed, n)
+        q = np.eye(n) + 0.1 * np.ones((n, n))
+        sol = solve_lyapunov(jnp.asarray(a), jnp.asarray(q))
+        p = np.asarray(sol.P)
+        np.testing.assert_allclose(a.T @ p + p @ a + q, 0, atol=1e-9 * np.abs(p).max())
+        assert float(sol.residual) < 1e-10 and bool(sol.positive_definite)
+        np.testing.assert_allclose(p, scipy.linalg.solve_continuous_lyapunov(a.T, -q), rtol=1e-8, atol=1e-10)
+
+
+def test_lyapunov_detects_an_unstable_matrix(x64):
+    a = _hurwitz(0, 4) + 1.0 * np.eye(4)  # abscissa +0.5
+    sol = solve_lyapunov(jnp.asarray(a))
+    assert float(sol.residual) < 1e-10  # the equation is solvable, but P is indefinite
+    assert not bool(sol.positive_definite) and float(sol.min_eigenvalue) < 0
+    assert float(spectral_abscissa(jnp.asarray(a))) == pytest.approx(0.5, abs=1e-9)
+
+
+def test_system_matrix_is_the_jacobian_of_the_free_flow(x64):
+    g = complete_graph(num_inputs=3, num_hidden=4, num_outputs=2)
+    w = init_weights(jax.random.key(1), g, std=0.7, dtype=jnp.float64)
+    s = jnp.linspace(0.1, 0.9, g.size)
+    jac = jax.jacobian(deep_field, argnums=1)(w, s)
+    np.testing.assert_allclose(system_matrix(w, num_inputs=3), jac[3:, 3:], atol=1e-14)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), hidden=st.sampled_from([2, 5]), layered=st.booleans())
+def test_deep_free_flow_is_never_hurwitz_on_the_papers_graphs(seed, hidden, layered):
+    """Derived: no edges into inputs and no self-loops => 1^T A = 0, an eigenvalue 0, column Gershgorin impossible."""
+    with jax.enable_x64(True):
+        g = (layered_graph(num_inputs=3, hidden_sizes=[hidden], num_outputs=1) if layered
+             else complete_graph(num_inputs=3, num_hidden=hidden, num_outputs=1))
+        w = init_weights(jax.random.key(seed), g, std=1.0, dtype=jnp.float64)
+        a = system_matrix(w, num_inputs=3)
+        np.testing.assert_allclose(jnp.sum(a, axis=0), 0.0, atol=1e-12)
+        assert float(spectral_abscissa(a)) > -1e-9
+        assert not bool(gershgorin(a).column_dominant)
+
+
+def test_gershgorin_certificate_implies_hurwitz(x64):
+    rng = np.random.default_rng(0)
+    certified = 0
+    for _ in range(200):
+        a = rng.normal(size=(5, 5)) * 0.3 - np.diag(rng.uniform(0.2, 2.0, 5))
+        flags = gershgorin(jnp.asarray(a))
+        if bool(flags.hurwitz_certified):
+            certified += 1
+            assert float(spectral_abscissa(jnp.asarray(a))) < 0
+    assert certified > 10
+    flags = gershgorin(jnp.array([[-3.0, 1.0], [1.0, -3.0]]))
+    assert bool(flags.row_dominant) and bool(flags.column_dominant) and bool(flags.hurwitz_certified)
+    flags = gershgorin(jnp.array([[-1.0, 1.5], [0.2, -2.0]]))  # dominant by columns only
+    assert not bool(flags.row_dominant) and bool(flags.column_dominant)
+
+
+def test_v_decreases_along_a_deep_trajectory_where_the_free_phase_is_certified_stable(x64):
+    """V(s) = (s - s*)^T P (s - s*) from A_loc^T P + P A_loc = -I decreases along DEEP's clipped Euler flow near s*."""
+    g = complete_graph(num_inputs=2, num_hidden=4, num_outputs=1)
+    x = jnp.array([0.7, 1.0])
+    run = jax.jit(lambda w, s, steps: relax(deep_field, w, s, num_inputs=2, num_outputs=1, steps=steps, dt=0.05),
+                  static_argnums=2)
+    for seed in range(40):
+        w = init_weights(jax.random.key(seed), g, std=0.5, dtype=jnp.float64)
+        eq = run(w, jnp.concatenate([x, jnp.full(5, 0.5)]), 4000).final
+        report = STABILITY(w, eq, num_inputs=2, dt=0.05, tolerance=1e-9)
+        if int(report.interior.sum()) >= 2 and bool(report.locally_stable):
+            break
+    else:
+        pytest.fail("no random DEEP network with >= 2 interior neurons and a certified free phase in 40 draws")
+    lyap = report.lyapunov
+    assert bool(report.hurwitz) and bool(lyap.positive_definite)
+    a = report.system_matrix
+    np.testing.assert_allclose(a.T @ lyap.P + lyap.P @ a + jnp.eye(a.shape[0]), 0, atol=1e-9)
+    bump = jnp.where(report.interior, 0.02 * jnp.cos(jnp.arange(5.0)), 0.0)
+    traj = run(w, eq.at[2:].add(bump), 600).states[:, 2:]
+    v = np.asarray(lyapunov_along(lyap.P, traj, eq[2:]))
+    assert v[0] > 1e-5 and v[-1] < 1e-3 * v[0]
+    significant = v[:-1] > 1e-25
+    assert np.all(np.diff(v)[significant] < 0)
+
+
+def test_global_contraction_is_never_certified_on_deep_graphs(key):
+    g = complete_graph(num_inputs=3, num_hidden=5, num_outputs=1)
+    w = init_weights(key, g, std=0.3)
+    s = jnp.concatenate([jnp.ones(3), jnp.full(6, 0.5)])
+    report = STABILITY(w, s, num_inputs=3, dt=0.05)
+    assert float(report.contraction_norm) >= 1 - 1e-6 and not bool(report.globally_stable)
+    assert report.system_matrix.shape == (6, 6) and report.interior.shape == (6,)
+    # A state that is not a fixed point is not certified, whatever the matrix.
+    assert float(report.fixed_point_residual) > 1e-3 and not bool(report.locally_stable)
+
+
+def test_bad_input_gives_clear_errors():
+    with pytest.raises(ValueError, match=r"system_matrix\(weights\): must be a square matrix, got shape \(3, 4\)"):
+        system_matrix(jnp.zeros((3, 4)), num_inputs=1)
+    with pytest.raises(ValueError, match=r"solve_lyapunov\(a\): must be a square matrix"):
+        solve_lyapunov(jnp.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"system_matrix\(num_inputs=5\)"):
+        system_matrix(jnp.zeros((4, 4)), num_inputs=5)
+    with pytest.raises(ValueError, match=r"free_phase_stability\(dt=-0.1\)"):
+        free_phase_stability(jnp.zeros((4, 4)), jnp.zeros(4), num_inputs=1, dt=-0.1)
+    with pytest.raises(ValueError, match=r"free_phase_stability\(state\): shape \(3,\)"):
+        free_phase_stability(jnp.zeros((4, 4)), jnp.zeros(3), num_inputs=1, dt=0.1)
+    with pytest.raises(ValueError, match=r"lyapunov_along"):
+        lyapunov_along(jnp.eye(3), jnp.zeros((5, 2)), jnp.zeros(3))
