@@ -1,1 +1,45 @@
-"""Placeholder: filled by its issue."""
+"""Equilibrium models as pure functions: OptEq (dense, conv, deep), MON (FB / PR) and a plain DEQ.
+
+Every factory returns an :class:`EquilibriumModel` with ``init``, ``equilibrium(params, x)``,
+``apply(params, x) -> Output(logits, stats, jacobian)`` and (OptEq family) ``objective(params, z, x)`` = the hidden
+convex objective G. Functions act on one example; vmap over the batch. Training steps: :mod:`jeq.equilibrium.train`.
+Maths: ``opteq.py`` (spec opteq.md sections 3, 4, 6), ``deep_opteq.py`` (section 5), ``mon.py`` and ``deq.py``
+(section 8), ``core.py`` (assembly, norm constraint).
+"""
+
+from jeq.equilibrium.core import (
+    EquilibriumModel,
+    Output,
+    SolveSettings,
+    assemble,
+    power_iteration_norm,
+    spectral_scale,
+)
+from jeq.equilibrium.deep_opteq import DeepOptEqParams, block_coupling, convexity_margin, deep_opteq
+from jeq.equilibrium.deq import DeqParams, deq
+from jeq.equilibrium.mon import MonConvParams, MonParams, circulant_inverse, mon, mon_conv
+from jeq.equilibrium.opteq import (
+    OptEqConvParams,
+    OptEqParams,
+    hidden_objective,
+    opteq,
+    opteq_conv,
+    opteq_map,
+    smoothness_prior,
+)
+from jeq.equilibrium.train import EvalMetrics, TrainMetrics, make_eval_step, make_train_step
+
+__all__ = [
+    "DeepOptEqParams", "DeqParams", "EquilibriumModel", "EvalMetrics", "MonConvParams", "MonParams",
+    "OptEqConvParams", "OptEqParams", "Output", "SolveSettings", "TrainMetrics", "assemble", "block_coupling",
+    "circulant_inverse", "convexity_margin", "deep_opteq", "deq", "hidden_objective", "make_eval_step",
+    "make_train_step", "mon", "mon_conv", "opteq", "opteq_conv", "opteq_map", "power_iteration_norm",
+    "parameter_count", "smoothness_prior", "spectral_scale",
+]
+
+
+def parameter_count(params) -> int:
+    """Number of scalars in a params pytree."""
+    import jax
+
+    return int(sum(leaf.size for leaf in jax.tree.leaves(params)))

@@ -6,7 +6,18 @@ Solvers live in the registry :data:`SOLVERS` (picard, anderson, broyden, halpern
 """
 
 from jeq.fixedpoint.jacobian import jacobian_penalty, spectral_radius
-from jeq.fixedpoint.solve import Implicit, Phantom, Solution, Stats, Unroll, implicit, phantom, solve, unroll
+from jeq.fixedpoint.solve import (
+    Implicit,
+    Phantom,
+    Solution,
+    Stats,
+    Unroll,
+    check_settings,
+    implicit,
+    phantom,
+    solve,
+    unroll,
+)
 from jeq.fixedpoint.solvers import (
     SOLVERS,
     AndersonState,
@@ -23,6 +34,6 @@ from jeq.fixedpoint.solvers import (
 
 __all__ = [
     "SOLVERS", "AndersonState", "BroydenState", "FixedPointSolver", "HalpernState", "Implicit", "Phantom",
-    "PicardState", "Solution", "Stats", "Unroll", "anderson", "broyden", "get_solver", "halpern", "implicit",
-    "jacobian_penalty", "phantom", "picard", "solve", "spectral_radius", "unroll",
+    "PicardState", "Solution", "Stats", "Unroll", "anderson", "broyden", "check_settings", "get_solver", "halpern",
+    "implicit", "jacobian_penalty", "phantom", "picard", "solve", "spectral_radius", "unroll",
 ]

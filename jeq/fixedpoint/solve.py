@@ -36,7 +36,9 @@ from jax.flatten_util import ravel_pytree
 
 from jeq.fixedpoint.solvers import FixedPointSolver, get_solver
 
-__all__ = ["Implicit", "Phantom", "Solution", "Stats", "Unroll", "implicit", "phantom", "solve", "unroll"]
+__all__ = [
+    "Implicit", "Phantom", "Solution", "Stats", "Unroll", "check_settings", "implicit", "phantom", "solve", "unroll",
+]
 
 Array = jax.Array
 LINEAR_SOLVERS = ("gmres", "bicgstab")
@@ -119,6 +121,26 @@ def phantom(*, steps: int = 5, damping: float = 0.5) -> Phantom:
 def unroll() -> Unroll:
     """Backpropagate through all solver steps (memory grows with maxiter)."""
     return Unroll()
+
+
+def check_settings(
+    *, solver, tol, rtol, maxiter, backward, caller: str = "solve"
+) -> tuple[FixedPointSolver, Implicit | Phantom | Unroll]:
+    """Validate :func:`solve` settings eagerly; return the resolved solver and backward configuration."""
+    solver = get_solver(solver, caller=caller)
+    _check_tolerances(caller, tol, rtol)
+    _check_maxiter(caller, maxiter)
+    if isinstance(backward, str):
+        makers = {"implicit": implicit, "phantom": phantom, "unroll": unroll}
+        if backward not in makers:
+            raise ValueError(
+                f"jeq.fixedpoint.{caller}(backward={backward!r}): unknown; allowed: {sorted(makers)} or "
+                "implicit(...), phantom(...), unroll()"
+            )
+        backward = makers[backward]()
+    if not isinstance(backward, (Implicit, Phantom, Unroll)):
+        raise TypeError(f"jeq.fixedpoint.{caller}(backward={backward!r}): must be a str or Implicit/Phantom/Unroll")
+    return solver, backward
 
 
 def _check_tolerances(caller: str, tol, rtol) -> None:
@@ -261,19 +283,7 @@ def solve(
     Returns:
       :class:`Solution` ``(value, stats)``.
     """
-    solver = get_solver(solver, caller="solve")
-    _check_tolerances("solve", tol, rtol)
-    _check_maxiter("solve", maxiter)
-    if isinstance(backward, str):
-        makers = {"implicit": implicit, "phantom": phantom, "unroll": unroll}
-        if backward not in makers:
-            raise ValueError(
-                f"jeq.fixedpoint.solve(backward={backward!r}): unknown; allowed: {sorted(makers)} or "
-                "implicit(...), phantom(...), unroll()"
-            )
-        backward = makers[backward]()
-    if not isinstance(backward, (Implicit, Phantom, Unroll)):
-        raise TypeError(f"jeq.fixedpoint.solve(backward={backward!r}): must be a str or Implicit/Phantom/Unroll")
+    solver, backward = check_settings(solver=solver, tol=tol, rtol=rtol, maxiter=maxiter, backward=backward)
     _check_map(fn, z0, args)
     fn, consts = jax.closure_convert(fn, z0, *args)
     args = tuple(args) + tuple(consts)

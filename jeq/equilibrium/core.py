@@ -1,0 +1,178 @@
+"""What every equilibrium model shares: the assembly of ``equilibrium``/``apply`` from a fixed-point map, and the
+norm constraint ``||W||_2 <= 1 - eps`` (spec opteq.md section 4).
+
+An equilibrium model is four pure pieces (one example; callers vmap):
+
+    prepared = prepare(params)           batch-independent work: constrained weights, W^T W, inverses
+    c        = inject(params, x)         input injection (e.g. U x + b), computed once per example
+    s*       = layer(s*, prepared, c)    the fixed-point map, solved by jeq.fixedpoint.solve
+    logits   = readout(params, z*),      z* = hidden(s*, prepared, c)  (z* = s* except for Peaceman-Rachford)
+
+:func:`assemble` turns them into an :class:`EquilibriumModel` whose ``equilibrium(params, x)`` and
+``apply(params, x)`` share the same solver settings. Under ``jax.vmap`` over x, ``prepare`` runs once per batch
+(it does not depend on x) and the solver runs per example until every example has stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jeq import fixedpoint as fp
+
+__all__ = [
+    "EquilibriumModel",
+    "Output",
+    "SolveSettings",
+    "assemble",
+    "check_margin",
+    "power_iteration_norm",
+    "spectral_scale",
+]
+
+Array = jax.Array
+
+
+class SolveSettings(NamedTuple):
+    """Forward/backward settings of a model's fixed-point solve (see :func:`jeq.fixedpoint.solve`)."""
+
+    solver: Any
+    """A ``jeq.fixedpoint.SOLVERS`` name or a configured FixedPointSolver."""
+    tol: float
+    """Absolute tolerance on ||f(s) - s||."""
+    rtol: float
+    """Relative tolerance (to ||f(s)||)."""
+    maxiter: int
+    """Maximum solver updates."""
+    backward: Any
+    """``"implicit"``, ``"phantom"``, ``"unroll"`` or a jeq.fixedpoint.implicit/phantom/unroll configuration."""
+
+
+class Output(NamedTuple):
+    """What ``model.apply`` returns for one example."""
+
+    logits: Array
+    """Class scores, shape (classes,)."""
+    stats: fp.Stats
+    """Forward-solve diagnostics (num_steps, residual, relative_residual, converged)."""
+    jacobian: Array
+    """Hutchinson estimate of ||d layer / d s||_F^2 / dim at s* (0 when ``apply`` got no key)."""
+
+
+class EquilibriumModel(NamedTuple):
+    """An implicit classifier as pure functions (one example; callers vmap over the batch)."""
+
+    name: str
+    """Model family and variant, e.g. ``"opteq"``, ``"mon-pr"``."""
+    init: Callable[[Array], Any]
+    """``init(key) -> params`` (a NamedTuple of arrays)."""
+    prepare: Callable[[Any], Any]
+    """``prepare(params) -> prepared``: constrained weights etc., independent of the input."""
+    inject: Callable[[Any, Array], Any]
+    """``inject(params, x) -> c``: input injection for one example."""
+    layer: Callable[[Any, Any, Any], Any]
+    """``layer(s, prepared, c) -> s``: the fixed-point map (state first, as in jeq.fixedpoint.solve)."""
+    hidden: Callable[[Any, Any, Any], Any]
+    """``hidden(s, prepared, c) -> z``: the equilibrium features from the solver state."""
+    readout: Callable[[Any, Any], Array]
+    """``readout(params, z) -> logits``."""
+    initial_state: Callable[[Any], Any]
+    """``initial_state(c) -> s0`` (zeros)."""
+    equilibrium: Callable[..., fp.Solution]
+    """``equilibrium(params, x, *, solver=None, tol=None, rtol=None, maxiter=None, backward=None)
+    -> Solution(z*, stats)``; keywords override the model's settings."""
+    apply: Callable[..., Output]
+    """``apply(params, x, *, key=None) -> Output``; with a key, also a Jacobian-penalty estimate."""
+    objective: Callable[[Any, Any, Array], Array] | None
+    """``objective(params, z, x)``: the hidden convex objective G (OptEq family), None otherwise."""
+    settings: SolveSettings
+    """Default solve settings."""
+
+
+def assemble(
+    *,
+    name: str,
+    init: Callable,
+    prepare: Callable,
+    inject: Callable,
+    layer: Callable,
+    readout: Callable,
+    settings: SolveSettings,
+    hidden: Callable | None = None,
+    initial_state: Callable | None = None,
+    objective: Callable | None = None,
+) -> EquilibriumModel:
+    """Build an :class:`EquilibriumModel` from its pieces: s* = layer(s*, prepare(params), inject(params, x))."""
+    fp.check_settings(solver=settings.solver, tol=settings.tol, rtol=settings.rtol, maxiter=settings.maxiter,
+                      backward=settings.backward, caller=name)
+    hidden = hidden or (lambda s, prepared, c: s)
+    initial_state = initial_state or (lambda c: jax.tree.map(jnp.zeros_like, c))
+
+    def _solve(params, x, overrides):
+        config = settings._replace(**{k: v for k, v in overrides.items() if v is not None})
+        prepared = prepare(params)
+        c = inject(params, x)
+        solution = fp.solve(
+            layer, initial_state(c), prepared, c, solver=config.solver, tol=config.tol, rtol=config.rtol,
+            maxiter=config.maxiter, backward=config.backward,
+        )
+        return prepared, c, solution
+
+    def equilibrium(params, x, *, solver=None, tol=None, rtol=None, maxiter=None, backward=None):
+        overrides = dict(solver=solver, tol=tol, rtol=rtol, maxiter=maxiter, backward=backward)
+        prepared, c, solution = _solve(params, x, overrides)
+        return fp.Solution(hidden(solution.value, prepared, c), solution.stats)
+
+    def apply(params, x, *, key=None):
+        prepared, c, solution = _solve(params, x, {})
+        logits = readout(params, hidden(solution.value, prepared, c))
+        if key is None:
+            jacobian = jnp.zeros((), logits.dtype)
+        else:
+            jacobian = fp.jacobian_penalty(layer, solution.value, prepared, c, key=key)
+        return Output(logits, solution.stats, jacobian)
+
+    return EquilibriumModel(
+        name=name, init=init, prepare=prepare, inject=inject, layer=layer, hidden=hidden, readout=readout,
+        initial_state=initial_state, equilibrium=equilibrium, apply=apply, objective=objective, settings=settings,
+    )
+
+
+def check_margin(fn: str, margin) -> float:
+    """Validate eps in ||W||_2 <= 1 - eps: a float in [0, 1)."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.number)) or not 0.0 <= margin < 1.0:
+        raise ValueError(f"jeq.equilibrium.{fn}(margin={margin!r}): must be in [0, 1)")
+    return float(margin)
+
+
+def spectral_scale(raw_scale: Array, margin: float) -> Array:
+    """s = (1 - eps) sigmoid(a): the spectral norm of W = s V / ||V||_2, always in (0, 1 - eps).
+
+    ``a = +inf`` with eps = 0 gives s = 1 exactly (the non-strict case ||W||_2 = 1 of spec section 6.2).
+    """
+    return (1.0 - margin) * jax.nn.sigmoid(raw_scale)
+
+
+def power_iteration_norm(
+    linear: Callable[[Array], Array], example: jax.ShapeDtypeStruct, *, iterations: int = 30
+) -> Array:
+    """||A||_2 of a linear map A by power iteration on A^T A from a fixed start (no state to carry).
+
+        v <- A^T A v / ||A^T A v||  (k times, no gradient),   ||A||_2 ~= ||A v_k||  (differentiable),
+
+    as in spectral normalisation (Miyato et al. 2018; TorchDEQ ``spectral_norm``). The estimate is a lower bound
+    that converges geometrically at rate (sigma_2/sigma_1)^2; callers keep a margin eps for the remainder.
+    """
+    transpose = jax.linear_transpose(linear, example)
+    v = jax.random.normal(jax.random.key(17), example.shape, example.dtype)
+
+    def step(_, v):
+        w = transpose(linear(v))[0]
+        return w / (jnp.linalg.norm(w) + jnp.finfo(w.dtype).tiny)
+
+    v = jax.lax.stop_gradient(jax.lax.fori_loop(0, iterations, step, v / jnp.linalg.norm(v)))
+    return jnp.linalg.norm(linear(v))

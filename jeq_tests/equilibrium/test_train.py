@@ -1,0 +1,73 @@
+"""The shared training step: learns, honours per-example weights (padding), is jitted once, rejects bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jeq import equilibrium as eq
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = eq.opteq(features=6, hidden=8, classes=2, tol=1e-4)
+    xs = jax.random.normal(jax.random.key(0), (32, 6))
+    ys = (xs[:, 0] + xs[:, 1] > 0).astype(jnp.int32)
+    optimizer = optax.adam(3e-2)
+    return model, xs, ys, optimizer, eq.make_train_step(model.apply, optimizer)
+
+
+def test_training_reduces_the_loss_and_reports_solver_stats(setup):
+    model, xs, ys, optimizer, train_step = setup
+    params = model.init(jax.random.key(1))
+    opt_state = optimizer.init(params)
+    losses = []
+    for _ in range(30):
+        params, opt_state, metrics = train_step(params, opt_state, xs, ys)
+        losses.append(float(metrics.loss))
+    assert losses[-1] < 0.5 * losses[0]
+    assert float(metrics.accuracy) > 0.9 and float(metrics.converged) == 1.0 and float(metrics.mean_steps) >= 1
+    assert train_step._cache_size() == 1
+    evaluate = eq.make_eval_step(model.apply)
+    sums = evaluate(params, xs, ys)
+    np.testing.assert_allclose(float(sums.count), 32.0)
+    assert float(sums.correct) / 32 > 0.9
+
+
+def test_zero_weight_rows_are_ignored(setup):
+    """A padded batch (weight 0 on padding rows) gives the same step as the unpadded batch."""
+    model, xs, ys, optimizer, train_step = setup
+    params = model.init(jax.random.key(2))
+    opt_state = optimizer.init(params)
+    xs_pad = jnp.concatenate([xs[:24], 100.0 * jnp.ones((8, 6))])
+    ys_pad = jnp.concatenate([ys[:24], jnp.zeros(8, jnp.int32)])
+    weight = jnp.concatenate([jnp.ones(24), jnp.zeros(8)])
+    p_pad, _, m_pad = train_step(params, opt_state, xs_pad, ys_pad, weight)
+    p_ref, _, m_ref = eq.make_train_step(model.apply, optimizer)(params, opt_state, xs[:24], ys[:24])
+    np.testing.assert_allclose(float(m_pad.loss), float(m_ref.loss), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(p_pad), jax.tree.leaves(p_ref)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_jacobian_penalty_enters_the_loss(setup):
+    model, xs, ys, optimizer, _ = setup
+    params = model.init(jax.random.key(3))
+    step = eq.make_train_step(model.apply, optimizer, jacobian_weight=1.0)
+    _, _, metrics = step(params, optimizer.init(params), xs, ys, key=jax.random.key(0))
+    assert float(metrics.jacobian) > 0
+    with pytest.raises(ValueError, match="needs key"):
+        step(params, optimizer.init(params), xs, ys)
+
+
+def test_bad_batches_are_rejected(setup):
+    model, xs, ys, optimizer, train_step = setup
+    params = model.init(jax.random.key(4))
+    with pytest.raises(ValueError, match=r"xb shape \(32, 6\) and yb shape \(31,\)"):
+        train_step(params, optimizer.init(params), xs, ys[:31])
+    with pytest.raises(ValueError, match=r"weight shape \(3,\) must be \(32,\)"):
+        train_step(params, optimizer.init(params), xs, ys, jnp.ones(3))
+    with pytest.raises(ValueError, match="jacobian_weight"):
+        eq.make_train_step(model.apply, optimizer, jacobian_weight=-1.0)
