@@ -19,8 +19,9 @@ interior neurons I follow the linear map e <- (I + dt A_II) e. So:
 * Gershgorin on A_loc: negative diagonal and off-diagonal row (or column) sums below |A_jj| => Hurwitz (sufficient).
 * rho(I + dt A_loc) < 1 is the exact local condition for the Euler iteration; with Hurwitz and strict
   complementarity the free phase is *provably* locally exponentially stable at s*.
-* Global certificate: ||I + dt A||_p < 1 (p in {1, 2, inf}) would make the clipped map a contraction (clip is
-  non-expansive in every l_p); it is impossible on DEEP's graphs since 1^T (I + dt A) = 1^T. Reported anyway.
+* Global certificate: ||I + dt A||_p < 1 (p in {1, 2, inf}) makes the clipped map a contraction (clip is
+  non-expansive in every l_p); it is impossible on DEEP's graphs since 1^T (I + dt A) = 1^T, but can hold for the
+  leaky EP_asym field (A = W^T - I) when W is small.
 
 For energy-based EP (:mod:`jeq.eqprop.hopfield`) the Lyapunov function is the energy itself
 (:func:`jeq.eqprop.hopfield.energy_certificate`).
@@ -34,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jeq.eqprop.deep import deep_field
+from jeq.eqprop.directed import Field
 
 __all__ = [
     "Gershgorin",
@@ -62,14 +64,16 @@ def _check_inputs(function: str, weights: jax.Array, num_inputs: int) -> None:
                          f"N = {n}")
 
 
-def system_matrix(weights: jax.Array, *, num_inputs: int) -> jax.Array:
-    """A = [W^T - diag(W 1)]_{free, free}: DEEP's free-neuron Jacobian (n_free, n_free), n_free = N - num_inputs.
+def system_matrix(weights: jax.Array, *, num_inputs: int, field: Field = deep_field) -> jax.Array:
+    """A = d field / ds on the free block (n_free, n_free), n_free = N - num_inputs, for a field linear in s.
 
-    ``A[j, i] = W[i, j]`` (i != j) and ``A[j, j] = -sum_k W[j, k]``: d(ds_j/dt)/ds_i.
+    For DEEP (default) A = [W^T - diag(W 1)]_{free, free}: ``A[j, i] = W[i, j]`` (i != j), ``A[j, j] =
+    -sum_k W[j, k]``. For EP_asym (``field=leaky_field``) A = [W^T]_{free, free} - I. Computed as the Jacobian of
+    ``field`` (exact because the fields are linear in s).
     """
     weights = _square("system_matrix", "weights", weights)
     _check_inputs("system_matrix", weights, num_inputs)
-    full = weights.T - jnp.diag(jnp.sum(weights, axis=1))
+    full = jax.jacobian(field, argnums=1)(weights, jnp.zeros(weights.shape[0], weights.dtype))
     return full[num_inputs:, num_inputs:]
 
 
@@ -181,24 +185,32 @@ class Stability(NamedTuple):
 
 
 def free_phase_stability(
-    weights: jax.Array, state: jax.Array, *, num_inputs: int, dt: float, tolerance: float = 1e-6
+    weights: jax.Array,
+    state: jax.Array,
+    *,
+    num_inputs: int,
+    dt: float,
+    field: Field = deep_field,
+    tolerance: float = 1e-6,
 ) -> Stability:
-    """Given a trained DEEP network W (N, N) and the state its free phase reached for one input (N,), say whether
-    the free phase is provably stable there (locally) or everywhere (globally); see the module docstring.
+    """Given a trained directed network W (N, N) and the state its free phase reached for one input (N,), say
+    whether the clipped Euler free phase is provably stable there (locally) or everywhere (globally); see the module
+    docstring. ``field`` is DEEP's (default) or EP_asym's :func:`~jeq.eqprop.ep_asym.leaky_field` (any field
+    linear in s).
 
     ``tolerance`` separates saturated neurons (within it of 0 or 1) from interior ones and bounds the fixed-point
     residual. One example; vmap over inputs.
     """
     if not isinstance(dt, (int, float)) or not dt > 0:
         raise ValueError(f"jeq.eqprop.free_phase_stability(dt={dt!r}): must be a number > 0")
-    a = system_matrix(weights, num_inputs=num_inputs)
+    a = system_matrix(weights, num_inputs=num_inputs, field=field)
     n = weights.shape[0]
     state = jnp.asarray(state, a.dtype)
     if state.shape != (n,):
         raise ValueError(f"jeq.eqprop.free_phase_stability(state): shape {state.shape} does not match weights "
                          f"{weights.shape}; expected ({n},)")
     free = state[num_inputs:]
-    velocity = deep_field(weights, state)[num_inputs:]
+    velocity = field(weights, state)[num_inputs:]
     residual = jnp.max(jnp.abs(jnp.clip(free + dt * velocity, 0.0, 1.0) - free))
     interior = (free > tolerance) & (free < 1.0 - tolerance)
     pushed = jnp.where(free >= 1.0 - tolerance, velocity > 0, velocity < 0)

@@ -17,6 +17,7 @@ from jeq.eqprop import (
     gershgorin,
     init_weights,
     layered_graph,
+    leaky_field,
     lyapunov_along,
     relax,
     solve_lyapunov,
@@ -24,7 +25,7 @@ from jeq.eqprop import (
     system_matrix,
 )
 
-STABILITY = jax.jit(free_phase_stability, static_argnames=("num_inputs", "dt", "tolerance"))
+STABILITY = jax.jit(free_phase_stability, static_argnames=("num_inputs", "dt", "field", "tolerance"))
 
 
 def _hurwitz(seed: int, n: int) -> np.ndarray:
@@ -141,3 +142,18 @@ def test_bad_input_gives_clear_errors():
         free_phase_stability(jnp.zeros((4, 4)), jnp.zeros(3), num_inputs=1, dt=0.1)
     with pytest.raises(ValueError, match=r"lyapunov_along"):
         lyapunov_along(jnp.eye(3), jnp.zeros((5, 2)), jnp.zeros(3))
+
+
+def test_a_leaky_ep_asym_network_with_small_weights_is_a_global_contraction(x64):
+    """||I + dt A||_p < 1 for A = W^T - I: every initial state relaxes to the same fixed point."""
+    g = complete_graph(num_inputs=3, num_hidden=5, num_outputs=1)
+    w = init_weights(jax.random.key(4), g, std=0.1, dtype=jnp.float64)
+    np.testing.assert_allclose(system_matrix(w, num_inputs=3, field=leaky_field), w[3:, 3:].T - jnp.eye(6),
+                               atol=1e-14)
+    x = jnp.array([1.0, 0.0, 1.0])
+    run = jax.jit(jax.vmap(lambda s: relax(leaky_field, w, s, num_inputs=3, num_outputs=1, steps=800, dt=0.05)))
+    starts = jnp.concatenate([jnp.tile(x, (4, 1)), jax.random.uniform(jax.random.key(5), (4, 6))], axis=1)
+    finals = run(starts).final
+    np.testing.assert_allclose(finals, jnp.tile(finals[:1], (4, 1)), atol=1e-9)
+    report = STABILITY(w, finals[0], num_inputs=3, dt=0.05, field=leaky_field)
+    assert float(report.contraction_norm) < 1 and bool(report.globally_stable) and bool(report.locally_stable)
