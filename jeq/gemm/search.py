@@ -1,0 +1,121 @@
+"""Ask/tell search over a configuration space with one budget accounting for every strategy.
+
+A :class:`Strategy` is a triple of pure-ish functions over an explicit state (evosax style):
+
+    state = strategy.init(key)
+    genomes, state = strategy.ask(key, state, max_count)     # 1..max_count new configurations
+    state = strategy.tell(state, genomes, costs)             # costs in seconds, inf = failed
+
+Contract (checked by :func:`search`): ``ask`` returns distinct, valid configurations that were never asked before,
+and returns none only when the space is exhausted. The budget is the number of distinct configurations measured
+(failures count), the same for every strategy; a configuration is never measured twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jeq.gemm.space import Space
+
+__all__ = ["SearchResult", "Strategy", "rng_from_key", "search"]
+
+
+class Strategy(NamedTuple):
+    """An ask/tell search strategy over one :class:`~jeq.gemm.space.Space`."""
+
+    name: str
+    """Short name, e.g. ``"gbfs"``."""
+    space: Space
+    """The space searched."""
+    init: Callable[[jax.Array], Any]
+    """``init(key) -> state``."""
+    ask: Callable[[jax.Array, Any, int], tuple[np.ndarray, Any]]
+    """``ask(key, state, max_count) -> (genomes (n, G) with 1 <= n <= max_count, state)``; n = 0 iff exhausted."""
+    tell: Callable[[Any, np.ndarray, np.ndarray], Any]
+    """``tell(state, genomes, costs) -> state`` with the genomes of the last ask and their costs (inf = failed)."""
+
+
+class SearchResult(NamedTuple):
+    """History of one search run."""
+
+    indices: np.ndarray
+    """(n,) int64 configuration indices in measurement order."""
+    costs: np.ndarray
+    """(n,) float64 costs in seconds in measurement order (``inf`` = failed)."""
+    best_index: int
+    """Index of the cheapest configuration measured (-1 if none succeeded)."""
+    best_cost: float
+    """Its cost (``inf`` if none succeeded)."""
+
+    def best_so_far(self) -> np.ndarray:
+        """(n,) running minimum of the costs: the best configuration after each measurement."""
+        return np.minimum.accumulate(self.costs) if self.costs.size else self.costs
+
+    def measurements_to_reach(self, target: float) -> int | None:
+        """Number of measurements until a cost ``<= target`` was first seen (``None`` if never)."""
+        hit = np.flatnonzero(self.costs <= target)
+        return int(hit[0]) + 1 if hit.size else None
+
+
+def rng_from_key(key: jax.Array) -> np.random.Generator:
+    """A numpy generator seeded from a ``jax.random.key`` (host-side sampling inside strategies)."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint32).tolist())
+
+
+def search(
+    strategy: Strategy,
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    *,
+    budget: int,
+    key: jax.Array,
+    callback: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> SearchResult:
+    """Run ``strategy`` for ``budget`` measurements of ``evaluate`` (a landscape: genomes (B, G) -> (B,) seconds).
+
+    Each round asks for at most the remaining budget, checks the strategy's contract (no repeats, valid, right
+    shape), evaluates the batch in one call and tells the costs back. Stops early only if the space is exhausted.
+    ``callback(indices, costs)`` sees every evaluated batch.
+    """
+    if not isinstance(budget, (int, np.integer)) or budget <= 0:
+        raise ValueError(f"jeq.gemm.search(budget={budget!r}): must be an int > 0")
+    space = strategy.space
+    ask_key, init_key = jax.random.split(key)
+    state = strategy.init(init_key)
+    seen: set[int] = set()
+    indices: list[np.ndarray] = []
+    costs: list[np.ndarray] = []
+    used = 0
+    step = 0
+    while used < budget:
+        genomes, state = strategy.ask(jax.random.fold_in(ask_key, step), state, budget - used)
+        step += 1
+        genomes = np.asarray(genomes, dtype=np.int32).reshape(-1, space.genome_length)
+        n = genomes.shape[0]
+        if n == 0:
+            break
+        if n > budget - used:
+            raise RuntimeError(f"{strategy.name}.ask returned {n} configurations, more than the {budget - used} asked")
+        idx = space.indices(genomes)
+        if len(set(idx.tolist())) != n or seen.intersection(idx.tolist()):
+            raise RuntimeError(f"{strategy.name}.ask proposed a configuration that was already measured")
+        if not space.valid(genomes).all():
+            raise RuntimeError(f"{strategy.name}.ask proposed a configuration that violates the space's constraint")
+        c = np.asarray(evaluate(genomes), dtype=np.float64).reshape(n)
+        c = np.where(np.isnan(c), np.inf, c)
+        seen.update(idx.tolist())
+        state = strategy.tell(state, genomes, c)
+        indices.append(idx)
+        costs.append(c)
+        used += n
+        if callback is not None:
+            callback(idx, c)
+    all_idx = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+    all_c = np.concatenate(costs) if costs else np.zeros(0)
+    if all_c.size and np.isfinite(all_c).any():
+        b = int(np.argmin(all_c))
+        return SearchResult(all_idx, all_c, int(all_idx[b]), float(all_c[b]))
+    return SearchResult(all_idx, all_c, -1, float("inf"))
