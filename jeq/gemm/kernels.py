@@ -1,0 +1,280 @@
+"""GEMM kernel families that a configuration maps to.
+
+A :class:`KernelFamily` couples a configuration space with a builder ``config -> (x, y) -> x @ y`` and optional XLA
+compile options. Families:
+
+* ``xla_tiled`` (any backend; the live CPU family): explicit tiling written with JAX control flow,
+
+      C[i, j] = Σ_t A[i, t] B[t, j]  over tiles:  lax.map over M tiles, lax.map over N tiles, lax.scan over K tiles,
+      each step one ``dot_general`` of a (bm, bk) by (bk, bn) block accumulated in float32.
+
+  Axes ``m = [m/bm, bm]``, ``n = [n/bn, bn]``, ``k = [k/bk, bk]`` (outer count, tile).
+* ``pallas``: a Pallas matmul, grid ``(m/bm, n/bn)``, each program loops over ``k/bk`` blocks with a float32
+  accumulator. Compiled with Triton on GPU (knobs ``num_warps``, ``num_stages``; tiles 16-256, powers of two,
+  shared memory and accumulator-register limits), interpreted on CPU (``interpret=True``: for correctness and as a
+  landscape, not a speed proxy; spec §8).
+* ``xla_flags`` (GPU): ``jnp.dot`` compiled under XLA's own GEMM autotuner settings as knobs
+  (``xla_gpu_autotune_level``, ``xla_gpu_enable_triton_gemm``, ``xla_gpu_cublas_fallback``,
+  ``xla_gpu_exhaustive_tiling_search``). The flags are accepted but dead on CPU.
+
+Every family's ``source`` is a hash of its kernel code, part of every cache key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jeq.gemm.space import Axis, Knob, Space
+
+__all__ = ["KernelFamily", "family", "pallas", "pallas_matmul", "tiled_matmul", "xla_flags", "xla_tiled"]
+
+
+class KernelFamily(NamedTuple):
+    """A family of GEMM kernels indexed by the configurations of a space."""
+
+    name: str
+    """Family name (part of cache keys)."""
+    space: Callable[[int, int, int], Space]
+    """``space(m, n, k)``: the configuration space for one GEMM shape."""
+    build: Callable[[Mapping[str, Any]], Callable[[jax.Array, jax.Array], jax.Array]]
+    """``build(config) -> fn(x, y)`` computing ``x @ y`` (shapes are those the space was made for)."""
+    compiler_options: Callable[[Mapping[str, Any]], dict[str, Any]]
+    """``compiler_options(config)``: XLA options for this configuration's compile (may be empty)."""
+    source: str
+    """Hash of the kernel's source code."""
+
+
+def source_hash(*objects: Any) -> str:
+    """SHA-256 (16 hex digits) of the source code of functions/classes (their ``repr`` if the source is not found)."""
+    h = hashlib.sha256()
+    for obj in objects:
+        try:
+            text = inspect.getsource(obj)
+        except (OSError, TypeError):
+            text = repr(obj)
+        h.update(text.encode())
+    return h.hexdigest()[:16]
+
+
+def _tile_axes(m: int, n: int, k: int) -> list[Axis]:
+    return [Axis("m", m, 2), Axis("n", n, 2), Axis("k", k, 2)]
+
+
+def _tiles(config: Mapping[str, Any]) -> tuple[int, int, int]:
+    return int(config["m"][1]), int(config["n"][1]), int(config["k"][1])
+
+
+# ------------------------------------------------------------------------------------------------ XLA tiling
+def tiled_matmul(x: jax.Array, y: jax.Array, *, block_m: int, block_n: int, block_k: int) -> jax.Array:
+    """``x @ y`` by explicit tiles: ``lax.map`` over M and N tiles, ``lax.scan`` over K tiles, f32 accumulation.
+
+    ``C_ij = Σ_t A_it B_tj`` with ``A_it`` the (block_m, block_k) tile ``(i, t)`` of ``x`` and ``B_tj`` the
+    (block_k, block_n) tile of ``y``. Block sizes must divide the dimensions.
+    """
+    (m, k), (k2, n) = x.shape, y.shape
+    if k != k2:
+        raise ValueError(f"jeq.gemm.tiled_matmul: x shape {x.shape} and y shape {y.shape} do not compose")
+    for name, b, d in (("block_m", block_m, m), ("block_n", block_n, n), ("block_k", block_k, k)):
+        if not (isinstance(b, int) and b >= 1 and d % b == 0):
+            raise ValueError(f"jeq.gemm.tiled_matmul({name}={b!r}): must be a positive divisor of {d}")
+    gm, gn, gk = m // block_m, n // block_n, k // block_k
+    xt = x.reshape(gm, block_m, gk, block_k).transpose(0, 2, 1, 3)  # (gm, gk, bm, bk)
+    yt = y.reshape(gk, block_k, gn, block_n).transpose(2, 0, 1, 3)  # (gn, gk, bk, bn)
+
+    def row(x_tiles: jax.Array) -> jax.Array:
+        def col(y_tiles: jax.Array) -> jax.Array:
+            def step(acc: jax.Array, ab: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+                a, b = ab
+                return acc + lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32), None
+
+            acc, _ = lax.scan(step, jnp.zeros((block_m, block_n), jnp.float32), (x_tiles, y_tiles))
+            return acc
+
+        return lax.map(col, yt)  # (gn, bm, bn)
+
+    out = lax.map(row, xt)  # (gm, gn, bm, bn)
+    return out.transpose(0, 2, 1, 3).reshape(m, n).astype(x.dtype)
+
+
+def xla_tiled(*, min_tile: int = 8) -> KernelFamily:
+    """The ``xla_tiled`` family: tile sizes ``bm, bn, bk`` (≥ ``min_tile`` or the whole dimension)."""
+    if not isinstance(min_tile, int) or min_tile < 1:
+        raise ValueError(f"jeq.gemm.xla_tiled(min_tile={min_tile!r}): must be an int >= 1")
+
+    def space(m: int, n: int, k: int) -> Space:
+        dims = {"m": m, "n": n, "k": k}
+
+        def constraint(t: Mapping[str, np.ndarray]) -> np.ndarray:
+            return np.all([t[a][:, 1] >= min(min_tile, d) for a, d in dims.items()], axis=0)
+
+        return Space(_tile_axes(m, n, k), constraint=constraint, name=f"xla_tiled_{m}x{n}x{k}")
+
+    def build(config: Mapping[str, Any]) -> Callable:
+        bm, bn, bk = _tiles(config)
+        return functools.partial(tiled_matmul, block_m=bm, block_n=bn, block_k=bk)
+
+    return KernelFamily("xla_tiled", space, build, lambda config: {}, source_hash(tiled_matmul, xla_tiled))
+
+
+# ---------------------------------------------------------------------------------------------------- Pallas
+def _pallas_kernel(x_ref: Any, y_ref: Any, o_ref: Any, *, block_k: int, num_k: int) -> None:
+    from jax.experimental import pallas as pl
+
+    def body(t: jax.Array, acc: jax.Array) -> jax.Array:
+        a = x_ref[:, pl.ds(t * block_k, block_k)]
+        b = y_ref[pl.ds(t * block_k, block_k), :]
+        return acc + jnp.dot(a, b, preferred_element_type=jnp.float32)
+
+    acc = lax.fori_loop(0, num_k, body, jnp.zeros(o_ref.shape, jnp.float32))
+    o_ref[...] = acc.astype(o_ref.dtype)
+
+
+def _triton_params(num_warps: int | None, num_stages: int | None) -> Any:
+    """Triton compiler parameters across Pallas versions (``CompilerParams`` in jax ≥ 0.6, older names before)."""
+    from jax.experimental.pallas import triton as plgpu
+
+    cls = getattr(plgpu, "CompilerParams", None) or getattr(plgpu, "TritonCompilerParams")
+    return cls(num_warps=num_warps, num_stages=num_stages)
+
+
+def pallas_matmul(
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    block_m: int,
+    block_n: int,
+    block_k: int,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+    interpret: bool | None = None,
+) -> jax.Array:
+    """``x @ y`` as a Pallas kernel: grid ``(m/block_m, n/block_n)``; program ``(i, j)`` loads the row panel
+    ``x[i]`` (block_m, k) and column panel ``y[:, j]`` (k, block_n) and accumulates ``k/block_k`` block products in
+    float32. ``interpret`` defaults to True off GPU; ``num_warps``/``num_stages`` are Triton parameters (GPU only).
+    """
+    from jax.experimental import pallas as pl
+
+    (m, k), (k2, n) = x.shape, y.shape
+    if k != k2:
+        raise ValueError(f"jeq.gemm.pallas_matmul: x shape {x.shape} and y shape {y.shape} do not compose")
+    for name, b, d in (("block_m", block_m, m), ("block_n", block_n, n), ("block_k", block_k, k)):
+        if not (isinstance(b, int) and b >= 1 and d % b == 0):
+            raise ValueError(f"jeq.gemm.pallas_matmul({name}={b!r}): must be a positive divisor of {d}")
+    on_gpu = jax.default_backend() == "gpu"
+    interpret = (not on_gpu) if interpret is None else interpret
+    kwargs: dict[str, Any] = {}
+    if on_gpu and not interpret and (num_warps is not None or num_stages is not None):
+        kwargs["compiler_params"] = _triton_params(num_warps, num_stages)
+    kernel = functools.partial(_pallas_kernel, block_k=block_k, num_k=k // block_k)
+    return pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((m, n), x.dtype),
+        grid=(m // block_m, n // block_n),
+        in_specs=[
+            pl.BlockSpec((block_m, k), lambda i, j: (i, 0)),
+            pl.BlockSpec((k, block_n), lambda i, j: (0, j)),
+        ],
+        out_specs=pl.BlockSpec((block_m, block_n), lambda i, j: (i, j)),
+        interpret=interpret,
+        **kwargs,
+    )(x, y)
+
+
+def pallas(
+    *,
+    gpu: bool | None = None,
+    min_tile: int = 16,
+    max_tile: int = 256,
+    dtype_bytes: int = 4,
+    smem_bytes: int = 200 * 1024,
+    max_accumulators_per_thread: int = 256,
+) -> KernelFamily:
+    """The ``pallas`` family. On GPU (default: when the backend is GPU) the knobs ``num_warps`` ∈ {2, 4, 8} and
+    ``num_stages`` ∈ {1, 2, 3, 4} join the tile axes, and the constraint keeps tiles in ``[min_tile, max_tile]``,
+    powers of two, ``num_stages·(bm·bk + bk·bn)·dtype_bytes ≤ smem_bytes`` and
+    ``bm·bn/(32·num_warps) ≤ max_accumulators_per_thread``. Interpreted on CPU (tiles ≥ ``min_tile`` only)."""
+    gpu = (jax.default_backend() == "gpu") if gpu is None else gpu
+    for name, v in (("min_tile", min_tile), ("max_tile", max_tile), ("smem_bytes", smem_bytes),
+                    ("max_accumulators_per_thread", max_accumulators_per_thread), ("dtype_bytes", dtype_bytes)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"jeq.gemm.pallas({name}={v!r}): must be an int >= 1")
+
+    def space(m: int, n: int, k: int) -> Space:
+        dims = {"m": m, "n": n, "k": k}
+        knobs = [Knob("num_warps", (2, 4, 8)), Knob("num_stages", (1, 2, 3, 4))] if gpu else []
+
+        def constraint(t: Mapping[str, np.ndarray]) -> np.ndarray:
+            tile = {a: t[a][:, 1] for a in dims}
+            ok = np.all([tile[a] >= min(min_tile, d) for a, d in dims.items()], axis=0)
+            if gpu:
+                for a in dims:
+                    ok &= (tile[a] <= max_tile) & ((tile[a] & (tile[a] - 1)) == 0)
+                smem = t["num_stages"] * (tile["m"] * tile["k"] + tile["k"] * tile["n"]) * dtype_bytes
+                ok &= smem <= smem_bytes
+                ok &= tile["m"] * tile["n"] <= max_accumulators_per_thread * 32 * t["num_warps"]
+            return ok
+
+        return Space(_tile_axes(m, n, k), knobs, constraint=constraint, name=f"pallas_{m}x{n}x{k}")
+
+    def build(config: Mapping[str, Any]) -> Callable:
+        bm, bn, bk = _tiles(config)
+        return functools.partial(
+            pallas_matmul, block_m=bm, block_n=bn, block_k=bk, num_warps=config.get("num_warps"),
+            num_stages=config.get("num_stages"), interpret=not gpu,
+        )
+
+    return KernelFamily(
+        "pallas" if gpu else "pallas_interpret", space, build, lambda config: {},
+        source_hash(_pallas_kernel, pallas_matmul, pallas),
+    )
+
+
+# ---------------------------------------------------------------------------------------- XLA autotuner flags
+XLA_GEMM_FLAGS: tuple[Knob, ...] = (
+    Knob("xla_gpu_autotune_level", (0, 4)),
+    Knob("xla_gpu_enable_triton_gemm", (True, False)),
+    Knob("xla_gpu_cublas_fallback", (True, False)),
+    Knob("xla_gpu_exhaustive_tiling_search", (False, True)),
+)
+"""XLA GPU GEMM-autotuning flags searched by :func:`xla_flags` (``xla/debug_options_flags.cc``)."""
+
+
+def xla_flags(*, flags: tuple[Knob, ...] = XLA_GEMM_FLAGS) -> KernelFamily:
+    """The ``xla_flags`` family: ``jnp.dot`` with XLA's GEMM autotuner settings as the configuration."""
+
+    def space(m: int, n: int, k: int) -> Space:
+        return Space([], flags, name=f"xla_flags_{m}x{n}x{k}")
+
+    def build(config: Mapping[str, Any]) -> Callable:
+        return jnp.dot
+
+    def options(config: Mapping[str, Any]) -> dict[str, Any]:
+        return {f.name: config[f.name] for f in flags}
+
+    return KernelFamily("xla_flags", space, build, options, source_hash(xla_flags) + repr(flags))
+
+
+def family(name: str | KernelFamily | None = None) -> KernelFamily:
+    """A kernel family by name (``"xla_tiled"``, ``"pallas"``, ``"pallas_interpret"``, ``"xla_flags"``) or the
+    default for the backend
+    (``pallas`` on GPU, ``xla_tiled`` elsewhere); a :class:`KernelFamily` is returned as is."""
+    if isinstance(name, KernelFamily):
+        return name
+    if name is None:
+        name = "pallas" if jax.default_backend() == "gpu" else "xla_tiled"
+    makers = {
+        "xla_tiled": xla_tiled, "pallas": pallas, "xla_flags": xla_flags,
+        "pallas_interpret": functools.partial(pallas, gpu=False),
+    }
+    if name not in makers:
+        raise ValueError(f"jeq.gemm.family(name={name!r}): must be one of {sorted(makers)} or a KernelFamily")
+    return makers[name]()

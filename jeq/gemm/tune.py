@@ -1,0 +1,242 @@
+"""User API: tune a GEMM shape live (``tune``) and call the tuned kernel (``matmul``).
+
+``tune(m, n, k)`` searches the configuration space of a kernel family with an ask/tell strategy, measuring every
+proposed configuration through the on-disk cache of :mod:`jeq.gemm.measure` (so a second tune measures nothing and a
+killed tune resumes: the strategy is deterministic given its seed and the cached costs, so it replays its trajectory
+from the cache and continues where it stopped). The ``top_k`` fastest configurations are then re-ranked with paired,
+interleaved timing together with ``jnp.dot`` (``jeq.bench.interleave``), which decides the winner and its speed
+relative to ``jnp.dot``. The outcome is recorded per (shape, dtype, machine); ``matmul(x, y)`` uses it when the tuned
+kernel beat ``jnp.dot`` and falls back to ``jnp.dot`` otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jeq import bench
+from jeq.gemm import kernels as _kernels
+from jeq.gemm.baselines import cost_model, genetic, grid_search, random_search, simulated_annealing
+from jeq.gemm.gbfs import gbfs
+from jeq.gemm.kernels import KernelFamily
+from jeq.gemm.measure import Cache, Measurement, _digest, environment, measure, measurement_key, reference, tolerance
+from jeq.gemm.na2c import na2c
+from jeq.gemm.search import SearchResult, Strategy, search
+
+__all__ = ["STRATEGIES", "TuneResult", "matmul", "tune"]
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "random": random_search,
+    "grid": grid_search,
+    "annealing": simulated_annealing,
+    "genetic": genetic,
+    "cost_model": cost_model,
+    "gbfs": gbfs,
+    "na2c": na2c,
+}
+"""Strategy factories by name: ``factory(space, **options) -> Strategy``."""
+
+_BUILTIN = ("xla_tiled", "pallas", "pallas_interpret", "xla_flags")
+
+
+class TuneResult(NamedTuple):
+    """Outcome of :func:`tune`."""
+
+    config: dict[str, Any]
+    """The winning configuration (axis -> parts, knob -> value)."""
+    kernel: Callable[[jax.Array, jax.Array], jax.Array]
+    """The winning kernel, jitted (with the configuration's XLA options)."""
+    time_s: float
+    """Its median time in the interleaved re-ranking."""
+    reference_s: float
+    """``jnp.dot``'s median time in the same interleaved run."""
+    measured: int
+    """Configurations measured by this call (cache misses)."""
+    search: SearchResult
+    """The search history (indices and costs in measurement order)."""
+    family: str
+    """Kernel family name."""
+
+    @property
+    def speedup(self) -> float:
+        """``jnp.dot`` time / tuned time (> 1: the tuned kernel is faster)."""
+        return self.reference_s / self.time_s
+
+
+def _validate(fn: str, m: Any, n: Any, k: Any, dtype: Any) -> str:
+    for name, v in (("m", m), ("n", n), ("k", k)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"jeq.gemm.{fn}({name}={v!r}): must be a positive int")
+    try:
+        name = jnp.dtype(dtype).name
+        tolerance(name)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"jeq.gemm.{fn}(dtype={dtype!r}): must be one of float32, bfloat16, float16") from e
+    return name
+
+
+def _best_key(shape: tuple[int, int, int], dtype: str) -> dict[str, Any]:
+    return {"shape": list(shape), "dtype": dtype, **environment()}
+
+
+def _autotune_options(cache: Cache, kernel: KernelFamily, key: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    """XLA autotune-results file of one configuration (GPU only): dumped when measured, loaded when rebuilt."""
+    if kernel.name != "xla_flags" or jax.default_backend() != "gpu" or not key["config"].get("xla_gpu_autotune_level"):
+        return {}
+    path = cache.directory / "xla_autotune" / f"{_digest(key)}.textproto"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "dump":
+        return {"xla_gpu_dump_autotune_results_to": str(path)}
+    return {"xla_gpu_load_autotune_results_from": str(path)} if path.exists() else {}
+
+
+def _jit(kernel: KernelFamily, config: Mapping[str, Any], extra: Mapping[str, Any]) -> Callable:
+    options = {**kernel.compiler_options(config), **extra}
+    return jax.jit(kernel.build(config), compiler_options=options or None)
+
+
+def tune(
+    m: int,
+    n: int,
+    k: int,
+    *,
+    dtype: Any = "float32",
+    strategy: str | Callable[..., Strategy] = "gbfs",
+    budget: int = 32,
+    kernel: str | KernelFamily | None = None,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    time_budget_s: float = 0.05,
+    top_k: int = 4,
+    rerank_budget_s: float = 0.5,
+    strategy_options: Mapping[str, Any] | None = None,
+) -> TuneResult:
+    """Tune ``C = A B`` with ``A`` (m, k), ``B`` (k, n) by searching the kernel family's configuration space.
+
+    Args:
+        m, n, k: GEMM dimensions (positive ints).
+        dtype: ``float32``, ``bfloat16`` or ``float16``.
+        strategy: a name in :data:`STRATEGIES` or a factory ``(space, **options) -> Strategy``.
+        budget: maximum number of configurations measured (the same accounting for every strategy).
+        kernel: family name (``xla_tiled``, ``pallas``, ``pallas_interpret``, ``xla_flags``), a
+            :class:`KernelFamily`, or ``None`` for the backend default.
+        seed: seeds the strategy (``jax.random.key(seed)``); the same seed replays the same trajectory.
+        cache_dir: measurement cache (default ``$JEQ_GEMM_CACHE`` or ``~/.cache/jeq/gemm``).
+        time_budget_s: timing budget per configuration.
+        top_k: how many of the fastest configurations are re-ranked by interleaved timing with ``jnp.dot``.
+        rerank_budget_s: budget of that interleaved run.
+        strategy_options: keyword arguments of the strategy factory.
+
+    Returns:
+        :class:`TuneResult` (best configuration, jitted kernel, times, number of new measurements, history).
+    """
+    dtype = _validate("tune", m, n, k, dtype)
+    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget <= 0:
+        raise ValueError(f"jeq.gemm.tune(budget={budget!r}): must be a positive int")
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"jeq.gemm.tune(top_k={top_k!r}): must be an int >= 1")
+    if not time_budget_s > 0 or not rerank_budget_s > 0:
+        raise ValueError(f"jeq.gemm.tune(time_budget_s={time_budget_s!r}, rerank_budget_s={rerank_budget_s!r}): must be > 0")
+    if isinstance(strategy, str):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"jeq.gemm.tune(strategy={strategy!r}): must be one of {sorted(STRATEGIES)} or a factory")
+        factory = STRATEGIES[strategy]
+    elif callable(strategy):
+        factory = strategy
+    else:
+        raise ValueError(f"jeq.gemm.tune(strategy={strategy!r}): must be a name or a callable factory")
+    fam = _kernels.family(kernel)
+    shape = (int(m), int(n), int(k))
+    space = fam.space(*shape)
+    cache = Cache(cache_dir)
+    kx, ky = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (shape[0], shape[2]), jnp.float32).astype(dtype)
+    y = jax.random.normal(ky, (shape[2], shape[1]), jnp.float32).astype(dtype)
+    expected = reference(x, y)
+    counters = {"measured": 0, "best": float("inf")}
+    records: dict[int, Measurement] = {}
+
+    def evaluate(genomes: np.ndarray) -> np.ndarray:
+        costs = []
+        for g, idx in zip(genomes, space.indices(genomes)):
+            config = space.config(g)
+            key = measurement_key(fam, config, shape, dtype)
+            result = cache.get_measurement(key)
+            if result is None:
+                incumbent = counters["best"] if np.isfinite(counters["best"]) else None
+                result = measure(
+                    fam, config, x, y, expected=expected, time_budget_s=time_budget_s, incumbent_s=incumbent,
+                    compiler_options=_autotune_options(cache, fam, key, "dump"),
+                )
+                cache.put_measurement(key, result)
+                counters["measured"] += 1
+            records[int(idx)] = result
+            counters["best"] = min(counters["best"], result.cost)
+            costs.append(result.cost)
+        return np.asarray(costs)
+
+    history = search(
+        factory(space, **dict(strategy_options or {})), evaluate, budget=int(budget), key=jax.random.key(seed)
+    )
+    ok = np.isfinite(history.costs)
+    if not ok.any():
+        errors = {records[int(i)].error for i in history.indices[:5]}
+        raise RuntimeError(f"jeq.gemm.tune: all {history.costs.size} configurations failed, e.g. {sorted(errors)[:3]}")
+    order = np.argsort(history.costs, kind="stable")[: min(top_k, int(ok.sum()))]
+    candidates = [space.config(space.genomes(history.indices[order[i : i + 1]])[0]) for i in range(order.size)]
+    keys = [measurement_key(fam, c, shape, dtype) for c in candidates]
+    rerank_key = {"family": fam.name, "source": fam.source, "candidates": keys, "budget_s": rerank_budget_s}
+    ranked = cache.get("rerank", rerank_key)
+    if ranked is None:
+        fns = [_jit(fam, c, _autotune_options(cache, fam, kk, "load")) for c, kk in zip(candidates, keys)]
+        timings = bench.interleave([*fns, jnp.dot], [(x, y)] * (len(fns) + 1), budget_s=rerank_budget_s)
+        ranked = {"times": [t.median_s for t in timings[:-1]], "reference_s": timings[-1].median_s}
+        cache.put("rerank", rerank_key, ranked)
+    win = int(np.argmin(ranked["times"]))
+    best, best_s, ref_s = candidates[win], float(ranked["times"][win]), float(ranked["reference_s"])
+    if fam.name in _BUILTIN:
+        cache.put(
+            "best", _best_key(shape, dtype),
+            {"family": fam.name, "source": fam.source, "config": best if best_s < ref_s else None,
+             "time_s": best_s, "reference_s": ref_s},
+        )
+        _MATMUL.clear()
+    kernel_fn = _jit(fam, best, _autotune_options(cache, fam, keys[win], "load"))
+    return TuneResult(best, kernel_fn, best_s, ref_s, counters["measured"], history, fam.name)
+
+
+_MATMUL: dict[str, Callable] = {}
+
+
+def matmul(x: jax.Array, y: jax.Array, *, cache_dir: str | None = None) -> jax.Array:
+    """``x @ y`` with the tuned kernel recorded for this shape, dtype and machine, else ``jnp.dot``.
+
+    The recorded kernel is used only if it beat ``jnp.dot`` in :func:`tune`'s interleaved re-ranking and its family's
+    source is unchanged. Works on concrete arrays and under ``jax.jit`` (shapes are static).
+    """
+    if getattr(x, "ndim", None) != 2 or getattr(y, "ndim", None) != 2 or x.shape[1] != y.shape[0]:
+        raise ValueError(
+            f"jeq.gemm.matmul: x shape {getattr(x, 'shape', None)} and y shape {getattr(y, 'shape', None)} "
+            "must be (m, k) and (k, n)"
+        )
+    if x.dtype != y.dtype:
+        raise ValueError(f"jeq.gemm.matmul: x dtype {x.dtype} and y dtype {y.dtype} differ")
+    dtype = jnp.dtype(x.dtype).name
+    shape = (int(x.shape[0]), int(y.shape[1]), int(x.shape[1]))
+    memo = f"{cache_dir}|{_digest(_best_key(shape, dtype))}"
+    fn = _MATMUL.get(memo)
+    if fn is None:
+        fn = jnp.dot
+        record = Cache(cache_dir).get("best", _best_key(shape, dtype)) if dtype in ("float32", "bfloat16", "float16") else None
+        if record is not None and record["config"] is not None and record["family"] in _BUILTIN:
+            fam = _kernels.family(record["family"])
+            if fam.source == record["source"]:
+                config = {a: tuple(v) if isinstance(v, list) else v for a, v in record["config"].items()}
+                key = measurement_key(fam, config, shape, dtype)
+                fn = _jit(fam, config, _autotune_options(Cache(cache_dir), fam, key, "load"))
+        _MATMUL[memo] = fn
+    return fn(x, y)
