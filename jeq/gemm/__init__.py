@@ -5,7 +5,7 @@
 * :mod:`~jeq.gemm.search`: the ask/tell protocol and the budgeted search loop.
 * :mod:`~jeq.gemm.gbfs`, :mod:`~jeq.gemm.na2c`: the paper's G-BFS and N-A2C.
 * :mod:`~jeq.gemm.baselines`: random, grid, simulated annealing, AutoTVM's GA and cost-model tuner.
-* :mod:`~jeq.gemm.kernels`, :mod:`~jeq.gemm.measure`, :mod:`~jeq.gemm.tune`: kernel families (tiled XLA, Pallas,
+* :mod:`~jeq.gemm.kernels`, :mod:`~jeq.gemm.measure`, :mod:`~jeq.gemm.tuning`: kernel families (tiled XLA, Pallas,
   XLA autotuner flags), cached live measurement, ``tune`` and ``matmul``.
 """
 
@@ -17,7 +17,7 @@ from jeq.gemm.measure import Cache, Measurement, measure
 from jeq.gemm.na2c import actor_critic_loss, na2c
 from jeq.gemm.search import SearchResult, Strategy, search
 from jeq.gemm.space import Axis, Knob, Space
-from jeq.gemm.tune import STRATEGIES, TuneResult, matmul, tune
+from jeq.gemm.tuning import STRATEGIES, TuneResult, matmul, tune
 
 __all__ = [
     "STRATEGIES",

@@ -248,7 +248,8 @@ class Landscape:
 
 
 def _pad_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
+    """Padded batch size: a power of two, at least 64 (small asks then share one compiled function)."""
+    return max(64, 1 << max(0, (n - 1).bit_length()))
 
 
 class AnalyticLandscape(Landscape):
@@ -278,8 +279,8 @@ class AnalyticLandscape(Landscape):
         return cls(space, cost, flops=2.0 * m * n * k)
 
     def evaluate(self, genomes: np.ndarray) -> np.ndarray:
-        """(B,) modelled seconds for a batch of genomes: one vmapped call (batch padded to a power of two so that
-        repeated calls reuse the compiled function)."""
+        """(B,) modelled seconds for a batch of genomes: one vmapped call (batch padded to a power of two ≥ 64 so
+        that repeated calls reuse the compiled function)."""
         g = np.asarray(genomes)
         if g.shape[0] == 0:
             return np.zeros(0)
@@ -311,11 +312,12 @@ class AnalyticLandscape(Landscape):
 
 
 class ReplayLandscape(Landscape):
-    """Replay of a recorded measurement table: ``evaluate`` looks each configuration up (vectorised ``searchsorted``).
+    """Replay of a recorded measurement table: ``evaluate`` looks each configuration up (one vectorised lookup).
 
     Args:
         space: the space the table was recorded on.
-        indices: configuration indices (any order, unique).
+        indices: configuration indices (any order, unique), or ``None`` for a *dense* table whose ``costs`` hold
+            one entry per index of the space (``inf`` where nothing can run); a dense table may be a memory map.
         costs: seconds per configuration (``inf`` for recorded failures).
         flops: operations of one GEMM.
 
@@ -323,6 +325,12 @@ class ReplayLandscape(Landscape):
     """
 
     def __init__(self, space: Space, indices: Any, costs: Any, *, flops: float) -> None:
+        self.space, self.flops = space, float(flops)
+        if indices is None:
+            if np.shape(costs) != (space.size,):
+                raise ValueError(f"jeq.gemm.ReplayLandscape: a dense table needs {space.size} costs, got {np.shape(costs)}")
+            self.indices, self.costs = None, costs
+            return
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         c = np.asarray(costs, dtype=np.float64).reshape(-1)
         if idx.shape != c.shape:
@@ -331,7 +339,7 @@ class ReplayLandscape(Landscape):
         idx, c = idx[order], c[order]
         if idx.size and (np.diff(idx) == 0).any():
             raise ValueError("jeq.gemm.ReplayLandscape(indices): must be unique")
-        self.space, self.indices, self.costs, self.flops = space, idx, c, float(flops)
+        self.indices, self.costs = idx, c
 
     def evaluate(self, genomes: np.ndarray) -> np.ndarray:
         """(B,) recorded seconds of a batch of genomes (one vectorised lookup)."""
@@ -339,6 +347,8 @@ class ReplayLandscape(Landscape):
         if g.shape[0] == 0:
             return np.zeros(0)
         want = self.space.indices(g)
+        if self.indices is None:
+            return np.asarray(self.costs[want], dtype=np.float64)
         pos = np.minimum(np.searchsorted(self.indices, want), max(self.indices.size - 1, 0))
         found = self.indices[pos] == want
         if not found.all():
@@ -348,13 +358,15 @@ class ReplayLandscape(Landscape):
     def optimum(self) -> tuple[int, float]:
         """(index, seconds) of the best recorded configuration."""
         i = int(np.argmin(self.costs))
-        return int(self.indices[i]), float(self.costs[i])
+        return (i if self.indices is None else int(self.indices[i])), float(self.costs[i])
 
     def save(self, path: str | pathlib.Path) -> None:
         """Write the table to an ``.npz`` file (atomically: temp file + rename)."""
         path = pathlib.Path(path)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, indices=self.indices, costs=self.costs, flops=self.flops, space=repr(self.space))
+        indices = np.zeros(0, np.int64) if self.indices is None else self.indices
+        np.savez(tmp, indices=indices, dense=self.indices is None, costs=np.asarray(self.costs), flops=self.flops,
+                 space=repr(self.space))
         tmp.replace(path)
 
     @classmethod
@@ -363,7 +375,8 @@ class ReplayLandscape(Landscape):
         data = np.load(path)
         if str(data["space"]) != repr(space):
             raise ValueError(f"jeq.gemm.ReplayLandscape.load: table recorded on {data['space']}, not on {space!r}")
-        return cls(space, data["indices"], data["costs"], flops=float(data["flops"]))
+        indices = None if bool(data["dense"]) else data["indices"]
+        return cls(space, indices, data["costs"], flops=float(data["flops"]))
 
 
 def fraction(count: int, space: Space) -> float:

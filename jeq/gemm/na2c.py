@@ -19,6 +19,7 @@ unvisited neighbours of ``s*`` and then random configurations fill the batch.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -59,6 +60,35 @@ def actor_critic_loss(
     advantage = rewards - values
     per_row = -log_pi * jax.lax.stop_gradient(advantage) + advantage**2
     return jnp.sum(per_row * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(learning_rate: float) -> optax.GradientTransformation:
+    """One Adam object per learning rate, so the jitted update is compiled once per setting."""
+    return optax.adam(learning_rate)
+
+
+def _masked(logits: jax.Array, action_mask: jax.Array) -> jax.Array:
+    return jnp.where(action_mask, logits, -jnp.inf)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _policy(graphdef: Any, params: Any, features: jax.Array, action_mask: jax.Array) -> jax.Array:
+    """π(·|s) for a batch of states (jitted once per padded network shape)."""
+    return jax.nn.softmax(_masked(nnx.merge(graphdef, params)(features)[0], action_mask))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _update(graphdef, optimizer, params, opt_state, features, actions, rewards, mask, action_mask):
+    """One optimiser step on :func:`actor_critic_loss`."""
+
+    def loss_fn(p):
+        logits, values = nnx.merge(graphdef, p)(features)
+        return actor_critic_loss(_masked(logits, action_mask), values, actions, rewards, mask)
+
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 class Na2cState(NamedTuple):
@@ -110,27 +140,28 @@ def na2c(
     num_actions = space.num_actions
     if num_actions == 0:
         raise ValueError(f"jeq.gemm.na2c(space={space!r}): the space has no actions")
-    optimizer = optax.adam(learning_rate)
-    graphdef, _ = nnx.split(ActorCritic(space.num_features, num_actions, hidden_size, rngs=nnx.Rngs(0)))
+    optimizer = _adam(float(learning_rate))
+    # Inputs and actions are padded (features with zeros, actions masked out) so that spaces of similar size share
+    # one compiled policy and update.
+    features_padded = -(-space.num_features // 16) * 16
+    actions_padded = -(-num_actions // 32) * 32
+    action_mask = np.arange(actions_padded) < num_actions
+    graphdef, _ = nnx.split(ActorCritic(features_padded, actions_padded, hidden_size, rngs=nnx.Rngs(0)))
 
-    @jax.jit
-    def policy(params: Any, features: jax.Array) -> jax.Array:
-        return jax.nn.softmax(nnx.merge(graphdef, params)(features)[0])
+    def features_of(genomes: np.ndarray) -> np.ndarray:
+        f = space.features(genomes)
+        return np.pad(f, ((0, 0), (0, features_padded - f.shape[1])))
 
-    @jax.jit
+    def policy(params: Any, features: np.ndarray) -> jax.Array:
+        return _policy(graphdef, params, features, action_mask)
+
     def update(params, opt_state, features, actions, rewards, mask):
-        def loss_fn(p):
-            logits, values = nnx.merge(graphdef, p)(features)
-            return actor_critic_loss(logits, values, actions, rewards, mask)
-
-        grads = jax.grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+        return _update(graphdef, optimizer, params, opt_state, features, actions, rewards, mask, action_mask)
 
     def init(key: jax.Array) -> Na2cState:
         seed = int(np.asarray(jax.random.key_data(key)).ravel()[-1])
-        _, params = nnx.split(ActorCritic(space.num_features, num_actions, hidden_size, rngs=nnx.Rngs(seed)))
-        empty = (np.zeros((0, space.num_features), np.float32), np.zeros(0, np.int32), np.zeros(0, bool))
+        _, params = nnx.split(ActorCritic(features_padded, actions_padded, hidden_size, rngs=nnx.Rngs(seed)))
+        empty = (np.zeros((0, features_padded), np.float32), np.zeros(0, np.int32), np.zeros(0, bool))
         return Na2cState(
             params, optimizer.init(params), space.start(), float("inf"), empty, float("inf"),
             np.zeros(0, dtype=np.int64), 0,
@@ -143,7 +174,7 @@ def na2c(
         if visited.size == 0:  # measure the start first
             s0 = state.best_genome
             g = s0[None] if space.valid(s0[None])[0] else space.sample(rng, 1)
-            empty = (np.zeros((0, space.num_features), np.float32), np.zeros(0, np.int32), np.zeros(0, bool))
+            empty = (np.zeros((0, features_padded), np.float32), np.zeros(0, np.int32), np.zeros(0, bool))
             return g, state._replace(best_genome=g[0], transitions=empty, visited=space.indices(g))
         genomes, feats, acts, has = [], [], [], []
         taken = visited
@@ -151,7 +182,7 @@ def na2c(
         for _ in range(4):  # a few rounds of max_rollouts parallel rollouts
             states = np.repeat(state.best_genome[None], max_rollouts, axis=0)
             for _ in range(rollout_steps):
-                f = space.features(states)
+                f = features_of(states)
                 probs = np.asarray(policy(state.params, np.pad(f, ((0, pad - max_rollouts), (0, 0)))))[:max_rollouts]
                 probs = probs.astype(np.float64) / probs.sum(axis=1, keepdims=True)
                 sampled = (probs.cumsum(axis=1) < rng.random((max_rollouts, 1))).sum(axis=1)
@@ -172,7 +203,7 @@ def na2c(
         if len(genomes) < want:  # neighbourhood of the incumbent exhausted by the policy: fill the batch
             nb, nb_actions = space.neighbours(state.best_genome)
             fresh = ~_isin_sorted(space.indices(nb), taken) if nb.size else np.zeros(0, bool)
-            f0 = space.features(state.best_genome[None])[0]
+            f0 = features_of(state.best_genome[None])[0]
             for j in rng.permutation(np.flatnonzero(fresh))[: want - len(genomes)]:
                 taken = np.union1d(taken, space.indices(nb[j : j + 1]))
                 genomes.append(nb[j])
@@ -184,11 +215,11 @@ def na2c(
                 taken = np.union1d(taken, space.indices(extra))
                 for g in extra:
                     genomes.append(g)
-                    feats.append(np.zeros(space.num_features, np.float32))
+                    feats.append(np.zeros(features_padded, np.float32))
                     acts.append(0)
                     has.append(False)
         g = np.asarray(genomes, dtype=np.int32).reshape(-1, space.genome_length)
-        transitions = (np.asarray(feats, np.float32).reshape(-1, space.num_features), np.asarray(acts, np.int32),
+        transitions = (np.asarray(feats, np.float32).reshape(-1, features_padded), np.asarray(acts, np.int32),
                        np.asarray(has, bool))
         return g, state._replace(transitions=transitions, reference_cost=state.best_cost, visited=taken)
 

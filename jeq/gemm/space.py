@@ -172,7 +172,7 @@ class Space:
                     d[self._knob_offset + ki] = s
                     moves.append(d)
                     labels.append((k.name, s))
-        self.moves = np.asarray(moves, dtype=np.int32).reshape(-1, self.genome_length)
+        self.moves = np.asarray(moves, dtype=np.int32).reshape(len(moves), self.genome_length)
         """(num_actions, genome_length) genome deltas, one per action (prime moves, then knob ±1 moves)."""
         self.action_labels = tuple(labels)
         """Readable action names: ``(axis, i, j, prime)`` or ``(knob, ±1)``."""

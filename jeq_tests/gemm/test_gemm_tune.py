@@ -1,0 +1,161 @@
+"""Live CPU tuning: kernels equal jnp.dot, cached measurement (no re-measure, invalidation, resume, failures)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jeq.gemm.tuning as tune_module
+from jeq.gemm import Cache, family, matmul, measure, pallas_matmul, tiled_matmul, tune, xla_tiled
+from jeq.gemm.measure import measurement_key
+
+SHAPE = (32, 32, 32)
+FAST = dict(time_budget_s=0.01, rerank_budget_s=0.05, top_k=2)
+
+
+@pytest.fixture(scope="module")
+def fam():
+    """The tiled XLA family with tiles >= 16: 8 configurations at 32×32×32."""
+    return xla_tiled(min_tile=16)
+
+
+def inputs(dtype=jnp.float32):
+    kx, ky = jax.random.split(jax.random.key(0))
+    return (jax.random.normal(kx, (32, 48), jnp.float32).astype(dtype),
+            jax.random.normal(ky, (48, 16), jnp.float32).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_kernels_match_jnp_dot_jit_and_vmap(dtype, tol):
+    x, y = inputs(dtype)
+    ref = jnp.dot(x.astype(jnp.float32), y.astype(jnp.float32))
+    kernels = [jax.jit(lambda a, b: tiled_matmul(a, b, block_m=8, block_n=16, block_k=12))]
+    if dtype == jnp.float32:  # Pallas interpret mode is slow to trace: one dtype is enough
+        kernels.append(jax.jit(lambda a, b: pallas_matmul(a, b, block_m=16, block_n=8, block_k=16)))
+    for fn in kernels:
+        out = fn(x, y)
+        assert out.shape == (32, 16) and out.dtype == dtype
+        np.testing.assert_allclose(out.astype(jnp.float32), ref, rtol=tol, atol=tol * 8)
+    batched = jax.vmap(lambda a, b: tiled_matmul(a, b, block_m=16, block_n=16, block_k=16))(
+        jnp.stack([x, 2 * x]), jnp.stack([y, y])
+    )
+    np.testing.assert_allclose(batched[1].astype(jnp.float32), 2 * ref, rtol=tol, atol=tol * 16)
+    with pytest.raises(ValueError, match=r"block_k=5.*divisor of 48"):
+        tiled_matmul(x, y, block_m=8, block_n=8, block_k=5)
+
+
+def test_second_tune_measures_nothing(fam, tmp_path):
+    first = tune(*SHAPE, kernel=fam, budget=8, cache_dir=tmp_path, **FAST)
+    assert first.measured == 8 == fam.space(*SHAPE).count()
+    x, y = jax.random.normal(jax.random.key(1), (32, 32)), jax.random.normal(jax.random.key(2), (32, 32))
+    np.testing.assert_allclose(first.kernel(x, y), x @ y, rtol=1e-5, atol=1e-4)
+    assert first.time_s > 0 and first.reference_s > 0
+    second = tune(*SHAPE, kernel=fam, budget=8, cache_dir=tmp_path, **FAST)
+    assert second.measured == 0
+    assert second.config == first.config and second.time_s == first.time_s
+    np.testing.assert_array_equal(second.search.costs, first.search.costs)
+
+
+def test_changed_flags_or_version_invalidate(fam, tmp_path, monkeypatch):
+    assert tune(*SHAPE, kernel=fam, budget=2, cache_dir=tmp_path, **FAST).measured == 2
+    assert tune(*SHAPE, kernel=fam, budget=2, cache_dir=tmp_path, **FAST).measured == 0
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    assert tune(*SHAPE, kernel=fam, budget=2, cache_dir=tmp_path, **FAST).measured == 2
+    monkeypatch.setattr(jax, "__version__", "0.0.0-test")
+    assert tune(*SHAPE, kernel=fam, budget=2, cache_dir=tmp_path, **FAST).measured == 2
+
+
+def test_killed_run_resumes_from_cache(fam, tmp_path):
+    calls = {"n": 0}
+
+    def dying_build(config):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # the process is killed while measuring the 4th configuration
+        return fam.build(config)
+
+    with pytest.raises(KeyboardInterrupt):
+        tune(*SHAPE, kernel=fam._replace(build=dying_build), strategy="random", budget=6, cache_dir=tmp_path, **FAST)
+    resumed = tune(*SHAPE, kernel=fam, strategy="random", budget=6, cache_dir=tmp_path, **FAST)
+    assert resumed.measured == 3  # the 3 finished measurements were kept, the other 3 are new
+    assert len(list((tmp_path / "measurements").glob("*.json"))) == 6
+
+
+def test_failing_and_wrong_kernels_are_recorded_as_failed(fam, tmp_path):
+    def faulty_build(config):
+        bm, bk = config["m"][1], config["k"][1]
+        if bm == 16 and bk == 16:
+            raise ValueError("boom")
+        if bm == 32 and bk == 16:
+            return lambda x, y: jnp.dot(x, y) + 1.0  # wrong values
+        return fam.build(config)
+
+    faulty = fam._replace(name="faulty", build=faulty_build)
+    result = tune(*SHAPE, kernel=faulty, strategy="grid", budget=8, cache_dir=tmp_path, **FAST)
+    space = faulty.space(*SHAPE)
+    cache = Cache(tmp_path)
+    statuses = {}
+    for idx, cost in zip(result.search.indices, result.search.costs):
+        config = space.config(idx)
+        m = cache.get_measurement(measurement_key(faulty, config, SHAPE, "float32"))
+        statuses[(config["m"][1], config["k"][1])] = m.status
+        if config["k"][1] == 16:
+            assert m.status == "failed" and not np.isfinite(cost) and m.median_s == np.inf
+            assert ("boom" if config["m"][1] == 16 else "wrong result") in m.error
+        else:
+            assert m.status == "ok" and np.isfinite(cost)
+    assert sorted(set(statuses.values())) == ["failed", "ok"]
+    assert result.config["k"][1] == 32
+
+
+def test_suspiciously_fast_result_is_remeasured(fam):
+    x, y = jnp.ones((32, 32)), jnp.ones((32, 32))
+    config = fam.space(*SHAPE).config(0)
+    assert not measure(fam, config, x, y, time_budget_s=0.01).remeasured
+    fast = measure(fam, config, x, y, time_budget_s=0.01, incumbent_s=10.0)
+    assert fast.remeasured and fast.status == "ok" and fast.median_s < 10.0
+
+
+def test_matmul_falls_back_then_uses_recorded_kernel(tmp_path):
+    tune_module._MATMUL.clear()
+    x, y = jax.random.normal(jax.random.key(3), (32, 64)), jax.random.normal(jax.random.key(4), (64, 16))
+    np.testing.assert_allclose(matmul(x, y, cache_dir=tmp_path), x @ y, rtol=1e-5, atol=1e-4)
+    assert jnp.dot in tune_module._MATMUL.values()  # no record: jnp.dot
+    fam = family("xla_tiled")
+    config = {"m": (2, 16), "n": (1, 16), "k": (4, 16)}
+    Cache(tmp_path).put("best", tune_module._best_key((32, 16, 64), "float32"),
+                        {"family": "xla_tiled", "source": fam.source, "config": config, "time_s": 1.0, "reference_s": 2.0})
+    tune_module._MATMUL.clear()
+    np.testing.assert_allclose(matmul(x, y, cache_dir=tmp_path), x @ y, rtol=1e-5, atol=1e-4)
+    assert jnp.dot not in tune_module._MATMUL.values()
+    np.testing.assert_allclose(jax.jit(lambda a, b: matmul(a, b, cache_dir=tmp_path))(x, y), x @ y, rtol=1e-5, atol=1e-4)
+    tune_module._MATMUL.clear()
+
+
+def test_xla_flags_family_passes_compile_options(tmp_path):
+    """On CPU the GPU autotuner flags are accepted (and dead); they are part of the cache key."""
+    result = tune(8, 8, 8, kernel="xla_flags", strategy="grid", budget=2, cache_dir=tmp_path, **FAST)
+    assert result.measured == 2
+    key = measurement_key(family("xla_flags"), result.config, (8, 8, 8), "float32")
+    assert key["compiler_options"] == result.config and "xla_gpu_autotune_level" in key["compiler_options"]
+
+
+def test_bad_input_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"jeq.gemm.tune\(m=0\): must be a positive int"):
+        tune(0, 8, 8, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"jeq.gemm.tune\(k=-3\)"):
+        tune(8, 8, -3, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"jeq.gemm.tune\(dtype='int8'\)"):
+        tune(8, 8, 8, dtype="int8", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"jeq.gemm.tune\(budget=0\)"):
+        tune(8, 8, 8, budget=0, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"jeq.gemm.tune\(strategy='bogus'\)"):
+        tune(8, 8, 8, strategy="bogus", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"jeq.gemm.family\(name='cuda'\)"):
+        tune(8, 8, 8, kernel="cuda", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"x shape \(4, 5\) and y shape \(4, 5\)"):
+        matmul(jnp.ones((4, 5)), jnp.ones((4, 5)))
+    with pytest.raises(ValueError, match="dtype"):
+        matmul(jnp.ones((4, 5)), jnp.ones((5, 4), jnp.bfloat16))
