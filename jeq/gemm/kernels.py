@@ -248,8 +248,24 @@ XLA_GEMM_FLAGS: tuple[Knob, ...] = (
 """XLA GPU GEMM-autotuning flags searched by :func:`xla_flags` (``xla/debug_options_flags.cc``)."""
 
 
+@functools.lru_cache(maxsize=None)
+def _supported_option(name: str, value: Any) -> bool:
+    """Whether the installed XLA accepts the compile option (flags are renamed and retired between versions)."""
+    try:
+        jax.jit(lambda v: v + 1).lower(np.float32(0)).compile({name: value})
+    except Exception:  # noqa: BLE001 - "No such compile option" or an invalid value
+        return False
+    return True
+
+
 def xla_flags(*, flags: tuple[Knob, ...] = XLA_GEMM_FLAGS) -> KernelFamily:
-    """The ``xla_flags`` family: ``jnp.dot`` with XLA's GEMM autotuner settings as the configuration."""
+    """The ``xla_flags`` family: ``jnp.dot`` with XLA's GEMM autotuner settings as the configuration.
+
+    Flags the installed XLA does not know are left out of the space (probed once with a trivial compile).
+    """
+    flags = tuple(f for f in flags if all(_supported_option(f.name, v) for v in f.values))
+    if not flags:
+        raise ValueError("jeq.gemm.xla_flags(flags): the installed XLA supports none of them")
 
     def space(m: int, n: int, k: int) -> Space:
         return Space([], flags, name=f"xla_flags_{m}x{n}x{k}")

@@ -34,8 +34,8 @@ from jeq.gemm.kernels import KernelFamily
 
 __all__ = ["Cache", "Measurement", "default_cache_dir", "environment", "measure", "tolerance"]
 
-_TOLERANCE = {"float32": 2e-3, "bfloat16": 3e-2, "float16": 1e-2}
-"""Relative error allowed vs an f32 HIGHEST-precision product (f32 allows TF32 kernels on GPU)."""
+_TOLERANCE = {"float32": 5e-3, "bfloat16": 3e-2, "float16": 1e-2}
+"""Relative error allowed vs an f32 HIGHEST-precision product (f32 allows TF32 kernels on GPU: 10-bit mantissa)."""
 
 
 def tolerance(dtype: Any) -> float:
