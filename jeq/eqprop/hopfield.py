@@ -309,8 +309,12 @@ def _ep_phases(params, x, y, beta, state, *, free_steps, nudged_steps, step_size
 
 
 def _ep_objective(params, low, high, x, scale):
-    """[E(high) - E(low)] / scale: its gradient in theta is the EP estimate (states held fixed)."""
-    return (energy(params, high, x) - energy(params, low, x)) / scale
+    """[E(high) - E(low)] / scale: its gradient in theta is the EP estimate (states held fixed).
+
+    The input drive x W_0 is shared by both energies, so its cotangents add up before the one x^T g product.
+    """
+    drive = x @ params.weights[0]
+    return (_energy(params, high, drive) - _energy(params, low, drive)) / scale
 
 
 class EnergyCertificate(NamedTuple):
