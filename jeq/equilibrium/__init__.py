@@ -27,10 +27,10 @@ from jeq.equilibrium.opteq import (
     opteq_map,
     smoothness_prior,
 )
-from jeq.equilibrium.train import EvalMetrics, TrainMetrics, make_eval_step, make_train_step
+from jeq.equilibrium.train import BATCH_AXIS, EvalMetrics, TrainMetrics, make_eval_step, make_train_step
 
 __all__ = [
-    "DeepOptEqParams", "DeqParams", "EquilibriumModel", "EvalMetrics", "MonConvParams", "MonParams",
+    "BATCH_AXIS", "DeepOptEqParams", "DeqParams", "EquilibriumModel", "EvalMetrics", "MonConvParams", "MonParams",
     "OptEqConvParams", "OptEqParams", "Output", "SolveSettings", "TrainMetrics", "assemble", "block_coupling",
     "circulant_inverse", "convexity_margin", "deep_opteq", "deq", "hidden_objective", "make_eval_step",
     "make_train_step", "mon", "mon_conv", "opteq", "opteq_conv", "opteq_map", "power_iteration_norm",

@@ -50,6 +50,9 @@ class SolveSettings(NamedTuple):
     """Maximum solver updates."""
     backward: Any
     """``"implicit"``, ``"phantom"``, ``"unroll"`` or a jeq.fixedpoint.implicit/phantom/unroll configuration."""
+    axis_name: str | None = None
+    """Batch-level stopping over this vmap axis name (``jeq.equilibrium.train`` vmaps with ``"batch"``), or None
+    for per-example stopping. See ``jeq.fixedpoint.solve``."""
 
 
 class Output(NamedTuple):
@@ -83,7 +86,7 @@ class EquilibriumModel(NamedTuple):
     initial_state: Callable[[Any], Any]
     """``initial_state(c) -> s0`` (zeros)."""
     equilibrium: Callable[..., fp.Solution]
-    """``equilibrium(params, x, *, solver=None, tol=None, rtol=None, maxiter=None, backward=None)
+    """``equilibrium(params, x, *, solver=None, tol=None, rtol=None, maxiter=None, backward=None, axis_name=None)
     -> Solution(z*, stats)``; keywords override the model's settings."""
     apply: Callable[..., Output]
     """``apply(params, x, *, key=None) -> Output``; with a key, also a Jacobian-penalty estimate."""
@@ -118,12 +121,12 @@ def assemble(
         c = inject(params, x)
         solution = fp.solve(
             layer, initial_state(c), prepared, c, solver=config.solver, tol=config.tol, rtol=config.rtol,
-            maxiter=config.maxiter, backward=config.backward,
+            maxiter=config.maxiter, backward=config.backward, axis_name=config.axis_name,
         )
         return prepared, c, solution
 
-    def equilibrium(params, x, *, solver=None, tol=None, rtol=None, maxiter=None, backward=None):
-        overrides = dict(solver=solver, tol=tol, rtol=rtol, maxiter=maxiter, backward=backward)
+    def equilibrium(params, x, *, solver=None, tol=None, rtol=None, maxiter=None, backward=None, axis_name=None):
+        overrides = dict(solver=solver, tol=tol, rtol=rtol, maxiter=maxiter, backward=backward, axis_name=axis_name)
         prepared, c, solution = _solve(params, x, overrides)
         return fp.Solution(hidden(solution.value, prepared, c), solution.stats)
 

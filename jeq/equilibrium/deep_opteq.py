@@ -80,6 +80,7 @@ def deep_opteq(
     rtol: float = 0.0,
     maxiter: int = 50,
     backward="implicit",
+    axis_name: str | None = None,
     dtype=jnp.float32,
 ) -> EquilibriumModel:
     """Dense deep OptEq (5.1) with objective (5.2); x is one flattened example (features,), logits from z_L.
@@ -147,7 +148,7 @@ def deep_opteq(
     return assemble(
         name="deep-opteq", init=init, prepare=prepare, inject=inject, layer=layer,
         readout=lambda params, z: params.readout @ z[-1] + params.readout_bias,
-        settings=SolveSettings(solver, tol, rtol, maxiter, backward), objective=objective,
+        settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name), objective=objective,
     )
 
 

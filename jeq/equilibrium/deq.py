@@ -53,6 +53,7 @@ def deq(
     rtol: float = 0.0,
     maxiter: int = 40,
     backward=None,
+    axis_name: str | None = None,
     dtype=jnp.float32,
 ) -> EquilibriumModel:
     """Dense plain DEQ (8.4); x is one flattened example (features,).
@@ -89,5 +90,5 @@ def deq(
         name="deq", init=init, prepare=lambda params: params.weight, inject=inject,
         layer=lambda z, w, c: activation(w @ z + c),
         readout=lambda params, z: params.readout @ z + params.readout_bias,
-        settings=SolveSettings(solver, tol, rtol, maxiter, backward),
+        settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name),
     )

@@ -165,6 +165,7 @@ def opteq(
     rtol: float = 0.0,
     maxiter: int = 50,
     backward="implicit",
+    axis_name: str | None = None,
     dtype=jnp.float32,
 ) -> EquilibriumModel:
     """Dense OptEq classifier: z* = prox_f(W^T W z* - grad h(z*) + U x + b) (3.1), logits = W_c z* + b_c.
@@ -178,6 +179,7 @@ def opteq(
       prior: optional smooth convex energy h(z) (e.g. :func:`smoothness_prior`).
       init_scale: initial a (s = (1 - eps) sigmoid(a)).
       solver, tol, rtol, maxiter, backward: forward/backward settings of :func:`jeq.fixedpoint.solve`.
+      axis_name: vmap axis name for batch-level stopping (``"batch"`` in :mod:`jeq.equilibrium.train`), or None.
     """
     fn = "opteq"
     features, hidden, classes = (_check_int(fn, n, v) for n, v in
@@ -215,7 +217,7 @@ def opteq(
     return assemble(
         name="opteq", init=init, prepare=prepare, inject=inject, layer=layer,
         readout=lambda params, z: params.readout @ z + params.readout_bias,
-        settings=SolveSettings(solver, tol, rtol, maxiter, backward), objective=objective,
+        settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name), objective=objective,
     )
 
 
@@ -255,6 +257,7 @@ def opteq_conv(
     rtol: float = 0.0,
     maxiter: int = 50,
     backward="implicit",
+    axis_name: str | None = None,
     dtype=jnp.float32,
 ) -> EquilibriumModel:
     """Convolutional OptEq: z* = prox_f(W^T W z* - grad h(z*) + U * x + b), W a 'SAME' convolution.
@@ -313,5 +316,5 @@ def opteq_conv(
 
     return assemble(
         name="opteq-conv", init=init, prepare=prepare, inject=inject, layer=layer, readout=readout,
-        settings=SolveSettings(solver, tol, rtol, maxiter, backward), objective=objective,
+        settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name), objective=objective,
     )

@@ -20,7 +20,7 @@ import optax
 
 from jeq.equilibrium.core import Output
 
-__all__ = ["EvalMetrics", "TrainMetrics", "make_eval_step", "make_train_step"]
+__all__ = ["BATCH_AXIS", "EvalMetrics", "TrainMetrics", "make_eval_step", "make_train_step"]
 
 PyTree = Any
 
@@ -66,11 +66,16 @@ def _check_batch(fn: str, xb, yb, weight) -> None:
         raise ValueError(f"jeq.equilibrium.{fn}: weight shape {tuple(jnp.shape(weight))} must be ({n},)")
 
 
+BATCH_AXIS = "batch"
+"""The vmap axis name of the batch in these steps: models built with ``axis_name="batch"`` stop on the batch-level
+residual (as the MON and DEQ reference codes do), others per example."""
+
+
 def _per_example(apply, params, xb, yb, keys):
     if keys is None:
-        out: Output = jax.vmap(lambda x: apply(params, x))(xb)
+        out: Output = jax.vmap(lambda x: apply(params, x), axis_name=BATCH_AXIS)(xb)
     else:
-        out = jax.vmap(lambda x, k: apply(params, x, key=k))(xb, keys)
+        out = jax.vmap(lambda x, k: apply(params, x, key=k), axis_name=BATCH_AXIS)(xb, keys)
     ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, yb)
     correct = (jnp.argmax(out.logits, axis=-1) == yb).astype(ce.dtype)
     return out, ce, correct

@@ -208,3 +208,23 @@ def test_bad_solver_configuration(call, match):
 def test_halpern_anchor_shape_is_checked():
     with pytest.raises(ValueError, match=r"anchor has shape \(3,\) but z0 has shape \(2,\)"):
         fp.solve(_relu_reference_map, jnp.zeros(2), jnp.ones(2), solver=fp.halpern(anchor=jnp.zeros(3)))
+
+
+def test_batch_level_stopping_over_a_named_vmap_axis(problem32):
+    """axis_name: stop when ||F(Z) - Z||_F <= tol over the whole vmapped batch (MON/DEQ reference criterion)."""
+    w, _ = problem32
+    cs = jax.random.normal(jax.random.key(1), (5, N)) * jnp.arange(1, 6)[:, None]
+
+    def run(axis_name, maxiter=50):
+        return jax.vmap(lambda c: fp.solve(tanh_layer, jnp.zeros(N), w, c, solver="picard", tol=1e-3, maxiter=maxiter,
+                                           axis_name=axis_name), axis_name="batch")(cs)
+
+    per_example, batch = run(None), run("batch")
+    assert len(set(np.asarray(per_example.stats.num_steps).tolist())) > 1
+    steps = int(batch.stats.num_steps[0])
+    assert bool(jnp.all(batch.stats.num_steps == steps)) and bool(jnp.all(batch.stats.converged))
+    assert float(jnp.sqrt(jnp.sum(batch.stats.residual**2))) <= 1e-3
+    earlier = run("batch", maxiter=steps - 1)
+    assert float(jnp.sqrt(jnp.sum(earlier.stats.residual**2))) > 1e-3
+    with pytest.raises(TypeError, match=r"axis_name=3\): must be a str"):
+        fp.solve(tanh_layer, jnp.zeros(N), w, cs[0], axis_name=3)

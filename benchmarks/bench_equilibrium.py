@@ -1,0 +1,223 @@
+"""Speed of equilibrium models: backward modes, model families, and the PyTorch reference settings.
+
+``python -m benchmarks.bench_equilibrium [--quick]`` (interleaved timing with ``jeq.bench``; ratios are the
+numbers to read, absolute times drift between processes on a shared machine):
+
+1. Backward modes of OptEq (94 hidden, batch 128 of MNIST-5k): forward + backward time of the loss for
+   ``implicit`` (IFT through jaxopt, Anderson adjoint) vs ``unroll`` (backprop through every solver step) vs
+   ``phantom`` (5 damped steps), and the gradient error of each vs a tight implicit reference.
+2. Model families at about 84k parameters: OptEq vs MON (Peaceman-Rachford) vs plain DEQ, forward + backward.
+3. The PyTorch reference settings, one training step (forward, backward, Adam) and test accuracy on MNIST-5k:
+   * MON single FC, 87 hidden, Peaceman-Rachford, relative tolerance 1e-2 (batch-level, as the official code),
+     batch 128 -- PyTorch (locuslab/monotone_op_net): 4.7 ms/step, 92.2 % test;
+   * TorchDEQ plain DEQ, 87 hidden, Anderson, tolerance 1e-3, implicit backward -- 35 ms/step, 91.2 % test.
+   Speed-up = reference ms / our ms, at the same tolerance, batch and width; accuracy after ``--epochs`` epochs.
+4. What the MON step spends its time on (prepare / forward solve / full step) and per-example vs batch-level
+   stopping.
+
+Results are printed and written to ``results/bench_equilibrium/<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jeq import bench, data
+from jeq import equilibrium as eq
+from jeq import fixedpoint as fp
+
+REFERENCES = {
+    "mon": {"ms_per_step": 4.7, "test_accuracy": 0.922, "source": "locuslab/monotone_op_net (PyTorch), MNIST-5k"},
+    "deq": {"ms_per_step": 35.0, "test_accuracy": 0.912, "source": "TorchDEQ plain DEQ (PyTorch), MNIST-5k"},
+}
+
+
+def _batch(split, size=128):
+    return jnp.asarray(split.x_train[:size].reshape(size, -1)), jnp.asarray(split.y_train[:size])
+
+
+def _loss_fn(model):
+    def loss(params, xb, yb):
+        logits = jax.vmap(lambda x: model.apply(params, x).logits, axis_name=eq.BATCH_AXIS)(xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    return jax.value_and_grad(loss)
+
+
+def _fmt(t: bench.Timing) -> str:
+    return f"{t.median_s * 1e3:8.3f} ms (p20 {t.p20_s * 1e3:.3f}, p80 {t.p80_s * 1e3:.3f}; compile {t.compile_s:.1f} s)"
+
+
+def backward_modes(split, budget: float) -> dict:
+    xb, yb = _batch(split)
+    modes = {
+        "implicit": "implicit",
+        "unroll": "unroll",
+        "phantom": fp.phantom(steps=5, damping=0.5),
+    }
+    fns, params = [], None
+    for mode in modes.values():
+        model = eq.opteq(features=784, hidden=94, classes=10, tol=1e-3, maxiter=50, backward=mode)
+        params = model.init(jax.random.key(0)) if params is None else params
+        fns.append(_loss_fn(model))
+    reference_model = eq.opteq(features=784, hidden=94, classes=10, tol=1e-6, maxiter=200,
+                               backward=fp.implicit(tol=1e-8, rtol=0.0, maxiter=500))
+    _, reference = jax.jit(_loss_fn(reference_model))(params, xb, yb)
+    timings = bench.interleave(fns, [(params, xb, yb)] * len(fns), budget_s=budget)
+    out = {}
+    for (name, _), fn, timing in zip(modes.items(), fns, timings):
+        _, grads = jax.jit(fn)(params, xb, yb)
+        err = optax.tree.norm(jax.tree.map(lambda a, b: a - b, grads, reference)) / optax.tree.norm(reference)
+        out[name] = {"ms": timing.median_s * 1e3, "p20_ms": timing.p20_s * 1e3, "p80_ms": timing.p80_s * 1e3,
+                     "relative_gradient_error": float(err)}
+        print(f"  {name:9s} {_fmt(timing)}  gradient error vs tight implicit {float(err):.2e}")
+    for name in ("unroll", "phantom"):
+        out[f"ratio_{name}_over_implicit"] = out[name]["ms"] / out["implicit"]["ms"]
+        print(f"  ratio {name}/implicit: {out[f'ratio_{name}_over_implicit']:.2f}")
+    return out
+
+
+def families(split, budget: float) -> dict:
+    xb, yb = _batch(split)
+    models = {
+        "opteq": eq.opteq(features=784, hidden=94, classes=10, tol=1e-3),
+        "mon": eq.mon(features=784, hidden=87, classes=10),
+        "deq": eq.deq(features=784, hidden=94, classes=10, tol=1e-3),
+    }
+    fns = [_loss_fn(m) for m in models.values()]
+    args = [(m.init(jax.random.key(0)), xb, yb) for m in models.values()]
+    timings = bench.interleave(fns, args, budget_s=budget)
+    out = {}
+    for (name, model), timing, arg in zip(models.items(), timings, args):
+        out[name] = {"ms": timing.median_s * 1e3, "parameters": eq.parameter_count(arg[0])}
+        print(f"  {name:6s} {out[name]['parameters']:,} params  {_fmt(timing)}")
+    for name in ("mon", "deq"):
+        out[f"ratio_{name}_over_opteq"] = out[name]["ms"] / out["opteq"]["ms"]
+        print(f"  ratio {name}/opteq: {out[f'ratio_{name}_over_opteq']:.2f}")
+    return out
+
+
+def _reference_models():
+    return {
+        "mon": eq.mon(features=784, hidden=87, classes=10, splitting="pr", alpha=1.0, tol=1e-6, rtol=1e-2,
+                      maxiter=300, axis_name=eq.BATCH_AXIS),
+        "deq": eq.deq(features=784, hidden=87, classes=10, solver="anderson", tol=1e-3, maxiter=40,
+                      axis_name=eq.BATCH_AXIS),
+    }
+
+
+def reference_settings(split, epochs: int, budget: float) -> dict:
+    """Per-step time (one interleaved process) and accuracy after training, in the PyTorch reference settings."""
+    x_train, x_test = split.x_train.reshape(len(split.x_train), -1), split.x_test.reshape(len(split.x_test), -1)
+    xb, yb = _batch(split)
+    models = _reference_models()
+    optimizer = optax.adam(1e-3)
+    steps, states, out = {}, {}, {}
+    for name, model in models.items():
+        steps[name] = eq.make_train_step(model.apply, optimizer)
+        params = model.init(jax.random.key(0))
+        states[name] = (params, optimizer.init(params))
+    timings = bench.interleave([steps[n] for n in models], [(*states[n], xb, yb) for n in models], budget_s=budget)
+    for (name, model), timing in zip(models.items(), timings):
+        params, opt_state = states[name]
+        evaluate = eq.make_eval_step(model.apply)
+        t0 = time.perf_counter()
+        for epoch in range(epochs):
+            for xbatch, ybatch in data.batches(x_train, split.y_train, 128, seed=0, epoch=epoch):
+                params, opt_state, metrics = steps[name](params, opt_state, xbatch, ybatch)
+        jax.block_until_ready(params)
+        train_s = time.perf_counter() - t0
+        sums = evaluate(params, x_test, split.y_test)
+        accuracy = float(sums.correct) / float(sums.count)
+        reference = REFERENCES[name]
+        out[name] = {
+            "ms_per_step": timing.median_s * 1e3, "p20_ms": timing.p20_s * 1e3, "p80_ms": timing.p80_s * 1e3,
+            "test_accuracy": accuracy, "epochs": epochs, "mean_steps_test": float(sums.steps) / float(sums.count),
+            "train_seconds": train_s, "reference": reference,
+            "speedup": reference["ms_per_step"] / (timing.median_s * 1e3),
+        }
+        print(f"  {name:4s} {_fmt(timing)}  test {accuracy:.3f} after {epochs} epochs "
+              f"({out[name]['mean_steps_test']:.1f} solver steps)  reference {reference['ms_per_step']} ms, "
+              f"{reference['test_accuracy']:.3f} -> speed-up {out[name]['speedup']:.1f}x")
+    return out
+
+
+def mon_breakdown(split, budget: float) -> dict:
+    """Where a MON training step goes, and per-example vs batch-level stopping."""
+    xb, yb = _batch(split)
+    batch_level = _reference_models()["mon"]
+    per_example = eq.mon(features=784, hidden=87, classes=10, splitting="pr", tol=1e-6, rtol=1e-2, maxiter=300)
+    params = batch_level.init(jax.random.key(0))
+    optimizer = optax.adam(1e-3)
+    opt_state = optimizer.init(params)
+
+    def forward(model):
+        return lambda p, x: jax.vmap(lambda v: model.apply(p, v).logits, axis_name=eq.BATCH_AXIS)(x)
+
+    def inject_only(p, x):
+        return jax.vmap(lambda v: batch_level.readout(p, jax.nn.relu(batch_level.inject(p, v))))(x)
+
+    named = {
+        "prepare (W, PR inverse)": (batch_level.prepare, (params,)),
+        "explicit layer (U x, readout)": (inject_only, (params, xb)),
+        "forward, batch-level stop": (forward(batch_level), (params, xb)),
+        "forward, per-example stop": (forward(per_example), (params, xb)),
+        "train step, batch-level stop": (eq.make_train_step(batch_level.apply, optimizer), (params, opt_state, xb, yb)),
+        "train step, per-example stop": (eq.make_train_step(per_example.apply, optimizer),
+                                         (params, opt_state, xb, yb)),
+    }
+    timings = bench.interleave([f for f, _ in named.values()], [a for _, a in named.values()], budget_s=budget)
+    out = {}
+    for name, timing in zip(named, timings):
+        out[name] = timing.median_s * 1e3
+        print(f"  {name:30s} {_fmt(timing)}")
+    return out
+
+
+def single_threaded_blas():
+    """scipy's OpenBLAS (behind JAX's CPU LAPACK calls) spins its threads on a shared machine: use one."""
+    import scipy.linalg  # noqa: F401
+    import threadpoolctl
+
+    return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short budgets and 5 training epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs for the reference settings")
+    parser.add_argument("--budget", type=float, default=None, help="seconds of interleaved timing per section")
+    parser.add_argument("--out", default="results", help="results folder")
+    args = parser.parse_args(argv)
+    epochs = args.epochs or (5 if args.quick else 20)
+    budget = args.budget or (2.0 if args.quick else 10.0)
+    _limits = single_threaded_blas()  # noqa: F841
+    split = data.mnist_subset()
+    result = {"device": str(jax.devices()[0]), "jax": jax.__version__, "epochs": epochs, "budget_s": budget}
+    print("1. OptEq backward modes, forward + backward per batch of 128")
+    result["backward_modes"] = backward_modes(split, budget)
+    print("2. model families, forward + backward per batch of 128")
+    result["families"] = families(split, budget)
+    print("3. PyTorch reference settings: one training step, and test accuracy on MNIST-5k")
+    result["reference_settings"] = reference_settings(split, epochs, budget)
+    print("4. MON step breakdown")
+    result["mon_breakdown"] = mon_breakdown(split, budget)
+    timestamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = pathlib.Path(args.out) / "bench_equilibrium" / f"{timestamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(f"written {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
