@@ -17,6 +17,8 @@ live ``jeq.gemm.tune`` run per seed reports the tuned kernel's speed relative to
 
     python -m experiments.gemm_tuners --quick      # one shape, 2 seeds, 1024 measurements, small live space
     python -m experiments.gemm_tuners              # 4 shapes (512×1024×1024, 1024³, 2048³, 4096³), 10 seeds
+    python -m experiments.gemm_tuners --landscapes 512x1024x1024 --live-size 0 \
+        --strategies na2c:rollout_steps=1 na2c na2c:rollout_steps=6     # N-A2C rollout-length ablation
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ OUT_DIRNAME = NAME
 @dataclasses.dataclass(frozen=True)
 class Config(harness.BaseConfig):
     seeds: tuple[int, ...] = tuple(range(10))
-    shapes: tuple[str, ...] = ("512x1024x1024", "1024x1024x1024", "2048x2048x2048", "4096x4096x4096")
-    """GEMM shapes M×N×K of the analytic landscapes."""
-    pruned_shapes: tuple[str, ...] = ("512x1024x1024",)
-    """Shapes also searched with resource-violating configurations removed from the space."""
+    landscapes: tuple[str, ...] = (
+        "512x1024x1024", "512x1024x1024:pruned", "1024x1024x1024", "2048x2048x2048", "4096x4096x4096"
+    )
+    """Analytic landscapes ``MxNxK`` (TVM space, failures measured) or ``MxNxK:pruned`` (failures removed)."""
     strategies: tuple[str, ...] = ("random", "grid", "annealing", "genetic", "cost_model", "gbfs", "na2c")
+    """Strategy names of ``jeq.gemm.STRATEGIES``, optionally with options: ``na2c:rollout_steps=1``."""
     fraction: float = 0.001
     """Budget as a fraction of the space (the paper's 0.1 %)."""
     max_budget: int = 4153
@@ -62,8 +65,7 @@ class Config(harness.BaseConfig):
     """Also run a live jeq.gemm.tune per seed (G-BFS, 25 % of the space)."""
 
 
-QUICK = dict(seeds=(0, 1), shapes=("512x1024x1024",), pruned_shapes=(), max_budget=1024, live_size=128,
-             live_time_budget_s=0.05)
+QUICK = dict(seeds=(0, 1), landscapes=("512x1024x1024",), max_budget=1024, live_size=128, live_time_budget_s=0.05)
 CHECKPOINTS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4153, 8192)
 
 
@@ -98,8 +100,23 @@ def curve_at(best_so_far: np.ndarray, optimum: float, budget: int) -> dict[str, 
     return {str(c): float(best_so_far[c - 1] / optimum) for c in CHECKPOINTS if c <= budget}
 
 
+def make_strategy(spec: str, space: Any) -> Any:
+    """``name`` or ``name:option=value,option=value`` (values parsed as int, float or str)."""
+    name, _, opts = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, opts.split(",")):
+        key, _, value = item.partition("=")
+        for cast in (int, float, str):
+            try:
+                options[key] = cast(value)
+                break
+            except ValueError:
+                continue
+    return STRATEGIES[name](space, **options)
+
+
 def run_strategy(land: ReplayLandscape, name: str, budget: int, seed: int, optimum: float) -> dict[str, Any]:
-    result = search(STRATEGIES[name](land.space), land.evaluate, budget=budget, key=jax.random.key(seed))
+    result = search(make_strategy(name, land.space), land.evaluate, budget=budget, key=jax.random.key(seed))
     best = result.best_so_far()
     reach = result.measurements_to_reach(1.05 * optimum)
     return {
@@ -165,8 +182,11 @@ def live_tune(config: Config, seed: int, land: ReplayLandscape) -> dict[str, Any
 # ------------------------------------------------------------------------------------------------- per seed
 def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     state: dict[str, Any] = ckpt.load(default=None) or {}
-    runs = [(shape, "tvm") for shape in config.shapes] + [(shape, "pruned") for shape in config.pruned_shapes]
-    for shape, variant in runs:
+    for spec in config.landscapes:
+        shape, _, variant = spec.partition(":")
+        variant = variant or "tvm"
+        if variant not in ("tvm", "pruned"):
+            raise ValueError(f"experiments.gemm_tuners: landscape {spec!r}: variant must be 'pruned' or absent")
         land = analytic_replay(config, shape, prune=variant == "pruned")
         _, optimum = land.optimum()
         budget = int(min(math.ceil(config.fraction * land.space.size), config.max_budget))

@@ -15,7 +15,6 @@ the whole ordered factorisation of one (axis, prime) pair, or one knob.
 
 from __future__ import annotations
 
-import heapq
 from typing import Any, NamedTuple
 
 import jax
@@ -402,8 +401,7 @@ def cost_model(
             return forest(space.features(space.genomes(p)))
 
         scores = predict(points)
-        heap = [(-np.inf, -1 - i) for i in range(plan_size)]
-        in_heap = set()
+        top, top_scores = np.zeros(0, np.int64), np.zeros(0)  # the best `plan_size` unvisited points seen
         temperature, cool = 1.0, 1.0 / (sa_iterations + 1)
         last_change, k = 0, 0
         while k < sa_iterations and k < last_change + sa_early_stop:
@@ -413,17 +411,17 @@ def cost_model(
             points = np.where(accept, new, points)
             scores = np.where(accept, new_scores, scores)
             fresh = ~_isin_sorted(new, state.visited)
-            for s, p in zip(new_scores[fresh], new[fresh]):
-                p = int(p)
-                if s > heap[0][0] and p not in in_heap:
-                    popped = heapq.heapreplace(heap, (float(s), p))
-                    in_heap.discard(popped[1])
-                    in_heap.add(p)
-                    last_change = k
+            merged = np.concatenate([top, new[fresh]])
+            merged_scores = np.concatenate([top_scores, new_scores[fresh]])
+            _, first = np.unique(merged, return_index=True)
+            keep = first[np.argsort(-merged_scores[first], kind="stable")[:plan_size]]
+            if not np.array_equal(np.sort(merged[keep]), np.sort(top)):
+                last_change = k
+            top, top_scores = merged[keep], merged_scores[keep]
             k += 1
             temperature -= cool
-        plan = [p for _, p in sorted(heap, reverse=True) if p >= 0]
-        return np.asarray(plan, dtype=np.int64), points
+        plan = top[np.argsort(-top_scores, kind="stable")]
+        return plan.astype(np.int64), points
 
     def ask(key: jax.Array, state: CostModelState, max_count: int) -> tuple[np.ndarray, CostModelState]:
         rng = rng_from_key(key)
