@@ -154,3 +154,22 @@ def test_bad_input_errors():
         space.genomes([space.size])
     with pytest.raises(ValueError, match=r"tvm_gemm_space\(m=0\)"):
         tvm_gemm_space(0, 4, 4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 200), min_size=1, max_size=3),
+    parts=st.lists(st.integers(1, 4), min_size=3, max_size=3),
+    knob=st.integers(1, 4),
+    seed=st.integers(0, 10**6),
+)
+def test_random_spaces_round_trip_and_count(sizes, parts, knob, seed):
+    axes = [Axis(f"a{i}", s, p) for i, (s, p) in enumerate(zip(sizes, parts))]
+    space = Space(axes, [Knob("w", tuple(range(knob)))])
+    assert space.size == math.prod(closed_form(a.size, a.parts) for a in axes) * knob
+    idx = np.random.default_rng(seed).integers(0, space.size, 20)
+    g = space.genomes(idx)
+    np.testing.assert_array_equal(space.indices(g), idx)
+    np.testing.assert_array_equal(space.from_features(space.features(g)), g)
+    for a in axes:
+        assert (np.prod(space.decode(g)[a.name], axis=1) == a.size).all()
