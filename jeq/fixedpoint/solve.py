@@ -236,6 +236,11 @@ def _signature(z, *args):  # reference signature for jaxopt: the fixed point fir
     raise NotImplementedError  # only its signature is read
 
 
+def _at_solution(z, *args):
+    """The "solver" given to jaxopt: z is already the fixed point (solved outside, see :func:`solve`)."""
+    return z
+
+
 def _check_map(fn, z0, args) -> None:
     try:
         out = jax.eval_shape(fn, z0, *args)
@@ -306,25 +311,25 @@ def solve(
         state, stats = _scan(solver, _flat_map(fn, unravel, args), z0_flat, tol, rtol, maxiter, axis_name)
         return Solution(unravel(state.z), stats)
 
+    # Implicit and phantom: the forward loop runs without a tape on stop-gradient inputs (memory: solver state).
+    frozen = jax.lax.stop_gradient(args)
+    state, stats = _while(solver, _flat_map(fn, unravel, frozen), jax.lax.stop_gradient(z0_flat), tol, rtol,
+                          maxiter, axis_name)
+    z_star = jax.lax.stop_gradient(unravel(state.z))
+
     if isinstance(backward, Phantom):
-        frozen = jax.lax.stop_gradient(args)
-        state, stats = _while(solver, _flat_map(fn, unravel, frozen), jax.lax.stop_gradient(z0_flat), tol, rtol,
-                              maxiter, axis_name)
-        z = jax.lax.stop_gradient(unravel(state.z))
-        for _ in range(backward.steps):
-            fz = fn(z, *args)
-            z = jax.tree.map(lambda a, b: backward.damping * b + (1.0 - backward.damping) * a, z, fz)
-        return Solution(z, stats)
+        tau = backward.damping
 
-    def forward(z_init, *fargs):
-        z_flat = ravel_pytree(z_init)[0]
-        state, stats = _while(solver, _flat_map(fn, unravel, fargs), z_flat, tol, rtol, maxiter, axis_name)
-        return unravel(state.z), stats
+        def damped_step(_, z):
+            return jax.tree.map(lambda a, b: tau * b + (1.0 - tau) * a, z, fn(z, *args))
 
-    # The adjoint stops per example: JAX does not bind the vmap axis name inside a custom VJP's backward rule.
-    differentiable = jaxopt.implicit_diff.custom_fixed_point(
-        fn, has_aux=True, solve=_adjoint_solver(backward, None), reference_signature=_signature
-    )(forward)
-    value, stats = differentiable(z0, *args)
-    return Solution(value, stats)
+        return Solution(jax.lax.fori_loop(0, backward.steps, damped_step, z_star), stats)
+
+    # jaxopt's custom_fixed_point attaches the IFT backward to the (already solved) point: the wrapped "solver" is
+    # the identity on z*, its VJP solves the adjoint u = J^T u + g at z*. The adjoint stops per example: JAX does
+    # not bind a vmap axis name inside a custom VJP's backward rule.
+    attach = jaxopt.implicit_diff.custom_fixed_point(
+        fn, solve=_adjoint_solver(backward, None), reference_signature=_signature
+    )(_at_solution)
+    return Solution(attach(z_star, *args), stats)
 
