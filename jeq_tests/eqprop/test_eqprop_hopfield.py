@@ -37,26 +37,32 @@ def test_hard_sigmoid_clips_with_unit_slope_on_the_closed_interval(x64):
 def test_energy_is_the_papers_formula_and_its_gradients_check(x64):
     params, x = _small(jnp.float64)
     state = (jnp.linspace(0.1, 0.9, 6), jnp.array([0.2, 0.5, 0.8]))
-    (w0, w1), (b1, b2) = params.weights, params.biases
-    s1, s2 = state
-    expected = (0.5 * (s1 @ s1 + s2 @ s2) - b1 @ s1 - b2 @ s2 - x @ w0 @ s1 - s1 @ w1 @ s2)
-    np.testing.assert_allclose(H.energy(params, state, x), expected, rtol=1e-12)
-    check_grads(jax.jit(lambda s: H.energy(params, s, x)), (state,), order=1, modes=("fwd", "rev"))
-    g = jax.grad(H.energy)(params, state, x)  # dE/dW_l = -rho_l rho_{l+1}^T (Scellier's Hebbian terms)
-    np.testing.assert_allclose(g.weights[0], -jnp.outer(x, s1), rtol=1e-12)
-    np.testing.assert_allclose(g.weights[1], -jnp.outer(s1, s2), rtol=1e-12)
+    (w0, w1), (b1, b2) = jax.tree.map(np.asarray, (params.weights, params.biases))
+    s1, s2, xn = np.asarray(state[0]), np.asarray(state[1]), np.asarray(x)
+    expected = (0.5 * (s1 @ s1 + s2 @ s2) - b1 @ s1 - b2 @ s2 - xn @ w0 @ s1 - s1 @ w1 @ s2)
+    energy = jax.jit(H.energy)
+    np.testing.assert_allclose(energy(params, state, x), expected, rtol=1e-12)
+    check_grads(lambda s: energy(params, s, x), (state,), order=1, modes=("fwd", "rev"))
+    g = jax.jit(jax.grad(H.energy))(params, state, x)  # dE/dW_l = -rho_l rho_{l+1}^T (Scellier's Hebbian terms)
+    np.testing.assert_allclose(g.weights[0], -np.outer(xn, s1), rtol=1e-12)
+    np.testing.assert_allclose(g.weights[1], -np.outer(s1, s2), rtol=1e-12)
     np.testing.assert_allclose(g.biases[1], -s2, rtol=1e-12)
 
 
 def test_energy_is_non_increasing_along_the_free_and_nudged_relaxations():
     params, x = _small(sizes=(12, 10, 5), gain=1.0, seed=0)
     assert bool(H.energy_certificate(params, step_size=0.5).certified)
-    free = H.free_phase(params, x, steps=40, step_size=0.5)
+    y = jnp.eye(5)[2]
+
+    @jax.jit
+    def phases(params, x, y):
+        free = H.free_phase(params, x, steps=40, step_size=0.5)
+        return free, H.nudged_phase(params, free.state, x, y, 0.5, steps=40, step_size=0.5)
+
+    free, nudged = phases(params, x, y)
     assert free.energy.shape == (41,) and free.state[0].shape == (10,) and free.state[0].dtype == jnp.float32
     assert np.all(np.diff(np.asarray(free.energy)) <= 1e-6)
     assert float(free.residual) < 1e-4 and bool(free.finite)
-    y = jnp.eye(5)[2]
-    nudged = H.nudged_phase(params, free.state, x, y, 0.5, steps=40, step_size=0.5)
     assert np.all(np.diff(np.asarray(nudged.energy)) <= 1e-6)
     assert float(H.cost(nudged.state, y)) < float(H.cost(free.state, y))  # nudging pulls the output to y
 
@@ -67,6 +73,7 @@ def test_energy_certificate_fails_for_a_too_large_step():
     assert not bool(H.energy_certificate(params, step_size=2.5 / float(cert.lipschitz)).certified)
 
 
+@jax.jit
 def _true_gradient(params, x, y, state, step_size=0.5):
     """dC(s*)/dtheta by implicit differentiation of the fixed point s* = T(s*, theta) of the relaxation map."""
     flat, unravel = ravel_pytree(state)
@@ -174,17 +181,17 @@ def test_train_step_does_not_recompile_and_draws_both_beta_signs(trainer):
 
 def test_centered_ep_trains_a_small_digits_classifier():
     data = digits()
-    x = data.x_train.reshape(len(data.x_train), -1)[:400]
-    y = data.y_train[:400]
+    x = data.x_train.reshape(len(data.x_train), -1)[:300]
+    y = data.y_train[:300]
     xt, yt = data.x_test.reshape(len(data.x_test), -1), data.y_test
     tr = H.ep_trainer(H.layer_sgd([0.2, 0.1]), beta=0.5, free_steps=10, nudged_steps=4, nudging="centered")
     params = H.init(jax.random.key(0), [64, 32, 10])
     opt_state = tr.init(params)
     before = float(jnp.mean(jnp.argmax(tr.predict(params, xt).state[-1], -1) == yt))
-    for epoch in range(8):
-        perm = np.random.default_rng(epoch).permutation(400)
+    for epoch in range(10):
+        perm = np.random.default_rng(epoch).permutation(300)
         params, opt_state, m = tr.train_epoch(params, opt_state, jax.random.key(epoch),
-                                              x[perm].reshape(20, 20, 64), y[perm].reshape(20, 20))
+                                              x[perm].reshape(15, 20, 64), y[perm].reshape(15, 20))
     assert bool(jnp.all(m.finite))
     after = float(jnp.mean(jnp.argmax(tr.predict(params, xt).state[-1], -1) == yt))
     assert after > 0.7 and after > before + 0.5
