@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from jeq.gemm.search import Strategy, rng_from_key
 from jeq.gemm.space import Space, _isin_sorted
@@ -427,6 +426,8 @@ def cost_model(
         rng = rng_from_key(key)
         if state.costs.size >= plan_size * (state.fits + 1) and np.isfinite(state.costs).any():
             y = _scores(state.costs)
+            from threadpoolctl import threadpool_limits  # a scikit-learn dependency, imported with it
+
             model = make_model()  # imports scikit-learn (and its OpenMP runtime) before limiting its threads
             # One OpenMP thread: thread start-up dominates these small fits/predictions on a busy machine (~50x).
             with threadpool_limits(1):
