@@ -4,9 +4,11 @@
 - ``mlp``: the ReLU MLP of the feed-forward Path-SGD;
 - ``path_norm``: the path regulariser gamma and its curvature terms kappa1, kappa2;
 - ``optimizer``: ``path_sgd`` / ``scale_by_path_norm`` as optax transformations;
+- ``methods``: Path-SGD and the SGD / Adam baselines with identical clipping (``make_optimizer``);
 - ``train``: a pure jitted training step with per-example weights.
 """
 
+from jeq.pathsgd.methods import METHODS, make_optimizer
 from jeq.pathsgd.mlp import Dense, init_mlp, mlp_apply
 from jeq.pathsgd.optimizer import ScaleByPathNormState, path_sgd, scale_by_path_norm
 from jeq.pathsgd.path_norm import Kappa, gamma, kappa, mlp_path_sum, path_kappa, rnn_path_sum
@@ -18,6 +20,7 @@ __all__ = [
     "HEADS",
     "INITS",
     "Kappa",
+    "METHODS",
     "RNNParams",
     "ScaleByPathNormState",
     "TrainMetrics",
@@ -26,6 +29,7 @@ __all__ = [
     "init_rnn",
     "kappa",
     "make_eval_fn",
+    "make_optimizer",
     "make_train_step",
     "mlp_apply",
     "mlp_path_sum",

@@ -6,7 +6,8 @@ Unrolled over T steps this is a feed-forward network whose edges share weights; 
 computes the path regulariser of exactly this graph by running :func:`rnn_apply` on squared weights with the
 identity activation.
 
-Initialisations (only ``W_rec`` differs; ``W_in ~ N(0, 1/D)``, ``W_out ~ N(0, 1/H)``, ``b = c = 0``):
+Initialisations (only ``W_rec`` differs; ``W_in ~ N(0, s^2)`` with ``s = input_scale`` (default ``1/sqrt(D)``),
+``W_out ~ N(0, 1/H)``, ``b = c = 0``):
 
 - ``"gaussian"``: ``W_rec ~ N(0, 1/H)``;
 - ``"identity"`` (IRNN, Le, Jaitly & Hinton 2015): ``W_rec = I``;
@@ -55,6 +56,7 @@ def init_rnn(
     hidden_size: int,
     output_size: int,
     init: Literal["gaussian", "identity", "np"] = "gaussian",
+    input_scale: float | None = None,
     dtype=jnp.float32,
 ) -> RNNParams:
     """Initial weights of the ReLU RNN ``h_t = ReLU(W_in x_t + W_rec h_{t-1} + b)``, ``y_t = W_out h_t + c``.
@@ -64,7 +66,9 @@ def init_rnn(
       input_size, hidden_size, output_size: D, H and K.
       init: the recurrent initialisation, ``"gaussian"`` (``W_rec ~ N(0, 1/H)``), ``"identity"`` (IRNN,
         ``W_rec = I``) or ``"np"`` (np-RNN: ``W_rec = R / lambda_max(R)``, ``R = A^T A / H``).
-        ``W_in ~ N(0, 1/D)``, ``W_out ~ N(0, 1/H)`` and zero biases in all three.
+        ``W_out ~ N(0, 1/H)`` and zero biases in all three.
+      input_scale: standard deviation of ``W_in`` (default ``1/sqrt(D)``; Le et al. use 1e-3 for the IRNN,
+        whose identity recurrence otherwise sums T inputs of size O(1) into the state).
       dtype: floating dtype of the weights.
 
     Returns:
@@ -74,9 +78,12 @@ def init_rnn(
         _check_positive_int("init_rnn", name, value)
     if init not in INITS:
         raise ValueError(f"jeq.pathsgd.init_rnn(init={init!r}): must be one of {INITS}")
+    if input_scale is not None and not input_scale > 0:
+        raise ValueError(f"jeq.pathsgd.init_rnn(input_scale={input_scale!r}): must be > 0 or None")
     k_in, k_rec, k_out = jax.random.split(key, 3)
     h = hidden_size
-    w_in = jax.random.normal(k_in, (h, input_size), dtype) / jnp.sqrt(jnp.asarray(input_size, dtype))
+    s_in = input_size**-0.5 if input_scale is None else input_scale
+    w_in = jax.random.normal(k_in, (h, input_size), dtype) * jnp.asarray(s_in, dtype)
     w_out = jax.random.normal(k_out, (output_size, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype))
     if init == "gaussian":
         w_rec = jax.random.normal(k_rec, (h, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype))

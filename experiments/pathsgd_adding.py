@@ -1,0 +1,259 @@
+"""Path-SGD on the adding problem (Neyshabur et al., NeurIPS 2016, section 5; task of Hochreiter & Schmidhuber).
+
+``python -m experiments.pathsgd_adding --quick`` trains a 100-unit ReLU RNN on the adding problem with T = 100 and
+compares, at the same number of steps, batch size and clipping (``jeq.pathsgd.make_optimizer``):
+
+- ``path_sgd/<init>``: Path-SGD (kappa1), ``sgd/gaussian``, ``sgd/identity`` (IRNN), ``adam/gaussian``;
+- optionally ``path_sgd_kappa2/<init>`` (exact kappa2; small hidden sizes only) for the kappa2 ablation
+  (``--methods path_sgd/gaussian path_sgd_kappa2/gaussian --hidden 16``).
+
+Reported per seed, per T and per method: the final and best test MSE (1000 fresh sequences; predicting 1 gives
+1/6 = 0.167), the first step at which the test MSE fell below 0.01, seconds per step, and the test-MSE curve.
+Without ``--quick`` it runs T = 100, 400 and 750. The paper reports that Path-SGD solves all three (spec: unverified).
+
+This module also holds the training loop the other Path-SGD experiments share (:func:`train_method`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import harness
+from jeq import data, pathsgd
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(harness.BaseConfig):
+    lengths: tuple[int, ...] = (100, 400, 750)
+    """Sequence lengths T of the adding problem."""
+    hidden: int = 100
+    """Hidden units H of the ReLU RNN (the paper: 100)."""
+    steps: int = 20_000
+    """Training steps per method (same budget for every method)."""
+    batch_size: int = 50
+    """Sequences per step (fresh ones every step)."""
+    eval_every: int = 250
+    """Steps between test evaluations."""
+    test_size: int = 1000
+    """Test sequences (fixed per seed)."""
+    max_norm: float = 1.0
+    """Global-norm clipping of the descent direction, the same for every method (see jeq.pathsgd.methods)."""
+    methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
+    """``optimizer/init`` pairs: optimizer in jeq.pathsgd.METHODS, init in jeq.pathsgd.INITS."""
+    learning_rates: tuple[float, ...] = (0.3, 0.01, 0.01, 0.001)
+    """One learning rate per method."""
+
+
+# ----------------------------------------------------------------------------------------- shared machinery
+
+
+def parse_methods(methods: tuple[str, ...], learning_rates: tuple[float, ...]) -> list[tuple[str, str, str, float]]:
+    """``[(name, optimizer, init, learning_rate)]`` from ``optimizer/init`` strings; clear errors otherwise."""
+    if len(methods) != len(learning_rates):
+        raise ValueError(
+            f"experiments: {len(methods)} methods {methods} but {len(learning_rates)} learning rates {learning_rates}"
+        )
+    out = []
+    for name, lr in zip(methods, learning_rates):
+        optimizer, _, init = name.partition("/")
+        if optimizer not in pathsgd.METHODS or init not in pathsgd.INITS:
+            raise ValueError(
+                f"experiments: method {name!r} must be 'optimizer/init' with optimizer in {pathsgd.METHODS} "
+                f"and init in {pathsgd.INITS}"
+            )
+        out.append((name, optimizer, init, float(lr)))
+    return out
+
+
+def train_method(
+    *,
+    run_name: str,
+    params: Any,
+    optimizer,
+    loss_fn: Callable,
+    evaluate: Callable[[Any], dict[str, float]],
+    next_batch: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    steps: int,
+    eval_every: int,
+    ckpt: harness.Checkpoint,
+    state: dict,
+) -> dict:
+    """Train one (method, task) run with periodic evaluation, resumable through ``state['current']``.
+
+    ``state`` is the seed's checkpoint dict: finished runs live in ``state['finished'][run_name]``; the run in
+    progress in ``state['current']`` (params, optimizer state, step, curve), saved after every evaluation.
+    The run stops early, with ``diverged = True`` and a message on stderr, when the training loss turns NaN/inf.
+
+    Returns:
+      ``{"curve/step": [...], "curve/<metric>": [...], "final/<metric>": x, "best/<metric>": x, "diverged": bool,
+      "seconds_per_step": s}``.
+    """
+    if run_name in state["finished"]:
+        return state["finished"][run_name]
+    train_step = pathsgd.make_train_step(loss_fn, optimizer)
+    current = state.get("current")
+    if current is None or current["name"] != run_name:
+        current = {"name": run_name, "params": params, "opt_state": optimizer.init(params), "step": 0,
+                   "curve": {"step": [], "train_loss": []}, "train_seconds": 0.0, "diverged": False}
+        first = evaluate(params)
+        current["curve"]["step"].append(0)
+        current["curve"]["train_loss"].append(math.nan)
+        for k, v in first.items():
+            current["curve"].setdefault(k, []).append(v)
+    params, opt_state = current["params"], current["opt_state"]
+    bar = harness.progress(range(current["step"], steps), desc=run_name, initial=current["step"], total=steps)
+    losses = []
+    t0 = time.perf_counter()
+    for step in bar:
+        xb, yb = next_batch(step)
+        params, opt_state, metrics = train_step(params, opt_state, xb, yb)
+        losses.append(metrics.loss)
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            loss = float(np.mean(jax.device_get(losses)))
+            losses = []
+            current["train_seconds"] += time.perf_counter() - t0
+            if not math.isfinite(loss):
+                print(f"[{run_name}] training loss is {loss} at step {step + 1}: stopping this run (diverged)",
+                      file=sys.stderr)
+                current["diverged"] = True
+                current["step"] = steps
+                break
+            results = evaluate(params)
+            current["curve"]["step"].append(step + 1)
+            current["curve"]["train_loss"].append(loss)
+            for k, v in results.items():
+                current["curve"][k].append(v)
+            current.update(params=params, opt_state=opt_state, step=step + 1)
+            state["current"] = current
+            ckpt.save(state)
+            t0 = time.perf_counter()
+    curve = current["curve"]
+    out: dict[str, Any] = {f"curve/{k}": v for k, v in curve.items()}
+    for k, v in curve.items():
+        if k in ("step", "train_loss"):
+            continue
+        finite = [x for x in v if math.isfinite(x)]
+        out[f"final/{k}"] = v[-1] if not current["diverged"] else math.nan
+        out[f"best/{k}"] = (min(finite) if "loss" in k or "mse" in k or "bpc" in k else max(finite)) if finite \
+            else math.nan
+    out["diverged"] = current["diverged"]
+    done = max(current["step"], 1)
+    out["seconds_per_step"] = current["train_seconds"] / done
+    state["finished"][run_name] = out
+    state["current"] = None
+    ckpt.save(state)
+    return out
+
+
+def first_step_below(steps: list[int], values: list[float], threshold: float) -> int | None:
+    """The first evaluated step whose value is below ``threshold`` (None if never)."""
+    for s, v in zip(steps, values):
+        if math.isfinite(v) and v < threshold:
+            return int(s)
+    return None
+
+
+def plot_curves(result: dict, path: pathlib.Path, *, metric: str, ylabel: str, panels: list[str],
+                log: bool = False, hline: float | None = None) -> None:
+    """One panel per task prefix (e.g. ``T100``), one line per method and seed, from the results JSON."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    methods = result["config"]["methods"]
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    for ax, panel in zip(axes[0], panels):
+        for seed, metrics in result["per_seed"].items():
+            for m in methods:
+                steps = metrics.get(f"{panel}/{m}/curve/step")
+                values = metrics.get(f"{panel}/{m}/curve/{metric}")
+                if steps is None:
+                    continue
+                ax.plot(steps, values, color=colors[m], alpha=0.8, label=m if seed == str(result["seeds"][0]) else None)
+        if hline is not None:
+            ax.axhline(hline, color="gray", ls="--", lw=1)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(panel)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# ----------------------------------------------------------------------------------------- the adding problem
+
+
+def mse_loss(params: pathsgd.RNNParams, xs: jax.Array, y: jax.Array) -> jax.Array:
+    """Squared error of the many-to-one RNN on one sequence."""
+    return (pathsgd.rnn_apply(params, xs, head="many_to_one")[0] - y) ** 2
+
+
+def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
+    state = ckpt.load(default=None) or {"finished": {}, "current": None}
+    methods = parse_methods(config.methods, config.learning_rates)
+    out: dict[str, Any] = {}
+    key = jax.random.key(seed)
+    evaluate_mse = pathsgd.make_eval_fn(mse_loss)
+    chunk = 100  # batches generated at once
+    for length in config.lengths:
+        k_test, k_train, k_init = jax.random.split(jax.random.fold_in(key, length), 3)
+        x_test, y_test = data.adding_problem(k_test, config.test_size, length)
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+        def next_batch(step, k_train=k_train, length=length, cache=cache):
+            block = step // chunk
+            if block not in cache:
+                cache.clear()
+                x, y = data.adding_problem(jax.random.fold_in(k_train, block), chunk * config.batch_size, length)
+                cache[block] = (x.reshape(chunk, config.batch_size, length, 2), y.reshape(chunk, config.batch_size))
+            x, y = cache[block]
+            return x[step % chunk], y[step % chunk]
+
+        def evaluate(params, x_test=x_test, y_test=y_test):
+            return {"test_mse": float(evaluate_mse(params, x_test, y_test))}
+
+        path_sum = functools.partial(pathsgd.rnn_path_sum, length=length, head="many_to_one")
+        for name, optimizer_name, init, lr in methods:
+            params = pathsgd.init_rnn(k_init, input_size=2, hidden_size=config.hidden, output_size=1, init=init)
+            optimizer = pathsgd.make_optimizer(optimizer_name, learning_rate=lr, max_norm=config.max_norm,
+                                               path_sum=path_sum)
+            res = train_method(run_name=f"T{length}/{name}", params=params, optimizer=optimizer, loss_fn=mse_loss,
+                               evaluate=evaluate, next_batch=next_batch, steps=config.steps,
+                               eval_every=config.eval_every, ckpt=ckpt, state=state)
+            prefix = f"T{length}/{name}"
+            for k, v in res.items():
+                out[f"{prefix}/{k}"] = v
+            solved = first_step_below(res["curve/step"], res["curve/test_mse"], 0.01)
+            out[f"{prefix}/steps_to_mse_0.01"] = solved
+            out[f"{prefix}/solved"] = float(solved is not None)
+    return out
+
+
+def plot(result: dict, path: pathlib.Path) -> None:
+    panels = [f"T{t}" for t in result["config"]["lengths"]]
+    plot_curves(result, path, metric="test_mse", ylabel="test MSE (0.167 = predict 1)", panels=panels, log=True,
+                hline=1 / 6)
+
+
+QUICK = dict(lengths=(100,), steps=3000, eval_every=250, seeds=(0, 1, 2))
+
+
+def main(argv=None):
+    return harness.run("pathsgd_adding", Config, run_seed, plot=plot, quick=QUICK, argv=argv,
+                       headline=[f"T100/{m}/final/test_mse" for m in Config.methods])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Path-SGD and its baselines as optax transformations with identical clipping (Neyshabur et al. 2016, sec. 5).
+
+Every method is ``optax.chain(direction, clip_by_global_norm(max_norm), scale_by_learning_rate(eta))``:
+
+- ``"path_sgd"``: direction ``g / (kappa1 + eps)``;
+- ``"path_sgd_kappa2"``: direction ``g / (kappa1 + kappa2 + eps)`` (exact kappa2, small models);
+- ``"sgd"``: direction ``g`` (so the clipping is plain gradient clipping);
+- ``"adam"``: the raw gradient is clipped, then Adam's normalised direction is used (clipping Adam's bounded
+  direction would change its step-size rule).
+
+So path-SGD and SGD share the same bound ``eta * max_norm`` on the step. The initialisation (Gaussian, IRNN,
+np-RNN) is chosen separately by :func:`jeq.pathsgd.init_rnn`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+
+from jeq.pathsgd.optimizer import scale_by_path_norm
+
+__all__ = ["METHODS", "make_optimizer"]
+
+METHODS = ("path_sgd", "path_sgd_kappa2", "sgd", "adam")
+
+PyTree = Any
+
+
+def make_optimizer(
+    method: str,
+    *,
+    learning_rate: float,
+    max_norm: float,
+    path_sum: Callable[[PyTree], jax.Array] | None = None,
+    eps: float = 1e-8,
+) -> optax.GradientTransformation:
+    """``w <- w - eta * clip(d(g, w), max_norm)`` with the method's descent direction d (see module docstring).
+
+    Args:
+      method: one of :data:`METHODS`.
+      learning_rate: eta > 0.
+      max_norm: global-norm bound on the direction (> 0).
+      path_sum: ``Gamma(u)`` of the network, required by the path methods.
+      eps: added to kappa by the path methods.
+
+    Returns:
+      An ``optax.GradientTransformation`` (its ``update`` needs ``params`` for the path methods).
+    """
+    if method not in METHODS:
+        raise ValueError(f"jeq.pathsgd.make_optimizer(method={method!r}): must be one of {METHODS}")
+    if not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
+        raise ValueError(f"jeq.pathsgd.make_optimizer(learning_rate={learning_rate!r}): must be > 0")
+    if not isinstance(max_norm, numbers.Real) or not max_norm > 0:
+        raise ValueError(f"jeq.pathsgd.make_optimizer(max_norm={max_norm!r}): must be > 0")
+    lr = optax.scale_by_learning_rate(learning_rate)
+    clip = optax.clip_by_global_norm(max_norm)
+    if method == "sgd":
+        return optax.chain(clip, lr)
+    if method == "adam":
+        return optax.chain(clip, optax.scale_by_adam(), lr)
+    if path_sum is None:
+        raise ValueError(f"jeq.pathsgd.make_optimizer(method={method!r}): needs path_sum=Gamma(u)")
+    direction = scale_by_path_norm(path_sum, eps=eps, include_kappa2=method == "path_sgd_kappa2")
+    return optax.chain(direction, clip, lr)
