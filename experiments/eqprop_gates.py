@@ -8,9 +8,13 @@ graph, 200 full-batch epochs, T1 = T2 = 1000, dt 0.05, beta 10, W ~ N(0, 0.05^2)
 * ``deep_lr10``     DEEP with dt_W = 10 (the spec's second column)
 * ``deep_endpoint`` DEEP with the cheap endpoint rule s0 (x) (s_beta - s0) / T2, dt_W = 100
 * ``deep_sparse``   DEEP + L1 (reg_W 1.5e-4) + permanent Boltzmann pruning (tol_W 0.01, temp 5) after every update
+* ``deep_layered``  DEEP on the notebooks' layered graph (one hidden layer of 5), dt_W = 100
+* ``deep_onehot``   the ``logical_operations_DEEP_oh`` notebook: 2 one-hot outputs, 2 hidden, beta 1, dt_W 200,
+                    prediction = argmax
 * ``ep_asym``       vector-field EP baseline, dt_W = 1
 
-A gate is *solved* when a fresh free phase (new random initial state) classifies all patterns (threshold 0.5). The
+A gate is *solved* when a fresh free phase (new random initial state) classifies all patterns (threshold 0.5; argmax
+for the one-hot variant). ``epochs_to_solve`` uses the training free phase with the 0.5 threshold on every output. The
 aggregated ``<gate>/<method>/success`` mean over seeds is the success rate. Also reported: epochs until the training
 free phase first has zero class error, the final free-phase MSE, divergence (NaN), sparsity, and the stability of the
 trained free phase (:func:`jeq.eqprop.free_phase_stability`: fraction of patterns where it is provably locally
@@ -39,12 +43,13 @@ from jeq.eqprop import (
     ep_asym,
     free_phase_stability,
     gershgorin,
+    layered_graph,
     leaky_field,
     sparsity,
     system_matrix,
 )
 
-METHODS = ("deep", "deep_lr10", "deep_endpoint", "deep_sparse", "ep_asym")
+METHODS = ("deep", "deep_lr10", "deep_endpoint", "deep_sparse", "deep_layered", "deep_onehot", "ep_asym")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +90,10 @@ def _learner(method: str, graph, config: Config):
         return deep(graph, learning_rate=100.0, rule="endpoint", **common)
     if method == "deep_sparse":
         return deep(graph, learning_rate=100.0, l1_strength=config.l1_strength, **common)
+    if method == "deep_layered":
+        return deep(graph, learning_rate=100.0, **common)
+    if method == "deep_onehot":
+        return deep(graph, learning_rate=200.0, **dict(common, beta=1.0))
     if method == "ep_asym":
         return ep_asym(graph, learning_rate=1.0, **common)
     raise ValueError(f"experiments.eqprop_gates: unknown method {method!r}; choose from {METHODS}")
@@ -94,7 +103,12 @@ def _learner(method: str, graph, config: Config):
 def _trainer(config: Config, method: str, num_inputs: int, num_outputs: int):
     """One jitted training run (all epochs, then a fresh test free phase and its stability), compiled once per
     method and gate shape and reused for every seed."""
-    graph = complete_graph(num_inputs=num_inputs, num_hidden=config.hidden, num_outputs=num_outputs)
+    if method == "deep_layered":
+        graph = layered_graph(num_inputs=num_inputs, hidden_sizes=[config.hidden], num_outputs=num_outputs)
+    elif method == "deep_onehot":
+        graph = complete_graph(num_inputs=num_inputs, num_hidden=2, num_outputs=2)
+    else:
+        graph = complete_graph(num_inputs=num_inputs, num_hidden=config.hidden, num_outputs=num_outputs)
     learner = _learner(method, graph, config)
     prune = method == "deep_sparse"
     field = leaky_field if method == "ep_asym" else deep_field
@@ -128,11 +142,17 @@ def _trainer(config: Config, method: str, num_inputs: int, num_outputs: int):
 def train_gate(config: Config, gate: str, method: str, seed: int) -> dict:
     """Train one network on one gate; return its scalar metrics and curves."""
     x, y = logic_gates(gate)
+    if method == "deep_onehot":
+        labels = y[:, 0].astype(int)
+        y = np.eye(2, dtype=np.float32)[labels]
     graph, run = _trainer(config, method, x.shape[1], y.shape[1])
     w, infos, final, locally_stable, row_dominant, globally_stable = jax.device_get(run(jax.random.key(seed), x, y))
     outputs = final[:, -y.shape[1]:]
     finite = bool(np.all(np.isfinite(w)) and np.all(infos.finite))
-    correct = np.all((outputs >= 0.5) == (y > 0.5), axis=1)
+    if method == "deep_onehot":
+        correct = np.argmax(outputs, axis=1) == labels
+    else:
+        correct = np.all((outputs >= 0.5) == (y > 0.5), axis=1)
     solved_epochs = np.flatnonzero(np.asarray(infos.free_error) == 0)
     return {
         "success": float(finite and bool(np.all(correct))),

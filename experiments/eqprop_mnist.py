@@ -159,7 +159,9 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def _train(config, split, network, nudging, seed, params, opt_state, particles, masks, first, last, curves,
-           threshold=None, ckpt_state=None, ckpt=None):
+           threshold=None, state=None, save=None):
+    """Epochs ``first .. last - 1``; after each, ``state`` (the run's entry of the checkpointed store) is updated and
+    ``save()`` persists the whole store."""
     trainer, s, epoch_fn, evaluate, _, _ = _functions(config, network, nudging)
     for epoch in harness.progress(range(first, last), desc=f"{network} {nudging} seed {seed}",
                                   initial=first, total=last):
@@ -177,10 +179,9 @@ def _train(config, split, network, nudging, seed, params, opt_state, particles, 
         curves["train_accuracy"].append(float(jnp.mean(metrics.accuracy)))
         curves["train_loss"].append(float(jnp.mean(metrics.loss)))
         curves["test_accuracy"].append(float(evaluate(params, split.x_test, split.y_test)))
-        if ckpt is not None:
-            ckpt_state.update(params=params, opt_state=opt_state, particles=particles, epoch=epoch + 1,
-                              curves=curves)
-            ckpt.save(ckpt_state)
+        if save is not None:
+            state.update(params=params, opt_state=opt_state, particles=particles, epoch=epoch + 1, curves=curves)
+            save()
     return params, opt_state, particles, masks
 
 
@@ -200,7 +201,7 @@ def run_one(config: Config, split: data.Split, network: str, nudging: str, seed:
     masks = tuple(jnp.ones_like(w) for w in state["params"].weights)
     params, opt_state, particles, _ = _train(
         config, split, network, nudging, seed, state["params"], state["opt_state"], state["particles"], masks,
-        state["epoch"], s["epochs"], state["curves"], ckpt_state=state, ckpt=ckpt)
+        state["epoch"], s["epochs"], state["curves"], state=state, save=lambda: ckpt.save(store))
     curves = state["curves"]
     trace, monotone = energy_trace(params, split.x_test[:200])
     cert = hopfield.energy_certificate(params, step_size=config.step_size)

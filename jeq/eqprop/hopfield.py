@@ -275,7 +275,7 @@ def eqprop_grad(
 ) -> tuple[HopfieldParams, EPInfo]:
     """EP estimate of dL/dtheta, L = C(s_0(theta)), for one example (vmap and average over a batch).
 
-        one-sided:  g = [dE/dtheta(s_beta) - dE/dtheta(s_0)] / beta          (Scellier & Bengio 2017, eq. 12-13)
+        one-sided:  g = [dE/dtheta(s_beta) - dE/dtheta(s_0)] / beta          (Scellier & Bengio 2017)
         centered:   g = [dE/dtheta(s_beta) - dE/dtheta(s_-beta)] / (2 beta)  (Laborieux et al. 2021)
 
     The nudged phases start from the free equilibrium s_0 (itself relaxed from ``state``, zeros by default). The
