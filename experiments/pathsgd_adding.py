@@ -48,7 +48,7 @@ class Config(harness.BaseConfig):
     test_size: int = 1000
     """Test sequences (fixed per seed)."""
     max_norm: float = 1.0
-    """Global-norm clipping of the descent direction, the same for every method (see jeq.pathsgd.methods)."""
+    """Global-norm clipping of the raw gradient, the same for every method (see jeq.pathsgd.methods)."""
     methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
     """``optimizer/init`` pairs: optimizer in jeq.pathsgd.METHODS, init in jeq.pathsgd.INITS."""
     learning_rates: tuple[float, ...] = (0.3, 0.01, 0.01, 0.001)

@@ -44,7 +44,7 @@ class Config(harness.BaseConfig):
     test_chars: int = 100_000
     """Characters of the test split evaluated (from its start; 0 = all)."""
     max_norm: float = 1.0
-    """Clipping of the descent direction, the same for every method."""
+    """Global-norm clipping of the raw gradient, the same for every method."""
     methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
     """``optimizer/init`` pairs."""
     learning_rates: tuple[float, ...] = (0.3, 0.1, 0.1, 0.002)

@@ -43,7 +43,7 @@ class Config(harness.BaseConfig):
     evals_per_epoch: int = 1
     """Test evaluations per epoch."""
     max_norm: float = 1.0
-    """Clipping of the descent direction, the same for every method."""
+    """Global-norm clipping of the raw gradient, the same for every method."""
     methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
     """``optimizer/init`` pairs."""
     learning_rates: tuple[float, ...] = (0.3, 0.01, 0.01, 0.001)

@@ -1,15 +1,15 @@
-"""Path-SGD and its baselines as optax transformations with identical clipping (Neyshabur et al. 2016, sec. 5).
+"""Path-SGD and its baselines as optax transformations with identical gradient clipping (Neyshabur et al. 2016).
 
-Every method is ``optax.chain(direction, clip_by_global_norm(max_norm), scale_by_learning_rate(eta))``:
+Every method is ``optax.chain(clip_by_global_norm(max_norm), direction, scale_by_learning_rate(eta))``: the raw
+gradient is clipped the same way for all, then turned into the method's descent direction:
 
-- ``"path_sgd"``: direction ``g / (kappa1 + eps)``;
-- ``"path_sgd_kappa2"``: direction ``g / (kappa1 + kappa2 + eps)`` (exact kappa2, small models);
-- ``"sgd"``: direction ``g`` (so the clipping is plain gradient clipping);
-- ``"adam"``: the raw gradient is clipped, then Adam's normalised direction is used (clipping Adam's bounded
-  direction would change its step-size rule).
+- ``"path_sgd"``: ``g / (kappa1 + eps)``;
+- ``"path_sgd_kappa2"``: ``g / (kappa1 + kappa2 + eps)`` (exact kappa2, small models);
+- ``"sgd"``: ``g``;
+- ``"adam"``: Adam's normalised direction.
 
-So path-SGD and SGD share the same bound ``eta * max_norm`` on the step. The initialisation (Gaussian, IRNN,
-np-RNN) is chosen separately by :func:`jeq.pathsgd.init_rnn`.
+The initialisation (Gaussian, IRNN, np-RNN) is chosen separately by :func:`jeq.pathsgd.init_rnn`. Path-SGD's
+learning rate lives on the scale of 1/kappa, which depends on the task (T, input width, head): tune it per task.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ def make_optimizer(
     path_sum: Callable[[PyTree], jax.Array] | None = None,
     eps: float = 1e-8,
 ) -> optax.GradientTransformation:
-    """``w <- w - eta * clip(d(g, w), max_norm)`` with the method's descent direction d (see module docstring).
+    """``w <- w - eta * d(clip(g, max_norm), w)`` with the method's descent direction d (see module docstring).
 
     Args:
       method: one of :data:`METHODS`.
       learning_rate: eta > 0.
-      max_norm: global-norm bound on the direction (> 0).
+      max_norm: global-norm bound on the raw gradient (> 0), the same for every method.
       path_sum: ``Gamma(u)`` of the network, required by the path methods.
       eps: added to kappa by the path methods.
 
@@ -65,4 +65,4 @@ def make_optimizer(
     if path_sum is None:
         raise ValueError(f"jeq.pathsgd.make_optimizer(method={method!r}): needs path_sum=Gamma(u)")
     direction = scale_by_path_norm(path_sum, eps=eps, include_kappa2=method == "path_sgd_kappa2")
-    return optax.chain(direction, clip, lr)
+    return optax.chain(clip, direction, lr)

@@ -205,3 +205,38 @@ def test_bad_hyper_parameters_are_rejected(kwargs, message):
     kwargs = {"path_sum": PATH_SUM, **kwargs}
     with pytest.raises(ValueError, match=message):
         pathsgd.path_sgd(**kwargs)
+
+
+# ---------------------------------------------------------------- baselines with identical clipping
+
+
+def test_make_optimizer_clips_the_raw_gradient_identically_for_every_method(x64):
+    params, (xb, yb) = tiny_rnn(5), batch(5)
+    grads = jax.tree_util.tree_map(lambda g: 100.0 * g, jax.grad(batch_loss)(params, xb, yb))  # force clipping
+    clipped = jax.tree_util.tree_map(lambda g: g * 0.5 / optax.tree.norm(grads), grads)
+    k1 = jax.jit(functools.partial(pathsgd.kappa, length=LENGTH))(params).kappa1
+    expected = {
+        "sgd": jax.tree_util.tree_map(lambda g: -0.1 * g, clipped),
+        "path_sgd": jax.tree_util.tree_map(lambda g, k: -0.1 * g / (k + 1e-8), clipped, k1),
+        "adam": optax.adam(0.1).update(clipped, optax.adam(0.1).init(params))[0],
+    }
+    for method, want in expected.items():
+        tx = pathsgd.make_optimizer(method, learning_rate=0.1, max_norm=0.5, path_sum=PATH_SUM)
+        updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+        assert tree_max_abs_diff(updates, want) < 1e-12, method
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(method="rmsprop"), r"make_optimizer\(method='rmsprop'\): must be one of"),
+        (dict(method="sgd", learning_rate=0.0), r"make_optimizer\(learning_rate=0\.0\): must be > 0"),
+        (dict(method="sgd", max_norm=-1.0), r"make_optimizer\(max_norm=-1\.0\): must be > 0"),
+        (dict(method="path_sgd", path_sum=None), r"make_optimizer\(method='path_sgd'\): needs path_sum"),
+    ],
+)
+def test_make_optimizer_rejects_bad_arguments(kwargs, message):
+    full = {"learning_rate": 0.1, "max_norm": 1.0, "path_sum": PATH_SUM, **kwargs}
+    method = full.pop("method")
+    with pytest.raises(ValueError, match=message):
+        pathsgd.make_optimizer(method, **full)

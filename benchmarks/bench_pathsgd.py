@@ -1,0 +1,71 @@
+"""Cost of one Path-SGD step relative to one SGD step (same model, same batch, same clipping).
+
+``python -m benchmarks.bench_pathsgd`` times ``train_step`` (forward, backward, optimizer update) built by
+``jeq.pathsgd.make_train_step`` with ``make_optimizer("path_sgd")`` against ``make_optimizer("sgd")``,
+interleaved A B A B in one process (``jeq.bench.compare``), for the shapes of the three experiments. Path-SGD adds
+one forward and one reverse pass of the squared-weight linear RNN at batch size 1 (kappa1 depends only on the
+weights), so the ratio should approach 1 + 1/batch_size for large batches; the target is <= 1.3x. The exact kappa2
+variant (one Hessian-vector product per weight) is timed on a small model for information.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+
+from jeq import bench, pathsgd
+
+CASES = {
+    # name: (input_size, hidden, output_size, T, batch, head)
+    "adding_T100": (2, 100, 1, 100, 50, "many_to_one"),
+    "adding_T400": (2, 100, 1, 400, 50, "many_to_one"),
+    "seqmnist14": (1, 100, 10, 196, 50, "many_to_one"),
+    "charlm_quick": (80, 128, 80, 50, 32, "many_to_many"),
+}
+
+
+def make_case(name: str, method: str = "path_sgd"):
+    d, h, k, length, batch, head = CASES[name] if name in CASES else name
+
+    def loss_fn(params, xs, y):
+        return jnp.mean((pathsgd.rnn_apply(params, xs, head=head) - y) ** 2)
+
+    params = pathsgd.init_rnn(jax.random.key(0), input_size=d, hidden_size=h, output_size=k)
+    kx, ky = jax.random.split(jax.random.key(1))
+    xb = jax.random.uniform(kx, (batch, length, d))
+    yb = jax.random.normal(ky, (batch, k) if head == "many_to_one" else (batch, length, k))
+    path_sum = functools.partial(pathsgd.rnn_path_sum, length=length, head=head)
+    steps = {}
+    for m in (method, "sgd"):
+        tx = pathsgd.make_optimizer(m, learning_rate=0.01, max_norm=1.0, path_sum=path_sum)
+        steps[m] = (pathsgd.make_train_step(loss_fn, tx), (params, tx.init(params), xb, yb))
+    return steps[method], steps["sgd"]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=3.0, help="interleaved timing budget per case")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    args = parser.parse_args(argv)
+    results = {}
+    for name in args.cases:
+        (path_step, path_args), (sgd_step, sgd_args) = make_case(name)
+        cmp = bench.compare(path_step, sgd_step, *path_args, args_b=sgd_args, budget_s=args.budget_s)
+        results[name] = {"ratio": cmp.ratio, "ratio_p20": cmp.ratio_p20, "ratio_p80": cmp.ratio_p80,
+                         "path_sgd_ms": cmp.a.median_s * 1e3, "sgd_ms": cmp.b.median_s * 1e3}
+        print(f"{name:14s} path-SGD / SGD step = {cmp.summary()}", flush=True)
+    small = (2, 16, 1, 50, 50, "many_to_one")
+    (k2_step, k2_args), (sgd_step, sgd_args) = make_case(small, "path_sgd_kappa2")
+    cmp = bench.compare(k2_step, sgd_step, *k2_args, args_b=sgd_args, budget_s=args.budget_s)
+    results["kappa2_H16_T50"] = {"ratio": cmp.ratio, "ratio_p20": cmp.ratio_p20, "ratio_p80": cmp.ratio_p80}
+    print(f"{'kappa2_H16_T50':14s} path-SGD(kappa1+kappa2) / SGD step = {cmp.summary()}", flush=True)
+    print(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
