@@ -16,11 +16,13 @@ step (:func:`jeq.eqprop.boltzmann_prune`, permanent masks) at several thresholds
 
 Full mode (no ``--quick``) runs both nets on MNIST (or ``--dataset fashion_mnist``) read from ``--data-path`` or
 ``$JEQ_DATA`` (60k train / 10k test), 3 seeds:
-``python -m experiments.eqprop_mnist --dataset mnist --data-path /path/to/mnist``. Expected runtime on 2 CPU cores:
-net1 about 5-8 s per epoch (25 epochs: ~3 min per seed and nudging), net2 about 1.5-3 min per epoch (60 epochs:
-~2-3 h per seed and nudging); about 15-20 h in total for 3 seeds, dominated by net2 (minutes on a GPU).
-``--quick`` (MNIST-5k, 2 seeds, net1 for 12 epochs and net2 for 3 epochs) takes about 4-6 minutes (more on a
-busy machine).
+``python -m experiments.eqprop_mnist --dataset mnist --data-path /path/to/mnist``. Expected runtime on 2 busy CPU
+cores: net1 5-8 s per epoch (measured 7.5 s on Fashion-MNIST; 18 min for one seed with both nudgings and the pruning
+curve), net2 3-4 min per epoch (12-17 s per epoch on MNIST-5k, times 15), i.e. 3-4 h per seed and nudging for its
+60 epochs: about 20-25 h for the default 3 seeds, dominated by net2. ``--networks 784-500-10`` alone takes about an
+hour for 3 seeds.
+``--quick`` (MNIST-5k, 2 seeds, net1 for 12 epochs and net2 for 3 epochs) took 8 minutes on a busy 2-core machine
+(about half of that unloaded).
 """
 
 from __future__ import annotations
