@@ -31,6 +31,7 @@ __all__ = [
     "assemble",
     "check_margin",
     "power_iteration_norm",
+    "random_blocks",
     "spectral_scale",
 ]
 
@@ -179,3 +180,25 @@ def power_iteration_norm(
 
     v = jax.lax.stop_gradient(jax.lax.fori_loop(0, iterations, step, v / jnp.linalg.norm(v)))
     return jnp.linalg.norm(linear(v))
+
+
+def random_blocks(
+    key: Array, blocks: list[tuple[tuple[int, ...], float]], dtype, *, distribution: str = "normal"
+) -> list[Array]:
+    """Initial weights for ``blocks = [(shape, scale), ...]`` from ONE draw of the PRNG, cut into blocks.
+
+    ``"normal"``: scale * N(0, 1); ``"uniform"``: U(-scale, scale). One draw instead of one per block because every
+    threefry call is its own (slow, about a second on CPU) XLA compilation.
+    """
+    sizes = [int(np.prod(shape)) for shape, _ in blocks]
+    if distribution == "normal":
+        flat = jax.random.normal(key, (sum(sizes),), dtype)
+    elif distribution == "uniform":
+        flat = jax.random.uniform(key, (sum(sizes),), dtype, -1.0, 1.0)
+    else:
+        raise ValueError(f"jeq.equilibrium.random_blocks(distribution={distribution!r}): must be normal or uniform")
+    out, offset = [], 0
+    for (shape, scale), size in zip(blocks, sizes):
+        out.append(scale * flat[offset:offset + size].reshape(shape))
+        offset += size
+    return out

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jeq import prox as proxlib
-from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble, check_margin
+from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble, check_margin, random_blocks
 from jeq.equilibrium.opteq import _check_activation, _check_input, _check_int
 
 __all__ = ["DeepOptEqParams", "DeepOptEqPrepared", "block_coupling", "convexity_margin", "deep_opteq"]
@@ -99,18 +99,14 @@ def deep_opteq(
     depth = len(sizes)
 
     def init(key):
-        keys = jax.random.split(key, 2 * depth + 2)
+        blocks = ([((d, d), 1 / np.sqrt(d)) for d in sizes]
+                  + [((sizes[i + 1], sizes[i]), 1 / np.sqrt(sizes[i])) for i in range(depth - 1)]
+                  + [((sizes[0], features), np.sqrt(2.0 / features)), ((classes, sizes[-1]), 1 / np.sqrt(sizes[-1]))])
+        draws = random_blocks(key, blocks, dtype)
         return DeepOptEqParams(
-            weights=tuple(jax.random.normal(keys[i], (d, d), dtype) / np.sqrt(d) for i, d in enumerate(sizes)),
-            scales=jnp.full((depth,), init_scale, dtype),
-            links=tuple(
-                jax.random.normal(keys[depth + i], (sizes[i + 1], sizes[i]), dtype) / np.sqrt(sizes[i])
-                for i in range(depth - 1)
-            ),
-            link_scales=jnp.full((depth - 1,), init_scale, dtype),
-            injection=jax.random.normal(keys[-2], (sizes[0], features), dtype) * np.sqrt(2.0 / features),
-            biases=tuple(jnp.zeros((d,), dtype) for d in sizes),
-            readout=jax.random.normal(keys[-1], (classes, sizes[-1]), dtype) / np.sqrt(sizes[-1]),
+            weights=tuple(draws[:depth]), scales=jnp.full((depth,), init_scale, dtype),
+            links=tuple(draws[depth:2 * depth - 1]), link_scales=jnp.full((depth - 1,), init_scale, dtype),
+            injection=draws[-2], biases=tuple(jnp.zeros((d,), dtype) for d in sizes), readout=draws[-1],
             readout_bias=jnp.zeros((classes,), dtype),
         )
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jeq import fixedpoint as fp
-from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble
+from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble, random_blocks
 from jeq.equilibrium.opteq import _check_input, _check_int
 
 __all__ = ["DeqParams", "deq"]
@@ -72,14 +72,12 @@ def deq(
         backward = fp.implicit(solver="anderson", tol=tol / 10, rtol=0.0, maxiter=maxiter)
 
     def init(key):
-        kw, ku, kr = jax.random.split(key, 3)
-        w = jax.random.normal(kw, (hidden, hidden), dtype)
+        w, injection, readout = random_blocks(key, [
+            ((hidden, hidden), 1.0), ((hidden, features), np.sqrt(2.0 / features)),
+            ((classes, hidden), 1 / np.sqrt(hidden))], dtype)
         return DeqParams(
-            weight=init_norm * w / jnp.linalg.norm(w, 2),
-            injection=jax.random.normal(ku, (hidden, features), dtype) * np.sqrt(2.0 / features),
-            bias=jnp.zeros((hidden,), dtype),
-            readout=jax.random.normal(kr, (classes, hidden), dtype) / np.sqrt(hidden),
-            readout_bias=jnp.zeros((classes,), dtype),
+            weight=init_norm * w / jnp.linalg.norm(w, 2), injection=injection, bias=jnp.zeros((hidden,), dtype),
+            readout=readout, readout_bias=jnp.zeros((classes,), dtype),
         )
 
     def inject(params, x):

@@ -31,7 +31,7 @@ import numpy as np
 from jeq import fixedpoint as fp
 from jeq import prox as proxlib
 from jeq.equilibrium import conv as convlib
-from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble
+from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble, random_blocks
 from jeq.equilibrium.opteq import _check_activation, _check_input, _check_int
 
 __all__ = ["MonConvParams", "MonParams", "circulant_inverse", "mon", "mon_conv"]
@@ -49,9 +49,10 @@ def _check_mon(fn: str, splitting, alpha, monotonicity) -> tuple[str, float, flo
     return splitting, float(alpha), float(monotonicity)
 
 
-def _uniform(key, shape, fan_in, dtype):
-    bound = 1.0 / np.sqrt(fan_in)  # torch.nn.Linear / Conv2d default initialisation
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+def _torch_default(key, blocks, dtype):
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) per block: torch.nn.Linear / Conv2d default initialisation."""
+    return random_blocks(key, [(shape, 1.0 / np.sqrt(fan_in)) for shape, fan_in in blocks], dtype,
+                         distribution="uniform")
 
 
 def _splitting_pieces(splitting, alpha, activation, apply_w, apply_inverse):
@@ -130,15 +131,9 @@ def mon(
         backward = fp.implicit(solver="picard", tol=tol, rtol=rtol, maxiter=maxiter)
 
     def init(key):
-        ka, kb, ku, kbias, kr, krb = jax.random.split(key, 6)
-        return MonParams(
-            a=_uniform(ka, (hidden, hidden), hidden, dtype),
-            b=_uniform(kb, (hidden, hidden), hidden, dtype),
-            injection=_uniform(ku, (hidden, features), features, dtype),
-            bias=_uniform(kbias, (hidden,), features, dtype),
-            readout=_uniform(kr, (classes, hidden), hidden, dtype),
-            readout_bias=_uniform(krb, (classes,), hidden, dtype),
-        )
+        return MonParams(*_torch_default(key, [
+            ((hidden, hidden), hidden), ((hidden, hidden), hidden), ((hidden, features), features),
+            ((hidden,), features), ((classes, hidden), hidden), ((classes,), hidden)], dtype))
 
     def prepare(params):
         eye = jnp.eye(hidden, dtype=params.a.dtype)
@@ -255,18 +250,14 @@ def mon_conv(
     pooled = channels * (height // pool) * (width // pool)
 
     def init(key):
-        ku, kbias, ka, kb, kr, krb = jax.random.split(key, 6)
         fan = kernel_size * kernel_size
-        return MonConvParams(
-            injection=_uniform(ku, (kernel_size, kernel_size, in_channels, channels), fan * in_channels, dtype),
-            bias=_uniform(kbias, (channels,), fan * in_channels, dtype),
-            a=_uniform(ka, (kernel_size, kernel_size, channels, channels), fan * channels, dtype),
-            b=_uniform(kb, (kernel_size, kernel_size, channels, channels), fan * channels, dtype),
-            a_scale=jnp.ones((), dtype),
-            b_scale=jnp.ones((), dtype),
-            readout=_uniform(kr, (classes, pooled), pooled, dtype),
-            readout_bias=_uniform(krb, (classes,), pooled, dtype),
-        )
+        injection, bias, a, b, readout, readout_bias = _torch_default(key, [
+            ((kernel_size, kernel_size, in_channels, channels), fan * in_channels), ((channels,), fan * in_channels),
+            ((kernel_size, kernel_size, channels, channels), fan * channels),
+            ((kernel_size, kernel_size, channels, channels), fan * channels),
+            ((classes, pooled), pooled), ((classes,), pooled)], dtype)
+        return MonConvParams(injection=injection, bias=bias, a=a, b=b, a_scale=jnp.ones((), dtype),
+                             b_scale=jnp.ones((), dtype), readout=readout, readout_bias=readout_bias)
 
     def apply_w(kernels, z):
         a, b = kernels

@@ -41,6 +41,7 @@ from jeq.equilibrium.core import (
     assemble,
     check_margin,
     power_iteration_norm,
+    random_blocks,
     spectral_scale,
 )
 
@@ -188,14 +189,12 @@ def opteq(
     margin = check_margin(fn, margin)
 
     def init(key):
-        kv, ku, kr = jax.random.split(key, 3)
+        coupling, injection, readout = random_blocks(key, [
+            ((hidden, hidden), 1 / np.sqrt(hidden)), ((hidden, features), np.sqrt(2.0 / features)),
+            ((classes, hidden), 1 / np.sqrt(hidden))], dtype)
         return OptEqParams(
-            coupling=jax.random.normal(kv, (hidden, hidden), dtype) / np.sqrt(hidden),
-            scale=jnp.asarray(init_scale, dtype),
-            injection=jax.random.normal(ku, (hidden, features), dtype) * np.sqrt(2.0 / features),
-            bias=jnp.zeros((hidden,), dtype),
-            readout=jax.random.normal(kr, (classes, hidden), dtype) / np.sqrt(hidden),
-            readout_bias=jnp.zeros((classes,), dtype),
+            coupling=coupling, scale=jnp.asarray(init_scale, dtype), injection=injection,
+            bias=jnp.zeros((hidden,), dtype), readout=readout, readout_bias=jnp.zeros((classes,), dtype),
         )
 
     def prepare(params):
@@ -279,16 +278,14 @@ def opteq_conv(
     pooled = channels * (height // pool) * (width // pool)
 
     def init(key):
-        kv, ku, kr = jax.random.split(key, 3)
         fan = kernel_size * kernel_size
+        kernel, injection, readout = random_blocks(key, [
+            ((kernel_size, kernel_size, channels, channels), 1 / np.sqrt(fan * channels)),
+            ((kernel_size, kernel_size, in_channels, channels), np.sqrt(2.0 / (fan * in_channels))),
+            ((classes, pooled), 1 / np.sqrt(pooled))], dtype)
         return OptEqConvParams(
-            kernel=jax.random.normal(kv, (kernel_size, kernel_size, channels, channels), dtype) / np.sqrt(fan * channels),
-            scale=jnp.asarray(init_scale, dtype),
-            injection=jax.random.normal(ku, (kernel_size, kernel_size, in_channels, channels), dtype)
-            * np.sqrt(2.0 / (fan * in_channels)),
-            bias=jnp.zeros((channels,), dtype),
-            readout=jax.random.normal(kr, (classes, pooled), dtype) / np.sqrt(pooled),
-            readout_bias=jnp.zeros((classes,), dtype),
+            kernel=kernel, scale=jnp.asarray(init_scale, dtype), injection=injection,
+            bias=jnp.zeros((channels,), dtype), readout=readout, readout_bias=jnp.zeros((classes,), dtype),
         )
 
     def prepare(params):

@@ -12,6 +12,7 @@ from jax.test_util import check_grads
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
 from jeq import prox
+from jeq_tests.equilibrium.conftest import normal_data, uniform_data
 from jeq.equilibrium.mon import _apply_transfer
 
 
@@ -30,7 +31,7 @@ def dense_mons():
         kwargs = dict(features=6, hidden=8, classes=3, tol=1e-13, rtol=0.0, maxiter=3000, dtype=jnp.float64)
         models = {s: eq.mon(splitting=s, alpha=0.5 if s == "fb" else 1.0, **kwargs) for s in ("fb", "pr")}
         params = models["pr"].init(jax.random.key(1))
-        x = jax.random.normal(jax.random.key(2), (6,), jnp.float64)
+        x = normal_data(2, (6,), jnp.float64)
         yield models, params, x
 
 
@@ -67,66 +68,93 @@ def test_mon_gradients(splitting, dense_mons):
         tight = fp.implicit(solver="picard", tol=1e-13, rtol=0.0, maxiter=3000)
         loss_implicit = jax.jit(lambda p: loss(p, tight))
         check_grads(loss_implicit, (params,), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
-        implicit = jax.jit(jax.grad(loss_implicit))(params)
+        implicit = jax.grad(loss_implicit)(params)  # reuses check_grads' compiled linearisation
         unrolled = jax.jit(jax.grad(lambda p: loss(p, "unroll")))(params)
         for a, b in zip(jax.tree.leaves(implicit), jax.tree.leaves(unrolled)):
             np.testing.assert_allclose(a, b, atol=1e-8)
 
 
-def test_conv_mon_inverse_and_splittings(x64):
-    """The FFT inverse of I + alpha (I - W) matches the dense inverse; FB and PR agree on the equilibrium."""
-    kwargs = dict(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2, tol=1e-12, rtol=0.0,
-                  maxiter=3000, dtype=jnp.float64)
-    pr = eq.mon_conv(splitting="pr", alpha=0.7, **kwargs)
-    fb = eq.mon_conv(splitting="fb", alpha=0.3, **kwargs)
-    params = pr.init(jax.random.key(3))
-    prepared = pr.prepare(params)
-    x = jax.random.uniform(jax.random.key(4), (4, 4, 1), jnp.float64)
-    def apply_w(v):  # W with m = 1, from the circular convolutions; densified below
+@pytest.fixture(scope="module")
+def conv_mons():
+    with jax.enable_x64(True):
+        kwargs = dict(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2, tol=1e-12, rtol=0.0,
+                      maxiter=3000, dtype=jnp.float64)
+        pr = eq.mon_conv(splitting="pr", alpha=0.7, **kwargs)
+        fb = eq.mon_conv(splitting="fb", alpha=0.3, **kwargs)
+        params = pr.init(jax.random.key(3))
+        yield pr, fb, params, fb.prepare(params)  # the normalised kernels (FB computes no inverse)
+
+
+def _conv_w(prepared):
+    """W (m = 1) of the conv MON from its circular convolutions, as a function of one (4, 4, 2) image."""
+
+    def apply_w(v):
         a, b = prepared.a, prepared.b
         conv, conv_t = eq.conv.conv, eq.conv.conv_transpose
         return (-conv_t(conv(v, a, circular=True), a, (4, 4, 2), circular=True) + conv(v, b, circular=True)
                 - conv_t(v, b, (4, 4, 2), circular=True))
 
-    w_dense = jax.jacfwd(lambda v: apply_w(v.reshape(4, 4, 2)).reshape(-1))(jnp.zeros(32))
-    inverse_dense = jnp.linalg.inv(jnp.eye(32) + 0.7 * (jnp.eye(32) - w_dense))
-    v = jax.random.normal(jax.random.key(5), (4, 4, 2), jnp.float64)
-    fft_inverse = eq.circulant_inverse(apply_w, (4, 4, 2), 0.7, jnp.float64)
-    np.testing.assert_allclose(_apply_transfer(fft_inverse, v).reshape(-1), inverse_dense @ v.reshape(-1), atol=1e-12)
-    z_pr = jax.jit(pr.equilibrium)(params, x).value
-    z_fb = jax.jit(fb.equilibrium)(params, x).value
-    np.testing.assert_allclose(z_pr, z_fb, atol=1e-9)
-    c = pr.inject(params, x)
-    np.testing.assert_allclose(z_pr, jax.nn.relu(apply_w(z_pr) + c), atol=1e-10)
+    return apply_w
+
+
+def test_conv_mon_fft_inverse_matches_the_dense_inverse(conv_mons):
+    """Peaceman-Rachford's (I + alpha (I - W))^{-1} by per-frequency inverses (2-D real FFT) = the dense inverse."""
+    _, _, _, prepared = conv_mons
+    with jax.enable_x64(True):
+        @jax.jit
+        def check(prepared, v):
+            apply_w = _conv_w(prepared)
+            w_dense = jax.jacfwd(lambda u: apply_w(u.reshape(4, 4, 2)).reshape(-1))(jnp.zeros(32))
+            inverse_dense = jnp.linalg.inv(jnp.eye(32) + 0.7 * (jnp.eye(32) - w_dense))
+            fft_inverse = eq.circulant_inverse(apply_w, (4, 4, 2), 0.7, jnp.float64)
+            sym = 0.5 * ((jnp.eye(32) - w_dense) + (jnp.eye(32) - w_dense).T)
+            return (_apply_transfer(fft_inverse, v).reshape(-1), inverse_dense @ v.reshape(-1),
+                    jnp.linalg.eigvalsh(sym)[0])
+
+        fft, dense, lowest = check(prepared, normal_data(5, (4, 4, 2), jnp.float64))
+        np.testing.assert_allclose(fft, dense, atol=1e-12)
+        assert float(lowest) >= 1.0 - 1e-10  # strongly monotone, m = 1
+
+
+@pytest.mark.slow
+def test_conv_mon_splittings_agree(conv_mons):
+    """FB and PR (FFT inverse) reach the same equilibrium z = relu(W z + c) of the conv MON."""
+    pr, fb, params, prepared = conv_mons
+    with jax.enable_x64(True):
+        x = uniform_data(4, (4, 4, 1), jnp.float64)
+        apply_w = _conv_w(prepared)
+        z_pr = jax.jit(pr.equilibrium)(params, x).value
+        z_fb = jax.jit(fb.equilibrium)(params, x).value
+        np.testing.assert_allclose(z_pr, z_fb, atol=1e-9)
+        np.testing.assert_allclose(z_pr, jax.nn.relu(apply_w(z_pr) + pr.inject(params, x)), atol=1e-10)
 
 
 def test_deq_converges_and_gradients_match(x64):
-    model = eq.deq(features=5, hidden=7, classes=3, activation=jnp.tanh, tol=1e-13, maxiter=300,
-                   backward=fp.implicit(tol=1e-13, rtol=0.0, maxiter=300), dtype=jnp.float64)
+    model = eq.deq(features=5, hidden=7, classes=3, activation=jnp.tanh, solver="picard", tol=1e-13, maxiter=300,
+                   backward=fp.implicit(solver="picard", tol=1e-13, rtol=0.0, maxiter=300), dtype=jnp.float64)
     params = model.init(jax.random.key(6))
-    xs = jax.random.normal(jax.random.key(7), (2, 5), jnp.float64)
+    xs = normal_data(7, (2, 5), jnp.float64)
 
     def loss(params, backward=None):
-        z = jax.vmap(lambda x: model.equilibrium(params, x, backward=backward).value)(xs)
-        return jnp.sum(jnp.sin(z @ params.readout.T))
+        solution = jax.vmap(lambda x: model.equilibrium(params, x, backward=backward))(xs)
+        return jnp.sum(jnp.sin(solution.value @ params.readout.T)), solution.stats
 
-    implicit = jax.jit(jax.grad(loss))(params)
-    unrolled = jax.jit(jax.grad(lambda p: loss(p, "unroll")))(params)
+    (_, stats), implicit = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    unrolled = jax.jit(jax.grad(lambda p: loss(p, "unroll")[0]))(params)
+    assert bool(jnp.all(stats.converged)) and bool(jnp.all(stats.residual <= 1e-13))
     for a, b in zip(jax.tree.leaves(implicit), jax.tree.leaves(unrolled)):
         np.testing.assert_allclose(a, b, atol=1e-9)
-    out = jax.jit(jax.vmap(lambda x: model.apply(params, x, key=jax.random.key(0))))(xs)
-    assert bool(jnp.all(out.stats.converged)) and bool(jnp.all(out.jacobian > 0))
 
 
 def test_deep_opteq_is_convex_by_construction_and_its_equilibrium_is_the_argmin(x64):
     model = eq.deep_opteq(features=5, hidden=(6, 4, 3), classes=2, activation=prox.relu(), margin=0.1,
-                          tol=1e-13, maxiter=2000, dtype=jnp.float64)
+                          solver="picard", tol=1e-13, maxiter=2000, dtype=jnp.float64)
     params = model.init(jax.random.key(8))
-    for scales in (-2.0, 0.0, 8.0):  # any parameters: convexity margin >= eps
-        p = params._replace(scales=jnp.full(3, scales), link_scales=jnp.full(2, scales))
-        assert float(eq.convexity_margin(model.prepare(p))) >= 0.1 - 1e-12
+    margins = jax.jit(jax.vmap(lambda a: eq.convexity_margin(model.prepare(
+        params._replace(scales=jnp.full(3, a), link_scales=jnp.full(2, a))))))(jnp.array([-2.0, 0.0, 8.0]))
+    assert bool(jnp.all(margins >= 0.1 - 1e-12))  # any parameters: convexity margin >= eps
     params = params._replace(scales=jnp.full(3, 3.0), link_scales=jnp.full(2, 3.0))
-    x = jax.random.normal(jax.random.key(9), (5,), jnp.float64)
+    x = normal_data(9, (5,), jnp.float64)
     z = jax.jit(model.equilibrium)(params, x).value
     assert [v.shape for v in z] == [(6,), (4,), (3,)]
     flat = jnp.concatenate(z)
@@ -138,13 +166,13 @@ def test_deep_opteq_is_convex_by_construction_and_its_equilibrium_is_the_argmin(
     assert np.max(np.abs(res.x - np.asarray(flat))) < 1e-8
     # G decreases along the simultaneous (Jacobi) iterates: proximal gradient with step 1 < 2 / ||I - M||.
     prepared, c = model.prepare(params), model.inject(params, x)
-    state = tuple(jnp.ones(d) for d in (6, 4, 3))
-    objective, layer = jax.jit(model.objective), jax.jit(model.layer)
+    state = jnp.ones(13)
+    layer = jax.jit(lambda v: jnp.concatenate(model.layer(split(v), prepared, c)))
     values = []
     for _ in range(25):
-        values.append(float(objective(params, state, x)))
-        state = layer(state, prepared, c)
-    assert np.all(np.diff(values) <= 1e-12)
+        values.append(float(value_and_grad(state)[0]))
+        state = layer(state)
+    assert np.all(np.diff(values) <= 1e-12) and values[0] - values[-1] > 1e-3
 
 
 @pytest.mark.parametrize(

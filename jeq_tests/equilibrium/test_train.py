@@ -9,12 +9,15 @@ import optax
 import pytest
 
 from jeq import equilibrium as eq
+from jeq import fixedpoint as fp
+from jeq_tests.equilibrium.conftest import normal_data
 
 
 @pytest.fixture(scope="module")
 def setup():
-    model = eq.opteq(features=6, hidden=8, classes=2, tol=1e-4)
-    xs = jax.random.normal(jax.random.key(0), (32, 6))
+    model = eq.opteq(features=6, hidden=8, classes=2, solver="picard", tol=1e-4,
+                     backward=fp.implicit(solver="picard", tol=1e-5))
+    xs = normal_data(0, (32, 6))
     ys = (xs[:, 0] + xs[:, 1] > 0).astype(jnp.int32)
     optimizer = optax.adam(3e-2)
     return model, xs, ys, optimizer, eq.make_train_step(model.apply, optimizer)
@@ -38,18 +41,21 @@ def test_training_reduces_the_loss_and_reports_solver_stats(setup):
 
 
 def test_zero_weight_rows_are_ignored(setup):
-    """A padded batch (weight 0 on padding rows) gives the same step as the unpadded batch."""
+    """Padding rows (weight 0) do not influence the step, whatever they hold; the loss is the mean over real rows."""
     model, xs, ys, optimizer, train_step = setup
     params = model.init(jax.random.key(2))
     opt_state = optimizer.init(params)
-    xs_pad = jnp.concatenate([xs[:24], 100.0 * jnp.ones((8, 6))])
-    ys_pad = jnp.concatenate([ys[:24], jnp.zeros(8, jnp.int32)])
     weight = jnp.concatenate([jnp.ones(24), jnp.zeros(8)])
-    p_pad, _, m_pad = train_step(params, opt_state, xs_pad, ys_pad, weight)
-    p_ref, _, m_ref = eq.make_train_step(model.apply, optimizer)(params, opt_state, xs[:24], ys[:24])
-    np.testing.assert_allclose(float(m_pad.loss), float(m_ref.loss), rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(p_pad), jax.tree.leaves(p_ref)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    results = []
+    for fill, label in ((100.0, 0), (-3.0, 1)):
+        xs_pad = jnp.concatenate([xs[:24], fill * jnp.ones((8, 6))])
+        ys_pad = jnp.concatenate([ys[:24], jnp.full(8, label, jnp.int32)])
+        results.append(train_step(params, opt_state, xs_pad, ys_pad, weight))
+    for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0])):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    sums = eq.make_eval_step(model.apply)(params, xs_pad, ys_pad, weight)
+    assert float(sums.count) == 24.0
+    np.testing.assert_allclose(float(results[0][2].loss), float(sums.loss) / 24, rtol=1e-5)
 
 
 def test_jacobian_penalty_enters_the_loss(setup):
