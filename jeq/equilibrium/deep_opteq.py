@@ -51,7 +51,7 @@ class DeepOptEqParams(NamedTuple):
     biases: tuple[Array, ...]
     """b_l, shape (d_l,)."""
     readout: Array
-    """Classifier on z_L, shape (classes, d_L)."""
+    """Classifier on the concatenation (z_1, ..., z_L), shape (classes, d_1 + ... + d_L)."""
     readout_bias: Array
     """Classifier bias, shape (classes,)."""
 
@@ -83,7 +83,8 @@ def deep_opteq(
     axis_name: str | None = None,
     dtype=jnp.float32,
 ) -> EquilibriumModel:
-    """Dense deep OptEq (5.1) with objective (5.2); x is one flattened example (features,), logits from z_L.
+    """Dense deep OptEq (5.1) with objective (5.2); x is one flattened example (features,); the logits are a linear
+    function of all layers' equilibria (z_1, ..., z_L) (the paper's readout is unverified).
 
     The solver state is the tuple (z_1, ..., z_L) (a pytree); ``equilibrium`` returns it.
     """
@@ -101,7 +102,7 @@ def deep_opteq(
     def init(key):
         blocks = ([((d, d), 1 / np.sqrt(d)) for d in sizes]
                   + [((sizes[i + 1], sizes[i]), 1 / np.sqrt(sizes[i])) for i in range(depth - 1)]
-                  + [((sizes[0], features), np.sqrt(2.0 / features)), ((classes, sizes[-1]), 1 / np.sqrt(sizes[-1]))])
+                  + [((sizes[0], features), np.sqrt(2.0 / features)), ((classes, sum(sizes)), 1 / np.sqrt(sum(sizes)))])
         draws = random_blocks(key, blocks, dtype)
         return DeepOptEqParams(
             weights=tuple(draws[:depth]), scales=jnp.full((depth,), init_scale, dtype),
@@ -143,7 +144,7 @@ def deep_opteq(
 
     return assemble(
         name="deep-opteq", init=init, prepare=prepare, inject=inject, layer=layer,
-        readout=lambda params, z: params.readout @ z[-1] + params.readout_bias,
+        readout=lambda params, z: params.readout @ jnp.concatenate(z) + params.readout_bias,
         settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name), objective=objective,
     )
 
