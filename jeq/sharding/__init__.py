@@ -53,9 +53,12 @@ def data_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.asarray(chosen), (DATA_AXIS,))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Sharding that splits the leading (batch) axis over the ``"data"`` axis of ``mesh``."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def batch_sharding(mesh: Mesh, *, axis: int = 0) -> NamedSharding:
+    """Sharding that splits array axis ``axis`` (the batch axis; 1 for stacked minibatches ``(steps, batch, ...)``)
+    over the ``"data"`` axis of ``mesh``."""
+    if axis < 0:
+        raise ValueError(f"jeq.sharding.batch_sharding(axis={axis}): must be >= 0")
+    return NamedSharding(mesh, PartitionSpec(*([None] * axis), DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -63,23 +66,26 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def pad_batch(batch: Any, multiple: int) -> tuple[Any, np.ndarray]:
-    """Pad every leaf of ``batch`` along axis 0 to a multiple of ``multiple``; return ``(padded, weight)``.
+def pad_batch(batch: Any, multiple: int, *, axis: int = 0) -> tuple[Any, np.ndarray]:
+    """Pad every leaf of ``batch`` along ``axis`` to a multiple of ``multiple``; return ``(padded, weight)``.
 
-    Padding rows repeat the last real example (so they are valid inputs: no NaN from all-zero rows), and
-    ``weight`` (float32, shape ``(padded_size,)``) is 1 for real examples and 0 for padding: multiply per-example
-    losses and metrics by it and divide by its sum.
+    Padding entries repeat the last real example (so they are valid inputs: no NaN from all-zero rows), and
+    ``weight`` (float32, shape ``leaf.shape[:axis + 1]`` after padding) is 1 for real examples and 0 for padding:
+    multiply per-example losses and metrics by it and divide by its sum. ``axis=1`` pads stacked minibatches
+    ``(steps, batch, ...)`` as fed to a ``lax.scan`` over an epoch.
     """
     if int(multiple) != multiple or multiple < 1:
         raise ValueError(f"jeq.sharding.pad_batch(multiple={multiple!r}): must be an integer >= 1")
     leaves = jax.tree.leaves(batch)
     if not leaves:
         raise ValueError("jeq.sharding.pad_batch: the batch has no arrays")
-    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
-    if len(sizes) != 1 or None in sizes:
+    heads = {tuple(np.shape(leaf)[: axis + 1]) if np.ndim(leaf) > axis else None for leaf in leaves}
+    if len(heads) != 1 or None in heads:
         shapes = [np.shape(leaf) for leaf in leaves]
-        raise ValueError(f"jeq.sharding.pad_batch: every leaf needs the same leading (batch) size, got shapes {shapes}")
-    (n,) = sizes
+        raise ValueError(f"jeq.sharding.pad_batch: every leaf needs the same sizes up to the batch axis {axis}, "
+                         f"got shapes {shapes}")
+    (head,) = heads
+    n = head[axis]
     if n == 0:
         raise ValueError("jeq.sharding.pad_batch: the batch is empty")
     padded_n = -(-n // multiple) * multiple
@@ -88,24 +94,24 @@ def pad_batch(batch: Any, multiple: int) -> tuple[Any, np.ndarray]:
         leaf = np.asarray(leaf)
         if padded_n == n:
             return leaf
-        filler = np.repeat(leaf[-1:], padded_n - n, axis=0)
-        return np.concatenate([leaf, filler], axis=0)
+        last = np.take(leaf, [n - 1], axis=axis)
+        return np.concatenate([leaf, np.repeat(last, padded_n - n, axis=axis)], axis=axis)
 
-    weight = np.zeros(padded_n, np.float32)
-    weight[:n] = 1.0
+    weight = np.zeros(head[:axis] + (padded_n,), np.float32)
+    weight[..., :n] = 1.0
     return jax.tree.map(pad, batch), weight
 
 
-def shard_batch(batch: Any, mesh: Mesh) -> tuple[Any, ...]:
-    """Pad ``batch`` to a multiple of the mesh size and place it split over the ``"data"`` axis.
+def shard_batch(batch: Any, mesh: Mesh, *, axis: int = 0) -> tuple[Any, ...]:
+    """Pad ``batch`` along ``axis`` to a multiple of the mesh size and place it split over the ``"data"`` axis.
 
     Returns ``(*leaves_of_batch_as_given, weight)`` when ``batch`` is a tuple, else ``(batch, weight)``. In a
     multi-host run each process passes its own local part of the global batch
     (``jax.make_array_from_process_local_data``); on one host that is the whole batch.
     """
     local_devices = mesh.local_mesh.devices.size
-    padded, weight = pad_batch(batch, local_devices)
-    sharding = batch_sharding(mesh)
+    padded, weight = pad_batch(batch, local_devices, axis=axis)
+    sharding = batch_sharding(mesh, axis=axis)
 
     def place(leaf):
         return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
@@ -121,12 +127,20 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def data_parallel(
-    fn: Callable, mesh: Mesh, *, batch_argnums: Sequence[int], donate_argnums: Sequence[int] = ()
+    fn: Callable,
+    mesh: Mesh,
+    *,
+    batch_argnums: Sequence[int],
+    batch_axis: int = 0,
+    donate_argnums: Sequence[int] = (),
+    static_argnames: Sequence[str] = (),
 ) -> Callable:
     """``jax.jit(fn)`` with batch arguments split over ``"data"`` and everything else (and every output) replicated.
 
     ``fn`` is the ordinary single-device step (e.g. ``train_step(params, opt_state, xb, yb, weight)``); its gradient
-    means over the batch become cross-device reductions inserted by XLA. Positional arguments only.
+    means over the batch become cross-device reductions inserted by XLA. Batch arguments are split along
+    ``batch_axis`` (1 for a whole epoch of stacked minibatches scanned inside ``fn``). Positional array arguments;
+    keyword arguments must be static (``static_argnames``).
     """
     batch_argnums = tuple(batch_argnums)
     if any(i < 0 for i in batch_argnums):
@@ -134,15 +148,15 @@ def data_parallel(
     n_args = max(batch_argnums, default=-1) + 1
     jitted: dict[int, Callable] = {}
 
-    def wrapped(*args):
+    def wrapped(*args, **kwargs):
         if len(args) < n_args:
             raise ValueError(f"jeq.sharding.data_parallel: batch_argnums {batch_argnums} but only {len(args)} args")
         if len(args) not in jitted:
-            shardings = tuple(batch_sharding(mesh) if i in batch_argnums else replicated(mesh)
+            shardings = tuple(batch_sharding(mesh, axis=batch_axis) if i in batch_argnums else replicated(mesh)
                               for i in range(len(args)))
             jitted[len(args)] = jax.jit(fn, in_shardings=shardings, out_shardings=replicated(mesh),
-                                        donate_argnums=tuple(donate_argnums))
-        return jitted[len(args)](*args)
+                                        donate_argnums=tuple(donate_argnums), static_argnames=tuple(static_argnames))
+        return jitted[len(args)](*args, **kwargs)
 
     return wrapped
 

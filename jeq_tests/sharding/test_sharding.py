@@ -17,10 +17,17 @@ def test_pad_batch_repeats_last_example_and_weights_it_zero():
     assert same is not None and same.shape == (5, 2) and w.sum() == 5
 
 
+def test_pad_batch_along_axis_one_for_stacked_minibatches():
+    xs = np.arange(2 * 3 * 2).reshape(2, 3, 2)  # (steps, batch, features)
+    padded, weight = sharding.pad_batch(xs, 2, axis=1)
+    assert padded.shape == (2, 4, 2) and np.array_equal(padded[:, 3], xs[:, 2])
+    assert weight.shape == (2, 4) and weight.tolist() == [[1, 1, 1, 0], [1, 1, 1, 0]]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        (((np.ones(3), np.ones(4)), 2), "same leading"),
+        (((np.ones(3), np.ones(4)), 2), "same sizes up to the batch axis"),
         ((np.ones(3), 0), r"pad_batch\(multiple=0\)"),
         ((np.ones((0, 2)), 2), "empty"),
     ],
