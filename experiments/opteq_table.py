@@ -354,7 +354,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
 
     stats = result["metrics"]
     names = [k.split("/")[0] for k in stats if k.endswith("/test_accuracy") and not k.startswith("l1/")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4))
     means = [stats[f"{n}/test_accuracy"]["mean"] for n in names]
     errors = [stats[f"{n}/test_accuracy"]["std"] for n in names]
     labels = [f"{n}\n{int(stats[f'{n}/parameters']['mean']):,}" for n in names]
@@ -377,6 +377,17 @@ def plot(result: dict, path: pathlib.Path) -> None:
         axes[2].plot([float(w) for w in weights], spa, "s--", label="sparsity of z*")
         axes[2].set(xlabel="l1 prior weight lambda", title="ablation (i): l1 prior")
         axes[2].legend()
+    groups = [g for g in ("halpern_degenerate", "halpern_trained") if f"{g}/picard_norm_mean" in stats]
+    for i, group in enumerate(groups):
+        for j, solver in enumerate(("picard", "halpern")):
+            axes[3].bar(i + 0.4 * j, stats[f"{group}/{solver}_norm_mean"]["mean"], width=0.38,
+                        yerr=stats[f"{group}/{solver}_norm_std"]["mean"], color=f"C{j}", capsize=3,
+                        label=solver if i == 0 else None)
+    if groups:
+        axes[3].set_xticks([i + 0.2 for i in range(len(groups))], [g.replace("halpern_", "") for g in groups])
+        axes[3].set_yscale("log")
+        axes[3].set(ylabel="||z*|| (mean, std over starts)", title="ablation (ii): selected equilibrium")
+        axes[3].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -12,7 +12,9 @@ from jeq.equilibrium.core import (
     Output,
     SolveSettings,
     assemble,
+    parameter_count,
     power_iteration_norm,
+    random_blocks,
     spectral_scale,
 )
 from jeq.equilibrium.deep_opteq import DeepOptEqParams, block_coupling, convexity_margin, deep_opteq
@@ -34,12 +36,5 @@ __all__ = [
     "OptEqConvParams", "OptEqParams", "Output", "SolveSettings", "TrainMetrics", "assemble", "block_coupling",
     "circulant_inverse", "convexity_margin", "deep_opteq", "deq", "hidden_objective", "make_eval_step",
     "make_train_step", "mon", "mon_conv", "opteq", "opteq_conv", "opteq_map", "power_iteration_norm",
-    "parameter_count", "smoothness_prior", "spectral_scale",
+    "parameter_count", "random_blocks", "smoothness_prior", "spectral_scale",
 ]
-
-
-def parameter_count(params) -> int:
-    """Number of scalars in a params pytree."""
-    import jax
-
-    return int(sum(leaf.size for leaf in jax.tree.leaves(params)))

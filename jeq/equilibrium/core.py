@@ -30,6 +30,7 @@ __all__ = [
     "SolveSettings",
     "assemble",
     "check_margin",
+    "parameter_count",
     "power_iteration_norm",
     "random_blocks",
     "spectral_scale",
@@ -202,3 +203,8 @@ def random_blocks(
         out.append(scale * flat[offset:offset + size].reshape(shape))
         offset += size
     return out
+
+
+def parameter_count(params: Any) -> int:
+    """Number of scalars in a params pytree (works on ``jax.eval_shape`` outputs too)."""
+    return int(sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params)))
