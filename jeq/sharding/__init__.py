@@ -20,6 +20,7 @@ part of the batch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -133,30 +134,30 @@ def data_parallel(
     batch_argnums: Sequence[int],
     batch_axis: int = 0,
     donate_argnums: Sequence[int] = (),
-    static_argnames: Sequence[str] = (),
 ) -> Callable:
     """``jax.jit(fn)`` with batch arguments split over ``"data"`` and everything else (and every output) replicated.
 
     ``fn`` is the ordinary single-device step (e.g. ``train_step(params, opt_state, xb, yb, weight)``); its gradient
     means over the batch become cross-device reductions inserted by XLA. Batch arguments are split along
-    ``batch_axis`` (1 for a whole epoch of stacked minibatches scanned inside ``fn``). Positional array arguments;
-    keyword arguments must be static (``static_argnames``).
+    ``batch_axis`` (1 for a whole epoch of stacked minibatches scanned inside ``fn``). Array arguments are
+    positional; keyword arguments are static (hashable; one compilation per distinct value).
     """
     batch_argnums = tuple(batch_argnums)
     if any(i < 0 for i in batch_argnums):
         raise ValueError(f"jeq.sharding.data_parallel(batch_argnums={batch_argnums}): must be non-negative positions")
     n_args = max(batch_argnums, default=-1) + 1
-    jitted: dict[int, Callable] = {}
+    jitted: dict[tuple, Callable] = {}
 
     def wrapped(*args, **kwargs):
         if len(args) < n_args:
             raise ValueError(f"jeq.sharding.data_parallel: batch_argnums {batch_argnums} but only {len(args)} args")
-        if len(args) not in jitted:
+        key = (len(args), tuple(sorted(kwargs.items())))
+        if key not in jitted:
             shardings = tuple(batch_sharding(mesh, axis=batch_axis) if i in batch_argnums else replicated(mesh)
                               for i in range(len(args)))
-            jitted[len(args)] = jax.jit(fn, in_shardings=shardings, out_shardings=replicated(mesh),
-                                        donate_argnums=tuple(donate_argnums), static_argnames=tuple(static_argnames))
-        return jitted[len(args)](*args, **kwargs)
+            jitted[key] = jax.jit(functools.partial(fn, **kwargs), in_shardings=shardings,
+                                  out_shardings=replicated(mesh), donate_argnums=tuple(donate_argnums))
+        return jitted[key](*args)
 
     return wrapped
 
