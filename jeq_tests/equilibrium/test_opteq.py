@@ -171,14 +171,17 @@ def test_conv_gram_is_conv_then_transposed_conv(x64):
     model = eq.opteq_conv(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2, margin=0.1,
                           power_iterations=200, dtype=jnp.float64)
     params = model.init(jax.random.key(8))._replace(scale=jnp.asarray(10.0))
-    kernel = model.prepare(params)
-    flat = lambda v: eq.conv.conv(v.reshape(4, 4, 2), kernel).reshape(-1)  # noqa: E731
-    w_dense = jax.jacfwd(flat)(jnp.zeros(32))
-    gram_dense = w_dense.T @ w_dense
-    z = normal_data(9, (4, 4, 2), jnp.float64)
-    gram_conv = eq.conv.conv_transpose(eq.conv.conv(z, kernel), kernel, (4, 4, 2))
-    np.testing.assert_allclose(gram_conv.reshape(-1), gram_dense @ z.reshape(-1), atol=1e-12)
-    np.testing.assert_allclose(jnp.linalg.norm(w_dense, 2), 0.9 * jax.nn.sigmoid(10.0), rtol=1e-6)
+
+    @jax.jit
+    def check(params, z):
+        kernel = model.prepare(params)
+        w_dense = jax.jacfwd(lambda v: eq.conv.conv(v.reshape(4, 4, 2), kernel).reshape(-1))(jnp.zeros(32))
+        gram_conv = eq.conv.conv_transpose(eq.conv.conv(z, kernel), kernel, (4, 4, 2))
+        return gram_conv.reshape(-1), w_dense.T @ w_dense @ z.reshape(-1), jnp.linalg.norm(w_dense, 2)
+
+    gram_conv, gram_dense, norm = check(params, normal_data(9, (4, 4, 2), jnp.float64))
+    np.testing.assert_allclose(gram_conv, gram_dense, atol=1e-12)
+    np.testing.assert_allclose(norm, 0.9 * jax.nn.sigmoid(10.0), rtol=1e-6)
 
 
 def test_conv_equilibrium_is_argmin_of_G(x64):
