@@ -179,8 +179,9 @@ def na2c(
         genomes, feats, acts, has = [], [], [], []
         taken = visited
         pad = 1 << max(0, (max_rollouts - 1).bit_length())
-        for _ in range(4):  # a few rounds of max_rollouts parallel rollouts
+        for _ in range(4):  # a few rounds of max_rollouts rollouts, simulated together
             states = np.repeat(state.best_genome[None], max_rollouts, axis=0)
+            steps = []  # per step t: (features of s_t, a_t, s_{t+1}, legal, index of s_{t+1}) for every rollout
             for _ in range(rollout_steps):
                 f = features_of(states)
                 probs = np.asarray(policy(state.params, np.pad(f, ((0, pad - max_rollouts), (0, 0)))))[:max_rollouts]
@@ -189,15 +190,17 @@ def na2c(
                 actions = np.where(rng.random(max_rollouts) < epsilon, rng.integers(num_actions, size=max_rollouts),
                                    np.minimum(sampled, num_actions - 1))
                 new, legal = space.step(states, actions)
-                idx = space.indices(new)
-                for r in np.flatnonzero(legal):
-                    if len(genomes) < want and not _isin_sorted(idx[r : r + 1], taken)[0]:
+                steps.append((f, actions, new, legal, space.indices(new)))
+                states = new
+            # Collect in rollout order (all T steps of rollout 0, then rollout 1, ...), as sequential rollouts would.
+            for r in range(max_rollouts):
+                for f, actions, new, legal, idx in steps:
+                    if len(genomes) < want and legal[r] and not _isin_sorted(idx[r : r + 1], taken)[0]:
                         taken = np.union1d(taken, idx[r : r + 1])
                         genomes.append(new[r])
                         feats.append(f[r])
                         acts.append(actions[r])
                         has.append(True)
-                states = new
             if len(genomes) >= want:
                 break
         if len(genomes) < want:  # neighbourhood of the incumbent exhausted by the policy: fill the batch
