@@ -24,10 +24,16 @@ from jeq.gemm.baselines import cost_model, genetic, grid_search, random_search, 
 from jeq.gemm.gbfs import gbfs
 from jeq.gemm.kernels import KernelFamily
 from jeq.gemm.measure import Cache, Measurement, _digest, environment, measure, measurement_key, reference, tolerance
-from jeq.gemm.na2c import na2c
 from jeq.gemm.search import SearchResult, Strategy, search
 
 __all__ = ["STRATEGIES", "TuneResult", "matmul", "tune"]
+
+def _na2c(space: Any, **options: Any) -> Strategy:
+    """:func:`jeq.gemm.neighbourhood_a2c.na2c`, imported on first use (it needs flax and optax)."""
+    from jeq.gemm.neighbourhood_a2c import na2c
+
+    return na2c(space, **options)
+
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "random": random_search,
@@ -36,7 +42,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "genetic": genetic,
     "cost_model": cost_model,
     "gbfs": gbfs,
-    "na2c": na2c,
+    "na2c": _na2c,
 }
 """Strategy factories by name: ``factory(space, **options) -> Strategy``."""
 

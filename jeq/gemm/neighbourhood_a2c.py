@@ -124,8 +124,10 @@ def na2c(
 ) -> Strategy:
     """N-A2C (NNI defaults: 128 hidden, Adam 1e-3, T = 3 steps, 6 new configurations per round, ε = 0.1).
 
-    ``max_rollouts`` parallel rollouts of ``rollout_steps`` steps are tried per round before the batch is filled
-    from the incumbent's unvisited neighbours (then random configurations).
+    Each round simulates ``max_rollouts`` rollouts of ``rollout_steps`` steps from the incumbent together (one batched
+    policy call per step) and collects their new configurations rollout by rollout, as NNI's sequential rollouts do;
+    after 4 rounds without enough new configurations the batch is filled from the incumbent's unvisited neighbours
+    (then random configurations).
     """
     for name, value, low in (
         ("hidden_size", hidden_size, 1), ("rollout_steps", rollout_steps, 1), ("batch_size", batch_size, 1),
