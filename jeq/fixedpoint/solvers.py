@@ -103,11 +103,17 @@ class AndersonState(NamedTuple):
     fz: Array
     """g(z)."""
     xs: Array
-    """Past iterates x_i, shape (history, n) (ring buffer)."""
+    """Past iterates x_i, shape (history, n), newest last."""
     gs: Array
-    """Past residuals g_i = f(x_i) - x_i, shape (history, n)."""
+    """Past residuals g_i = f(x_i) - x_i, shape (history, n), newest last."""
     count: Array
-    """Number of updates so far (int32); slot ``count % history`` is written next."""
+    """Number of updates so far (int32); the last min(count, history) rows are filled."""
+
+
+def _push(buffer: Array, row: Array) -> Array:
+    """Drop the oldest row of a (history, n) buffer and append ``row``: a shift, not a scatter at a per-example
+    index (which vmap turns into a slow batched scatter)."""
+    return jnp.concatenate([buffer[1:], row[None]], axis=0)
 
 
 def _spd_solve(a: Array, b: Array) -> Array:
@@ -150,10 +156,9 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
         return AndersonState(z0, fz, zeros, zeros, jnp.zeros((), jnp.int32))
 
     def update(g, state):
-        slot = state.count % m
-        xs = state.xs.at[slot].set(state.z)
-        gs = state.gs.at[slot].set(state.fz - state.z)
-        valid = jnp.arange(m) < jnp.minimum(state.count + 1, m)
+        xs = _push(state.xs, state.z)
+        gs = _push(state.gs, state.fz - state.z)
+        valid = jnp.arange(m) >= m - jnp.minimum(state.count + 1, m)
         both = valid[:, None] & valid[None, :]
         gram = jnp.where(both, gs @ gs.T, 0.0)
         n_valid = jnp.sum(valid).astype(gram.dtype)
@@ -177,7 +182,7 @@ class BroydenState(NamedTuple):
     fz: Array
     """g(z)."""
     us: Array
-    """Left factors u_i of the inverse-Jacobian update, shape (history, n)."""
+    """Left factors u_i of the inverse-Jacobian update, shape (history, n), newest last."""
     vs: Array
     """Right factors v_i, shape (history, n); H = -I + sum_i u_i v_i^T."""
     count: Array
@@ -190,7 +195,7 @@ def broyden(*, history: int = 10) -> FixedPointSolver:
         dz = -H r,  z_new = z + dz,  dr = r_new - r,
         H <- H + (dz - H dr) (dz^T H) / (dz^T H dr),   H_0 = -I,
 
-    kept as H = -I + U V^T with the rank-one terms in a ring buffer of ``history`` (the oldest is overwritten).
+    kept as H = -I + U V^T with the last ``history`` rank-one terms (the oldest is dropped).
     Unit step, no line search. Memory: 2 * history vectors.
     """
     m = _check_positive("broyden", "history", history, integer=True)
@@ -217,8 +222,7 @@ def broyden(*, history: int = 10) -> FixedPointSolver:
         tiny = jnp.finfo(z.dtype).eps * (jnp.linalg.norm(v) * jnp.linalg.norm(dr) + jnp.finfo(z.dtype).tiny)
         usable = jnp.abs(denominator) > tiny
         u = jnp.where(usable, (dz - h_dr) / jnp.where(usable, denominator, 1.0), 0.0)
-        slot = state.count % m
-        return BroydenState(z, fz, state.us.at[slot].set(u), state.vs.at[slot].set(v), state.count + 1)
+        return BroydenState(z, fz, _push(state.us, u), _push(state.vs, v), state.count + 1)
 
     return FixedPointSolver(init, update, "broyden")
 
