@@ -169,18 +169,17 @@ def test_feed_forward_kappa1_equals_gamma_in_times_gamma_out(x64):
 
 def test_gamma_kappa_dtype_jit_vmap_and_no_recompilation():
     params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=5, output_size=1)
-    g = pathsgd.gamma(params, 10)
+    jitted = jax.jit(functools.partial(pathsgd.gamma, length=10))
+    g = jitted(params)
     assert g.shape == () and g.dtype == jnp.float32
-    kap = pathsgd.kappa(params, 10)
+    kap = jax.jit(functools.partial(pathsgd.kappa, length=10))(params)
     assert kap.kappa2 is None
     assert jax.tree_util.tree_structure(kap.kappa1) == jax.tree_util.tree_structure(params)
-    assert all(k.shape == p.shape for k, p in zip(kap.kappa1, params))
-    jitted = jax.jit(functools.partial(pathsgd.gamma, length=10))
-    np.testing.assert_allclose(jitted(params), g, rtol=1e-6)
+    assert all(k.shape == p.shape and k.dtype == p.dtype for k, p in zip(kap.kappa1, params))
     jitted(jax.tree_util.tree_map(lambda x: x * 1.1, params))
     assert jitted._cache_size() == 1
     stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x]), params)
-    batched = jax.vmap(functools.partial(pathsgd.gamma, length=10))(stacked)
+    batched = jax.jit(jax.vmap(functools.partial(pathsgd.gamma, length=10)))(stacked)
     assert batched.shape == (2,)
     np.testing.assert_allclose(batched[0], g, rtol=1e-6)
 

@@ -39,9 +39,9 @@ def test_rnn_apply_matches_the_recursion_shapes_jit_vmap(key, head, shape):
 
 
 def test_initialisations(key):
-    kw = dict(input_size=2, hidden_size=40, output_size=1)
+    kw = dict(input_size=2, hidden_size=20, output_size=1)
     irnn = pathsgd.init_rnn(key, init="identity", **kw)
-    np.testing.assert_array_equal(irnn.w_rec, np.eye(40))
+    np.testing.assert_array_equal(irnn.w_rec, np.eye(20))
     assert np.all(irnn.b == 0) and np.all(irnn.c == 0)
     np_rnn = pathsgd.init_rnn(key, init="np", **kw)
     w = np.asarray(np_rnn.w_rec, np.float64)
@@ -49,8 +49,10 @@ def test_initialisations(key):
     eig = np.linalg.eigvalsh(w)
     assert eig[0] > -1e-5 and abs(eig[-1] - 1.0) < 1e-4  # positive semi-definite, largest eigenvalue 1
     gauss = pathsgd.init_rnn(key, init="gaussian", **kw)
-    assert abs(float(jnp.std(gauss.w_rec)) - 40**-0.5) < 0.02
-    assert gauss.w_in.shape == (40, 2) and gauss.w_out.shape == (1, 40)
+    assert abs(float(jnp.std(gauss.w_rec)) - 20**-0.5) < 0.03
+    assert gauss.w_in.shape == (20, 2) and gauss.w_out.shape == (1, 20)
+    small = pathsgd.init_rnn(key, init="identity", input_scale=1e-3, **kw)
+    assert float(jnp.std(small.w_in)) < 2e-3
     for a, b in zip(irnn, gauss):
         assert a.shape == b.shape
 
