@@ -55,7 +55,8 @@ def test_halpern_implicit_gradient_matches_finite_differences_and_unrolled(x64):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("backward", ["picard", "gmres", pytest.param("broyden", marks=pytest.mark.slow),
+@pytest.mark.parametrize("backward", ["picard", pytest.param("gmres", marks=pytest.mark.slow),
+                                      pytest.param("broyden", marks=pytest.mark.slow),
                                       pytest.param("bicgstab", marks=pytest.mark.slow)])
 def test_backward_solver_choices_agree(backward, x64):
     w, c = make_problem(jnp.float64)
@@ -97,6 +98,7 @@ def test_closed_over_values_get_gradients(x64):
         np.testing.assert_allclose(a, b, atol=1e-10)
 
 
+@pytest.mark.slow  # vmapped gradients are also exercised by test_batch_level_stopping_keeps_gradients[implicit]
 def test_gradients_under_vmap_and_jit(problem32):
     w, _ = problem32
     cs = normal_data(5, (4, N))
