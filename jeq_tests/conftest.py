@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# scipy's OpenBLAS (behind JAX's CPU LAPACK calls and the reference optimisers) spins one thread per core; on a shared
+# 2-core CI machine that makes small factorisations 10-100x slower at the tail. One thread, set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # noqa: E402 (must precede numpy)
 import subprocess
 import sys
 import textwrap
