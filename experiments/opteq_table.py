@@ -37,7 +37,7 @@ from experiments import harness
 from jeq import data
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
-from jeq import prox
+from jeq import prox, sharding
 
 DENSE_MODELS = ("opteq", "opteq_small", "deep_opteq", "mon", "deq", "mlp")
 CONV_MODELS = ("opteq_conv", "mon_conv")
@@ -168,10 +168,11 @@ def load(config: Config):
     return split
 
 
-def evaluate(evaluate_fn, params, x, y, batch: int) -> dict:
+def evaluate(evaluate_fn, params, x, y, batch: int, devices: int = 1) -> dict:
     sums = None
     for start in range(0, len(x), batch):
-        out = evaluate_fn(params, x[start:start + batch], y[start:start + batch])
+        xb, yb, wb = sharding.shard_batch((x[start:start + batch], y[start:start + batch]), _mesh(devices))
+        out = evaluate_fn(params, xb, yb, wb)
         sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
     count = float(sums.count)
     return {"accuracy": float(sums.correct) / count, "steps": float(sums.steps) / count,
@@ -181,41 +182,55 @@ def evaluate(evaluate_fn, params, x, y, batch: int) -> dict:
 _STEPS: dict = {}
 
 
-def _steps(apply, learning_rate: float, total_steps: int):
-    """Jitted (optimizer, train_step, eval_step), cached so that later seeds reuse the compiled steps."""
-    key = (apply, learning_rate, total_steps)
+@functools.lru_cache(maxsize=None)
+def _mesh(devices: int) -> jax.sharding.Mesh:
+    return sharding.data_mesh(devices)
+
+
+def _steps(apply, learning_rate: float, total_steps: int, devices: int = 1):
+    """Jitted (optimizer, train_step, eval_step), cached so that later seeds reuse the compiled steps.
+
+    Both steps run data-parallel over ``devices`` (1 by default: the plain jitted step): parameters replicated,
+    batch split over the mesh, padding weighted out, gradient reductions inserted by XLA."""
+    key = (apply, learning_rate, total_steps, devices)
     if key not in _STEPS:
         optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, max(total_steps, 1)))
-        _STEPS[key] = optimizer, eq.make_train_step(apply, optimizer), eq.make_eval_step(apply)
+        mesh = _mesh(devices)
+        _STEPS[key] = (
+            optimizer,
+            sharding.data_parallel(eq.make_train_step(apply, optimizer), mesh, batch_argnums=(2, 3, 4)),
+            sharding.data_parallel(eq.make_eval_step(apply), mesh, batch_argnums=(1, 2, 3)),
+        )
     return _STEPS[key]
 
 
 def train(config, seed, name, init, apply, split, epochs, ckpt_state, save, *, desc) -> dict:
     """Train one model with Adam + cosine decay, resuming from ``ckpt_state[name]``; returns its metrics."""
     steps_per_epoch = len(split.x_train) // config.batch_size
-    optimizer, train_step, eval_step = _steps(apply, config.learning_rate, epochs * steps_per_epoch)
+    optimizer, train_step, eval_step = _steps(apply, config.learning_rate, epochs * steps_per_epoch, config.devices)
+    mesh = _mesh(config.devices)
     state = ckpt_state.get(name)
     if state is None:
         params = init(jax.random.key(seed))
         state = {"params": params, "opt_state": optimizer.init(params), "epoch": 0, "curve": [], "epoch_s": [],
                  "steps": []}
-    params, opt_state = state["params"], state["opt_state"]
+    params, opt_state = sharding.replicate((state["params"], state["opt_state"]), mesh)
     for epoch in harness.progress(range(state["epoch"], epochs), desc=desc, initial=state["epoch"], total=epochs):
         t0 = time.perf_counter()
-        for xb, yb in data.batches(split.x_train, split.y_train, config.batch_size, seed=seed, epoch=epoch):
-            params, opt_state, metrics = train_step(params, opt_state, xb, yb)
+        for batch in data.batches(split.x_train, split.y_train, config.batch_size, seed=seed, epoch=epoch):
+            params, opt_state, metrics = train_step(params, opt_state, *sharding.shard_batch(batch, mesh))
         jax.block_until_ready(params)
         if not np.isfinite(float(metrics.loss)):
             raise FloatingPointError(f"opteq_table: {name} loss became {float(metrics.loss)} at epoch {epoch} "
                                      f"(seed {seed})")
         state["epoch_s"].append(time.perf_counter() - t0)
-        result = evaluate(eval_step, params, split.x_test, split.y_test, config.eval_batch)
+        result = evaluate(eval_step, params, split.x_test, split.y_test, config.eval_batch, config.devices)
         state["curve"].append(result["accuracy"])
         state["steps"].append(result["steps"])
         state.update(params=params, opt_state=opt_state, epoch=epoch + 1)
         ckpt_state[name] = state
         save()
-    final = evaluate(eval_step, params, split.x_test, split.y_test, config.eval_batch)
+    final = evaluate(eval_step, params, split.x_test, split.y_test, config.eval_batch, config.devices)
     return {"params": params, "test_accuracy": final["accuracy"], "mean_steps": final["steps"],
             "converged": final["converged"],
             # the first epoch includes compilation
