@@ -118,3 +118,34 @@ def test_ep_training_step_sharded_over_four_devices_matches_one_device(multidevi
         """
     )
     assert out.strip() == "ok"
+
+
+def test_opteq_training_step_sharded_over_four_devices_matches_one_device(multidevice):
+    # Tolerance: float32 reductions reordered across devices and batch-level solver stopping; rtol 1e-4 / atol 1e-5.
+    out = multidevice(
+        """
+        import jax, jax.numpy as jnp, numpy as np, optax
+        from jeq import equilibrium as eq, sharding
+        model = eq.opteq(features=12, hidden=8, classes=3, tol=1e-5, maxiter=100, axis_name=eq.BATCH_AXIS)
+        tx = optax.adam(1e-2)
+        step = eq.make_train_step(model.apply, tx)
+        params = model.init(jax.random.key(0))
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(10, 12)).astype(np.float32)   # 10 examples: uneven over 4 devices
+        y = rng.integers(0, 3, size=10).astype(np.int32)
+        ref_params, _, ref_metrics = step(params, tx.init(params), x, y)
+        mesh = sharding.data_mesh(4)
+        parallel = sharding.data_parallel(step, mesh, batch_argnums=(2, 3, 4))
+        p, o = sharding.replicate((params, tx.init(params)), mesh)
+        xb, yb, wb = sharding.shard_batch((x, y), mesh)
+        assert xb.sharding.spec == jax.sharding.PartitionSpec("data") and xb.shape == (12, 12)
+        assert sorted(s.data.shape[0] for s in xb.addressable_shards) == [3, 3, 3, 3]
+        new_params, _, metrics = parallel(p, o, xb, yb, wb)
+        for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(ref_params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(float(metrics.loss), float(ref_metrics.loss), rtol=1e-5)
+        assert float(metrics.converged) == 1.0
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"
