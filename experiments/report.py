@@ -18,13 +18,24 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def newest_results(out: pathlib.Path) -> list[dict]:
-    """The newest results JSON of each experiment folder under ``out``, sorted by experiment name."""
-    found = []
-    for folder in sorted(p for p in out.iterdir() if p.is_dir()) if out.exists() else []:
-        files = sorted(folder.glob("*.json"))
-        if files:
-            found.append(json.loads(files[-1].read_text()))
-    return found
+    """The newest experiment results under ``out`` for each distinct configuration, sorted by experiment name.
+
+    Only harness results count (files with ``metrics`` and ``config``; benchmark outputs are skipped). Runs of the
+    same experiment with the same configuration (seeds and output folder aside) keep only the newest.
+    """
+    newest: dict[tuple[str, str], dict] = {}
+    for path in sorted(out.glob("*/*.json")) if out.exists() else []:
+        try:
+            result = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(result, dict) or "metrics" not in result or "config" not in result:
+            continue
+        config = {k: v for k, v in result["config"].items() if k not in ("seeds", "out")}
+        key = (result.get("name", path.parent.name), json.dumps(config, sort_keys=True))
+        if key not in newest or result.get("timestamp", "") >= newest[key].get("timestamp", ""):
+            newest[key] = result
+    return sorted(newest.values(), key=lambda r: (r["name"], not r["config"].get("quick", False), r["timestamp"]))
 
 
 def _fmt(m: dict) -> str:
@@ -41,7 +52,7 @@ def table(results: list[dict]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        names = r.get("headline") or list(r["metrics"])[:3]
+        names = [n for n in (r.get("headline") or list(r["metrics"])[:3]) if n in r["metrics"]] or list(r["metrics"])[:3]
         for name in names:
             if name not in r["metrics"]:
                 continue
