@@ -15,6 +15,7 @@ import sys
 from experiments.harness import REPO_ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+SPEED_BEGIN, SPEED_END = "<!-- speed:begin -->", "<!-- speed:end -->"
 
 
 def newest_results(out: pathlib.Path) -> list[dict]:
@@ -65,14 +66,64 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(block: str, readme: pathlib.Path = REPO_ROOT / "README.md") -> None:
-    """Replace the results block of the README with ``block``."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"experiments.report: {readme} has no '{BEGIN}' ... '{END}' block to replace")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
+def _newest(folder: pathlib.Path) -> dict | None:
+    files = sorted(folder.glob("*.json")) if folder.exists() else []
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def speed_rows(out: pathlib.Path) -> list[dict]:
+    """Our side of the PyTorch-original comparisons, from the newest benchmark JSONs on each device.
+
+    Looks for ``bench_equilibrium`` (MON and plain DEQ in the reference settings) and ``bench_eqprop`` (Laborieux
+    et al.'s EP MLP) under ``out`` (this machine) and under ``out/gpu_*/results`` (a GPU session's results).
+    """
+    places = [("cpu", out)] + [(p.name, p / "results") for p in sorted(out.glob("gpu_*"))]
+    rows = []
+    for device, base in places:
+        eqb = _newest(base / "bench_equilibrium")
+        for name, label in (("mon", "MON single-FC 87, Peaceman-Rachford tol 1e-2, batch 128"),
+                            ("deq", "plain DEQ 87, Anderson tol 1e-3 + implicit backward, batch 128")):
+            ref = (eqb or {}).get("reference_settings", {}).get(name)
+            if ref:
+                rows.append(dict(setting=label, unit="ms/step", device=device, ours=ref["ms_per_step"],
+                                 theirs=ref["reference"]["ms_per_step"], accuracy=ref["test_accuracy"],
+                                 their_accuracy=ref["reference"]["test_accuracy"], epochs=ref.get("epochs")))
+        epb = _newest(base / "bench_eqprop")
+        target = (epb or {}).get("pytorch_target")
+        if target:
+            rows.append(dict(setting="Laborieux EP 784-512-10, T1 30, T2 10, batch 50 (epoch of 4000)", unit="s/epoch",
+                             device=device, ours=target["seconds_per_epoch"], theirs=3.1,
+                             accuracy=target.get("test_accuracy_epoch2_mean"), their_accuracy=0.903, epochs=2))
+    return rows
+
+
+def speed_table(rows: list[dict]) -> str:
+    """Markdown: PyTorch original (measured on this project's 2-core CPU machine) against jeq, per device."""
+    lines = ["| setting | device | PyTorch original | jeq | speed-up | test accuracy jeq / PyTorch (jeq epochs) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        acc = f"{r['accuracy']:.3f} / {r['their_accuracy']:.3f} ({r['epochs']})" if r.get("accuracy") else "-"
+        lines.append(f"| {r['setting']} | {r['device']} | {r['theirs']:.3g} {r['unit']} | {r['ours']:.3g} {r['unit']} |"
+                     f" {r['theirs'] / r['ours']:.1f}x | {acc} |")
+    if len(lines) == 2:
+        lines.append("| (no benchmark results yet) | | | | | |")
+    return "\n".join(lines)
+
+
+def _replace_block(text: str, begin: str, end: str, block: str, readme: pathlib.Path) -> str:
+    if begin not in text or end not in text:
+        raise ValueError(f"experiments.report: {readme} has no '{begin}' ... '{end}' block to replace")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
+
+
+def write_readme(block: str, readme: pathlib.Path = REPO_ROOT / "README.md", speed: str | None = None) -> None:
+    """Replace the results block (and, when given, the speed block) of the README."""
+    text = _replace_block(readme.read_text(), BEGIN, END, block, readme)
+    if speed is not None:
+        text = _replace_block(text, SPEED_BEGIN, SPEED_END, speed, readme)
+    readme.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -80,10 +131,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--out", default="results", help="results folder")
     parser.add_argument("--write-readme", action="store_true", help="rewrite the README results block")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    block = table(newest_results(pathlib.Path(args.out)))
-    print(block)
+    out = pathlib.Path(args.out)
+    block = table(newest_results(out))
+    speed = speed_table(speed_rows(out))
+    print(block + "\n\n" + speed)
     if args.write_readme:
-        write_readme(block)
+        write_readme(block, speed=speed)
     return block
 
 

@@ -112,3 +112,18 @@ def test_report_table_is_generated_from_results_json(tmp_path):
     report.write_readme(block, readme)
     text = readme.read_text()
     assert "old" not in text and "| toy | final |" in text and text.startswith("intro") and text.endswith("outro\n")
+
+
+def test_speed_table_compares_our_benchmark_with_the_pytorch_reference(tmp_path):
+    from experiments import report
+
+    bench = {"reference_settings": {"mon": {"ms_per_step": 2.0, "test_accuracy": 0.93, "epochs": 20,
+                                            "reference": {"ms_per_step": 4.7, "test_accuracy": 0.922}}}}
+    harness.atomic_write_json(tmp_path / "bench_equilibrium" / "20260101T000000Z.json", bench)
+    ep = {"pytorch_target": {"seconds_per_epoch": 0.31, "test_accuracy_epoch2_mean": 0.91}}
+    harness.atomic_write_json(tmp_path / "gpu_x" / "results" / "bench_eqprop" / "20260101T000000Z.json", ep)
+    rows = report.speed_rows(tmp_path)
+    assert [(r["device"], r["unit"]) for r in rows] == [("cpu", "ms/step"), ("gpu_x", "s/epoch")]
+    text = report.speed_table(rows)
+    assert "| 4.7 ms/step | 2 ms/step | 2.4x | 0.930 / 0.922 (20) |" in text
+    assert "| 3.1 s/epoch | 0.31 s/epoch | 10.0x |" in text
