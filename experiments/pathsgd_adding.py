@@ -60,6 +60,9 @@ class Config(harness.BaseConfig):
     """Test sequences (fixed per seed)."""
     max_norm: float = 1.0
     """Global-norm clipping of the raw gradient, the same for every method (see jeq.pathsgd.methods)."""
+    path_length: int = 0
+    """T_kappa: the unrolled length of the graph whose path sum Gamma defines kappa1 (0: the sequence length T;
+    the paper does not say whether it used T or a truncated length, see the module docstring)."""
     methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
     """``optimizer/init`` pairs: optimizer in jeq.pathsgd.METHODS, init in jeq.pathsgd.INITS."""
     learning_rates: tuple[float, ...] = (0.3, 0.1, 0.1, 0.0003)
@@ -100,8 +103,13 @@ def train_method(
     eval_every: int,
     ckpt: harness.Checkpoint,
     state: dict,
+    fused_loss_fn: Callable | None = None,
 ) -> dict:
     """Train one (method, task) run with periodic evaluation, resumable through ``state['current']``.
+
+    ``fused_loss_fn(params, squared_params, x, y) -> (loss, Gamma)`` (Path-SGD only): train with
+    ``make_train_step(..., fused_path_sum=True)``, which takes kappa1 from the same scan as the loss (same
+    numbers as the separate kappa pass, fewer sequential scans on an accelerator).
 
     ``state`` is the seed's checkpoint dict: finished runs live in ``state['finished'][run_name]``; the run in
     progress in ``state['current']`` (params, optimizer state, step, curve), saved after every evaluation.
@@ -113,7 +121,10 @@ def train_method(
     """
     if run_name in state["finished"]:
         return state["finished"][run_name]
-    train_step = pathsgd.make_train_step(loss_fn, optimizer)
+    if fused_loss_fn is None:
+        train_step = pathsgd.make_train_step(loss_fn, optimizer)
+    else:
+        train_step = pathsgd.make_train_step(fused_loss_fn, optimizer, fused_path_sum=True)
     current = state.get("current")
     if current is None or current["name"] != run_name:
         current = {"name": run_name, "params": params, "opt_state": optimizer.init(params), "step": 0,
@@ -212,6 +223,14 @@ def mse_loss(params: pathsgd.RNNParams, xs: jax.Array, y: jax.Array) -> jax.Arra
     return (pathsgd.rnn_apply(params, xs, head="many_to_one")[0] - y) ** 2
 
 
+def mse_loss_and_path_sum(params: pathsgd.RNNParams, squared_params: pathsgd.RNNParams, xs: jax.Array,
+                          y: jax.Array, *, path_length: int) -> tuple[jax.Array, jax.Array]:
+    """:func:`mse_loss` and ``Gamma(squared_params)`` over ``path_length`` steps, from one fused scan."""
+    out, path_sum = pathsgd.rnn_apply_with_path_sum(params, squared_params, xs, head="many_to_one",
+                                                    path_length=path_length)
+    return (out[0] - y) ** 2, path_sum
+
+
 def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     state = ckpt.load(default=None) or {"finished": {}, "current": None}
     methods = parse_methods(config.methods, config.learning_rates)
@@ -236,14 +255,19 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
         def evaluate(params, x_test=x_test, y_test=y_test):
             return {"test_mse": float(evaluate_mse(params, x_test, y_test))}
 
-        path_sum = functools.partial(pathsgd.rnn_path_sum, length=length, head="many_to_one")
+        path_length = config.path_length or length
+        if not 1 <= path_length <= length:
+            raise ValueError(f"experiments.pathsgd_adding: path_length={config.path_length} must be in [0, T={length}]")
+        path_sum = functools.partial(pathsgd.rnn_path_sum, length=path_length, head="many_to_one")
+        fused = functools.partial(mse_loss_and_path_sum, path_length=path_length)
         for name, optimizer_name, init, lr in methods:
             params = pathsgd.init_rnn(k_init, input_size=2, hidden_size=config.hidden, output_size=1, init=init)
             optimizer = pathsgd.make_optimizer(optimizer_name, learning_rate=lr, max_norm=config.max_norm,
                                                path_sum=path_sum)
             res = train_method(run_name=f"T{length}/{name}", params=params, optimizer=optimizer, loss_fn=mse_loss,
                                evaluate=evaluate, next_batch=next_batch, steps=config.steps,
-                               eval_every=config.eval_every, ckpt=ckpt, state=state)
+                               eval_every=config.eval_every, ckpt=ckpt, state=state,
+                               fused_loss_fn=fused if optimizer_name.startswith("path_sgd") else None)
             prefix = f"T{length}/{name}"
             for k, v in res.items():
                 out[f"{prefix}/{k}"] = v

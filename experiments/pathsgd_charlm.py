@@ -68,6 +68,15 @@ def cross_entropy_nats(params, ids, targets):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
 
 
+def cross_entropy_nats_and_path_sum(params, squared_params, ids, targets):
+    """:func:`cross_entropy_nats` and the path sum Gamma(squared_params) from one fused scan (Path-SGD's kappa1)."""
+    vocab = params.w_in.shape[1]
+    logits, path_sum = pathsgd.rnn_apply_with_path_sum(
+        params, squared_params, jax.nn.one_hot(ids, vocab, dtype=params.w_in.dtype), head="many_to_many"
+    )
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets)), path_sum
+
+
 def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     state = ckpt.load(default=None) or {"finished": {}, "current": None}
     corpus = data.char_corpus()
@@ -97,7 +106,9 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
                                            path_sum=path_sum)
         res = train_method(run_name=f"charlm/{name}", params=params, optimizer=optimizer,
                            loss_fn=cross_entropy_nats, evaluate=evaluate, next_batch=next_batch,
-                           steps=config.steps, eval_every=config.eval_every, ckpt=ckpt, state=state)
+                           steps=config.steps, eval_every=config.eval_every, ckpt=ckpt, state=state,
+                           fused_loss_fn=cross_entropy_nats_and_path_sum if optimizer_name.startswith("path_sgd")
+                           else None)
         for k, v in res.items():
             out[f"charlm/{name}/{k}"] = v
     return out

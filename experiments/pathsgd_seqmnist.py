@@ -73,6 +73,12 @@ def cross_entropy(params, xs, label):
     return optax.softmax_cross_entropy_with_integer_labels(logits, label)
 
 
+def cross_entropy_and_path_sum(params, squared_params, xs, label):
+    """:func:`cross_entropy` and the path sum Gamma(squared_params) from one fused scan (Path-SGD's kappa1)."""
+    logits, path_sum = pathsgd.rnn_apply_with_path_sum(params, squared_params, xs, head="many_to_one")
+    return optax.softmax_cross_entropy_with_integer_labels(logits, label), path_sum
+
+
 def correct(params, xs, label):
     return (jnp.argmax(pathsgd.rnn_apply(params, xs, head="many_to_one")) == label).astype(jnp.float32)
 
@@ -112,7 +118,9 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
                                                path_sum=path_sum)
             res = train_method(run_name=f"{variant}/{name}", params=params, optimizer=optimizer,
                                loss_fn=cross_entropy, evaluate=evaluate, next_batch=next_batch, steps=steps,
-                               eval_every=eval_every, ckpt=ckpt, state=state)
+                               eval_every=eval_every, ckpt=ckpt, state=state,
+                               fused_loss_fn=cross_entropy_and_path_sum if optimizer_name.startswith("path_sgd")
+                               else None)
             for k, v in res.items():
                 out[f"{variant}/{name}/{k}"] = v
     return out

@@ -11,7 +11,15 @@
 from jeq.pathsgd.methods import METHODS, make_optimizer
 from jeq.pathsgd.mlp import Dense, init_mlp, mlp_apply
 from jeq.pathsgd.optimizer import ScaleByPathNormState, path_sgd, scale_by_path_norm
-from jeq.pathsgd.path_norm import Kappa, gamma, kappa, mlp_path_sum, path_kappa, rnn_path_sum
+from jeq.pathsgd.path_norm import (
+    Kappa,
+    gamma,
+    kappa,
+    mlp_path_sum,
+    path_kappa,
+    rnn_apply_with_path_sum,
+    rnn_path_sum,
+)
 from jeq.pathsgd.rnn import HEADS, INITS, RNNParams, init_rnn, rnn_apply
 from jeq.pathsgd.train import TrainMetrics, make_eval_fn, make_train_step
 
@@ -36,6 +44,7 @@ __all__ = [
     "path_kappa",
     "path_sgd",
     "rnn_apply",
+    "rnn_apply_with_path_sum",
     "rnn_path_sum",
     "scale_by_path_norm",
 ]

@@ -41,7 +41,7 @@ def scale_by_path_norm(
     eps: float = 1e-8,
     include_kappa2: bool = False,
     match_first_step_norm: bool = False,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     """Divide each gradient coordinate by the path-norm curvature: ``g_i -> r * g_i / (kappa_i(w) + eps)``.
 
     ``kappa = kappa1 = dGamma/du`` at ``u = w^2`` (practical Path-SGD) or, with ``include_kappa2``,
@@ -50,7 +50,11 @@ def scale_by_path_norm(
     ``r = ||g_1|| / ||g_1 / kappa_1||`` is fixed at the first update so that the first step has the norm of
     the first SGD step (the official NIPS 2015 code does the same, with a slightly different norm).
 
-    ``update(updates, state, params)`` needs ``params`` (kappa is a function of the weights).
+    ``update(updates, state, params, *, kappa1=None)`` needs ``params`` (kappa is a function of the weights).
+    A caller that already has ``kappa1 = dGamma/du`` at ``u = params**2`` (e.g. the fused scan of
+    :func:`jeq.pathsgd.make_train_step` with ``fused_path_sum=True``) passes it as the extra argument
+    ``kappa1`` and the transform uses it instead of differentiating ``path_sum`` again; inside ``optax.chain``
+    the extra argument reaches this transform and is ignored by the others.
 
     Args:
       path_sum: ``Gamma(u)``, the network's squared-weight path sum, e.g.
@@ -61,7 +65,7 @@ def scale_by_path_norm(
       match_first_step_norm: fix the global ratio r at the first update.
 
     Returns:
-      An ``optax.GradientTransformation`` with state :class:`ScaleByPathNormState`.
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByPathNormState`.
     """
     if not callable(path_sum):
         raise ValueError(f"jeq.pathsgd.scale_by_path_norm(path_sum={path_sum!r}): must be callable Gamma(u)")
@@ -73,14 +77,29 @@ def scale_by_path_norm(
         dtype = jnp.result_type(*leaves) if leaves else jnp.float32
         return ScaleByPathNormState(count=jnp.zeros((), jnp.int32), ratio=jnp.ones((), dtype))
 
-    def update_fn(updates: PyTree, state: ScaleByPathNormState, params: PyTree | None = None):
+    def update_fn(
+        updates: PyTree,
+        state: ScaleByPathNormState,
+        params: PyTree | None = None,
+        *,
+        kappa1: PyTree | None = None,
+        **extra_args,
+    ):
+        del extra_args  # other transformations' extra arguments (optax.chain passes them to all)
         if params is None:
             raise ValueError(
                 "jeq.pathsgd.scale_by_path_norm: update(updates, state, params) got params=None; Path-SGD "
                 "needs the current weights to compute kappa(w): call tx.update(grads, opt_state, params)"
             )
-        kap = path_kappa(path_sum, params, include_kappa2=include_kappa2)
-        denominator = kap.kappa1
+        if kappa1 is None or include_kappa2:
+            kap = path_kappa(path_sum, params, include_kappa2=include_kappa2)
+            kappa1 = kap.kappa1 if kappa1 is None else kappa1
+        elif jax.tree_util.tree_structure(kappa1) != jax.tree_util.tree_structure(params):
+            raise ValueError(
+                "jeq.pathsgd.scale_by_path_norm: update(..., kappa1=...) must be a pytree shaped like params; got "
+                f"{jax.tree_util.tree_structure(kappa1)} for params {jax.tree_util.tree_structure(params)}"
+            )
+        denominator = kappa1
         if include_kappa2:
             denominator = jax.tree_util.tree_map(jnp.add, denominator, kap.kappa2)
         scaled = jax.tree_util.tree_map(lambda g, k: g / (k + eps), updates, denominator)
@@ -91,7 +110,7 @@ def scale_by_path_norm(
             scaled = jax.tree_util.tree_map(lambda s: s * ratio.astype(s.dtype), scaled)
         return scaled, ScaleByPathNormState(count=optax.safe_increment(state.count), ratio=ratio)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def path_sgd(

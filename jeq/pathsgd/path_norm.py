@@ -35,11 +35,12 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jeq.pathsgd.mlp import Dense, mlp_apply
-from jeq.pathsgd.rnn import HEADS, RNNParams, rnn_apply
+from jeq.pathsgd.rnn import HEADS, RNNParams, check_rnn_shapes, rnn_apply
 
 __all__ = [
     "Kappa",
     "rnn_path_sum",
+    "rnn_apply_with_path_sum",
     "mlp_path_sum",
     "gamma",
     "path_kappa",
@@ -96,6 +97,87 @@ def rnn_path_sum(
     _check_head("rnn_path_sum", head)
     ones = jnp.ones((length, squared_params.w_in.shape[1]), jnp.result_type(squared_params.w_in))
     return jnp.sum(rnn_apply(squared_params, ones, head=head, activation=_identity))
+
+
+def rnn_apply_with_path_sum(
+    params: RNNParams,
+    squared_params: RNNParams,
+    xs: jax.Array,
+    *,
+    head: Literal["many_to_one", "many_to_many"] = "many_to_one",
+    path_length: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The ReLU RNN on one sequence and the path sum ``Gamma(u)``, fused into ONE ``lax.scan`` over time.
+
+    Each step advances both recursions (module docstring):
+
+        h_t = ReLU(W_in x_t + W_rec h_{t-1} + b),     h~_t = U_in 1 + U_rec h~_{t-1} + u_b   (t <= T_kappa),
+
+    and returns ``(y, Gamma)`` with ``y`` as :func:`jeq.pathsgd.rnn_apply` and ``Gamma`` as
+    :func:`rnn_path_sum` ``(u, length=T_kappa, head=head)``. ``Gamma`` does not depend on ``xs``: under
+    ``jax.vmap(..., in_axes=(None, None, 0), out_axes=(0, None))`` over a batch the h~ recursion stays unbatched
+    (computed once per step, not once per example), so ``jax.value_and_grad`` of ``mean loss(y) + Gamma`` with
+    respect to ``(params, u)`` yields dL/dw and kappa1 = dGamma/du from one forward and one reverse scan, instead
+    of the two scan pairs of ``grad L`` followed by :func:`path_kappa` (on accelerators the scans are
+    latency-bound, so the second pair costs about as much as the first). ``u`` is an independent argument:
+    pass ``w * w`` (``jax.lax.stop_gradient`` is not needed when differentiating with respect to ``u`` only).
+
+    Args:
+      params: :class:`RNNParams` w.
+      squared_params: :class:`RNNParams` u (normally ``w * w``).
+      xs: one input sequence (T, D).
+      head: output-time convention of both the network and ``Gamma``.
+      path_length: ``T_kappa``, the unrolled length of the graph whose path sum is taken (default T);
+        ``1 <= T_kappa <= T``.
+
+    Returns:
+      ``(y, Gamma)``: ``y_T`` (K,) or ``y_{1..T}`` (T, K), and a scalar.
+    """
+    _check_head("rnn_apply_with_path_sum", head)
+    check_rnn_shapes("rnn_apply_with_path_sum", params)
+    check_rnn_shapes("rnn_apply_with_path_sum", squared_params)
+    shapes = [tuple(jnp.shape(a)) for a in params]
+    squared_shapes = [tuple(jnp.shape(a)) for a in squared_params]
+    if shapes != squared_shapes:
+        raise ValueError(
+            f"jeq.pathsgd.rnn_apply_with_path_sum: params shapes {shapes} differ from squared_params shapes "
+            f"{squared_shapes}"
+        )
+    if xs.ndim != 2 or xs.shape[1] != params.w_in.shape[1] or xs.shape[0] < 1:
+        raise ValueError(
+            f"jeq.pathsgd.rnn_apply_with_path_sum: xs has shape {tuple(xs.shape)} but must be (T, D) with T >= 1 "
+            f"and D = w_in.shape[1] = {params.w_in.shape[1]}; vmap over a batch"
+        )
+    length = xs.shape[0]
+    path_length = length if path_length is None else path_length
+    if not isinstance(path_length, int) or isinstance(path_length, bool) or not 1 <= path_length <= length:
+        raise ValueError(
+            f"jeq.pathsgd.rnn_apply_with_path_sum(path_length={path_length!r}): must be an int in [1, T = {length}]"
+        )
+    u = squared_params
+    drive = u.w_in @ jnp.ones((u.w_in.shape[1],), u.w_in.dtype) + u.b  # U_in 1 + u_b, the same at every step
+    read = jnp.sum(u.w_out, axis=0)  # 1^T U_out
+    many = head == "many_to_many"
+
+    def cell(carry, inputs):
+        h, h_path, gamma_acc = carry
+        x_t, t = inputs
+        h = jax.nn.relu(params.w_in @ x_t + params.w_rec @ h + params.b)
+        active = t < path_length
+        h_path = jnp.where(active, drive + u.w_rec @ h_path, h_path)
+        if many:
+            gamma_acc = gamma_acc + jnp.where(active, read @ h_path + jnp.sum(u.c), 0)
+        return (h, h_path, gamma_acc), h
+
+    dtype = jnp.result_type(params.b, xs)
+    h0 = jnp.zeros(params.b.shape, dtype)
+    path0 = jnp.zeros(u.b.shape, jnp.result_type(u.b))
+    (h_last, h_path, gamma_acc), hs = jax.lax.scan(
+        cell, (h0, path0, jnp.zeros((), path0.dtype)), (xs, jnp.arange(length))
+    )
+    if many:
+        return hs @ params.w_out.T + params.c, gamma_acc
+    return params.w_out @ h_last + params.c, read @ h_path + jnp.sum(u.c)
 
 
 def mlp_path_sum(squared_params: tuple[Dense, ...]) -> jax.Array:

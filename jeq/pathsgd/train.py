@@ -50,8 +50,10 @@ def _check_batch(fn: str, xb, yb, weights) -> None:
 
 
 def make_train_step(
-    loss_fn: Callable[[PyTree, jax.Array, jax.Array], jax.Array],
+    loss_fn: Callable[..., Any],
     optimizer: optax.GradientTransformation,
+    *,
+    fused_path_sum: bool = False,
 ) -> Callable[..., tuple[PyTree, PyTree, TrainMetrics]]:
     """Build ``train_step(params, opt_state, xb, yb, weights=None) -> (params, opt_state, TrainMetrics)``.
 
@@ -61,19 +63,47 @@ def make_train_step(
     ``jax.jit``-compiled and pure: called with batch arrays placed by ``NamedSharding`` it runs data-parallel
     (the weighted mean is a global reduction), and ``train_step.__wrapped__`` can be re-jitted with explicit
     ``in_shardings``/``out_shardings``.
+
+    With ``fused_path_sum=True`` the loss also returns the network's path sum:
+    ``loss_fn(params, squared_params, x, y) -> (loss, Gamma(squared_params))`` (e.g. built on
+    :func:`jeq.pathsgd.rnn_apply_with_path_sum`, which runs both recursions in one scan). The step then takes
+    ONE gradient of ``L(w) + Gamma(u)`` with respect to ``(w, u)`` at ``u = w * w``, so that
+
+        dL/dw = grad_w,    kappa1 = dGamma/du = grad_u,
+
+    and passes ``kappa1`` to ``optimizer.update(..., kappa1=kappa1)`` (:func:`jeq.pathsgd.scale_by_path_norm`
+    uses it; other transformations ignore it). ``Gamma`` must not depend on the example: it is vmapped with
+    ``out_axes=None``, which raises if it does.
     """
     if not callable(loss_fn):
         raise ValueError(f"jeq.pathsgd.make_train_step(loss_fn={loss_fn!r}): must be callable")
+    if not isinstance(fused_path_sum, bool):
+        raise ValueError(f"jeq.pathsgd.make_train_step(fused_path_sum={fused_path_sum!r}): must be a bool")
+    optimizer = optax.with_extra_args_support(optimizer)
 
     def batch_loss(params, xb, yb, weights):
         losses = jax.vmap(loss_fn, in_axes=(None, 0, 0))(params, xb, yb)
         return _weighted_mean(losses, weights)
 
+    def batch_objective(params, squared_params, xb, yb, weights):  # L(w) + Gamma(u); aux: L(w)
+        losses, path_sum = jax.vmap(loss_fn, in_axes=(None, None, 0, 0), out_axes=(0, None))(
+            params, squared_params, xb, yb
+        )
+        loss = _weighted_mean(losses, weights)
+        return loss + path_sum, loss
+
     @jax.jit
     def train_step(params, opt_state, xb, yb, weights=None):
         _check_batch("train_step", xb, yb, weights)  # shapes are static: raises while tracing
-        loss, grads = jax.value_and_grad(batch_loss)(params, xb, yb, weights)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        if fused_path_sum:
+            squared = jax.tree_util.tree_map(jnp.square, params)
+            (_, loss), (grads, kappa1) = jax.value_and_grad(batch_objective, argnums=(0, 1), has_aux=True)(
+                params, squared, xb, yb, weights
+            )
+            updates, opt_state = optimizer.update(grads, opt_state, params, kappa1=kappa1)
+        else:
+            loss, grads = jax.value_and_grad(batch_loss)(params, xb, yb, weights)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         metrics = TrainMetrics(
             loss=loss, grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates)

@@ -259,3 +259,56 @@ def test_make_optimizer_rejects_bad_arguments(kwargs, message):
     method = full.pop("method")
     with pytest.raises(ValueError, match=message):
         pathsgd.make_optimizer(method, **full)
+
+
+# ---------------------------------------------------------------- kappa1 from the fused scan
+
+
+def fused_mse(params, squared_params, xs, y):
+    out, path_sum = pathsgd.rnn_apply_with_path_sum(params, squared_params, xs)
+    return jnp.mean((out - y) ** 2), path_sum
+
+
+@pytest.fixture(scope="module")
+def fused_and_separate_steps():
+    tx = pathsgd.make_optimizer("path_sgd", learning_rate=0.1, max_norm=0.5, path_sum=PATH_SUM, eps=1e-6)
+    return (tx, pathsgd.make_train_step(fused_mse, tx, fused_path_sum=True), pathsgd.make_train_step(mse, tx))
+
+
+def test_fused_train_step_equals_the_separate_kappa_pass(x64, fused_and_separate_steps):
+    """One value_and_grad of L(w) + Gamma(u) gives the same dL/dw and kappa1, hence the same Path-SGD steps."""
+    tx, fused_step, separate_step = fused_and_separate_steps
+    params, (xb, yb) = tiny_rnn(6), batch(6)
+    a, sa, b, sb = params, tx.init(params), params, tx.init(params)
+    for _ in range(3):
+        a, sa, ma = fused_step(a, sa, xb, yb)
+        b, sb, mb = separate_step(b, sb, xb, yb)
+        np.testing.assert_allclose(ma.loss, mb.loss, rtol=1e-12)
+        np.testing.assert_allclose(ma.grad_norm, mb.grad_norm, rtol=1e-12)
+    assert tree_max_abs_diff(a, b) < 1e-12 and tree_max_abs_diff(a, params) > 1e-3
+    assert fused_step._cache_size() == 1
+
+
+def test_fused_path_sgd_step_commutes_with_node_rescaling(x64, rescale):
+    params, (xb, yb) = tiny_rnn(8), batch(8)
+    scales = [0.3, 2.0, 4.5]
+    # clipping acts on the raw gradient, which rescaling changes: compare with a bound that never clips
+    tx_free = pathsgd.make_optimizer("path_sgd", learning_rate=0.1, max_norm=1e9, path_sum=PATH_SUM, eps=0.0)
+    free_step = pathsgd.make_train_step(fused_mse, tx_free, fused_path_sum=True)
+    step = lambda p: free_step(p, tx_free.init(p), xb, yb)[0]  # noqa: E731
+    stepped_then_rescaled = as_jnp(rescale(step(params), scales))
+    rescaled_then_stepped = step(as_jnp(rescale(params, scales)))
+    assert tree_max_abs_diff(rescaled_then_stepped, stepped_then_rescaled) < 1e-10
+
+
+def test_precomputed_kappa1_is_used_and_checked():
+    params = tiny_rnn(0, jnp.float32)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    tx = pathsgd.path_sgd(0.5, path_sum=PATH_SUM, eps=0.0)
+    twos = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 2.0), params)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params, kappa1=twos)
+    assert all(np.allclose(u, -0.25) for u in jax.tree_util.tree_leaves(updates))
+    with pytest.raises(ValueError, match=r"scale_by_path_norm: update\(\.\.\., kappa1=\.\.\.\) must be a pytree shaped"):
+        tx.update(grads, tx.init(params), params, kappa1=(1.0, 2.0))
+    with pytest.raises(ValueError, match=r"make_train_step\(fused_path_sum='yes'\): must be a bool"):
+        pathsgd.make_train_step(fused_mse, tx, fused_path_sum="yes")

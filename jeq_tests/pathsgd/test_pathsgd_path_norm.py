@@ -202,3 +202,68 @@ def test_bad_head_and_inconsistent_shapes_are_rejected():
     broken = params._replace(w_rec=jnp.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"inconsistent RNN weight shapes .*'w_rec': \(3, 4\)"):
         pathsgd.gamma(broken, 3)
+
+
+# ---------------------------------------------------------------- the fused scan (network + path sum)
+
+
+def _sq(params):
+    return jax.tree_util.tree_map(jnp.square, params)
+
+
+def fused_batch(params, squared, xb, head, path_length):
+    """vmap over the batch with Gamma unbatched (out_axes=None raises if it depended on the example)."""
+    fn = functools.partial(pathsgd.rnn_apply_with_path_sum, head=head, path_length=path_length)
+    return jax.vmap(fn, in_axes=(None, None, 0), out_axes=(0, None))(params, squared, xb)
+
+
+@pytest.mark.parametrize("head", pathsgd.HEADS)
+@pytest.mark.parametrize("length,path_length", [(5, None), (5, 2), (3, 1)])
+def test_fused_scan_gives_the_network_output_gamma_and_kappa1_of_the_separate_passes(
+    x64, brute_force, head, length, path_length
+):
+    params = tiny_rnn(21 + length, hidden=3)
+    xb = jax.random.normal(jax.random.key(5), (4, length, 2), jnp.float64)
+    t_kappa = length if path_length is None else path_length
+
+    @jax.jit
+    def fused(params):
+        (ys, path_sum), vjp = jax.vjp(lambda u: fused_batch(params, u, xb, head, path_length), _sq(params))
+        return ys, path_sum, vjp((jnp.zeros_like(ys), jnp.ones_like(path_sum)))[0]
+
+    ys, path_sum, kappa1 = fused(params)
+    np.testing.assert_allclose(ys, jax.vmap(lambda x: jit_apply(params, x, head=head))(xb), rtol=1e-12)
+    np.testing.assert_allclose(path_sum, jit_gamma(params, t_kappa, head), rtol=1e-12)
+    assert_tree_close(kappa1, jit_kappa(params, t_kappa, head, include_kappa2=False).kappa1, rtol=1e-12)
+    gamma_bf, kappa1_bf, _ = brute_force(params, t_kappa, head)  # and both against path enumeration
+    np.testing.assert_allclose(path_sum, gamma_bf, rtol=1e-12)
+    assert_tree_close(kappa1, kappa1_bf, rtol=1e-10, atol=1e-14)
+
+
+def test_fused_scan_runs_the_path_recursion_once_per_step_not_once_per_example():
+    """Under vmap the h~ recursion stays unbatched: one scan, and its matrix-vector product has no batch axis."""
+    params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=7, output_size=1)
+    xb = jnp.ones((5, 4, 2))
+    jaxpr = jax.make_jaxpr(lambda p: fused_batch(p, _sq(p), xb, "many_to_one", None))(params).jaxpr
+    (scan,) = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+    dots = [e for e in scan.params["jaxpr"].jaxpr.eqns if e.primitive.name == "dot_general"]
+    out_shapes = sorted(tuple(e.outvars[0].aval.shape) for e in dots)
+    # U_rec h~ once, unbatched, next to the batch's W_in x_t and W_rec h (batch axis 5 in some position)
+    assert out_shapes.count((7,)) == 1 and all(5 in shape for shape in out_shapes if shape != (7,))
+    assert len(out_shapes) == 3
+
+
+def test_fused_scan_rejects_bad_path_length_and_mismatched_squared_params():
+    params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
+    xs = jnp.ones((4, 2))
+    for bad in (0, 5, 2.0):
+        with pytest.raises(ValueError, match=rf"rnn_apply_with_path_sum\(path_length={bad}\): must be an int in "
+                                             r"\[1, T = 4\]"):
+            pathsgd.rnn_apply_with_path_sum(params, _sq(params), xs, path_length=bad)
+    small = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=2, output_size=1)
+    with pytest.raises(ValueError, match=r"rnn_apply_with_path_sum: params shapes .* differ from squared_params"):
+        pathsgd.rnn_apply_with_path_sum(params, _sq(small), xs)
+    with pytest.raises(ValueError, match=r"rnn_apply_with_path_sum: xs has shape \(4, 3\)"):
+        pathsgd.rnn_apply_with_path_sum(params, _sq(params), jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"rnn_apply_with_path_sum\(head='all'\)"):
+        pathsgd.rnn_apply_with_path_sum(params, _sq(params), xs, head="all")
