@@ -23,6 +23,20 @@ Commands and runtimes (2-core shared CPU; 20 000 steps x 4 methods x 3 seeds per
   path_sgd/gaussian path_sgd_kappa2/gaussian path_sgd/identity path_sgd_kappa2/identity --learning-rates 0.1 0.1
   0.3 0.3`` (exact kappa2 costs one Hessian-vector product per weight: 2.5 min for 3 seeds).
 
+Status (Done-when "Path-SGD < 0.01 within the quick budget in >= 2/3 seeds"): NOT met. At 2000 steps Path-SGD
+(T_kappa = T) stays at the trivial 0.167 in 3/3 seeds while Adam reaches ~0.01 and SGD ~0.08. The spec's unverified
+protocol choices were screened (``results/pathsgd_adding/variants/NOTES.md``): a truncated path length
+``--path-length`` T_kappa in {2, 5, 10, 25} (kappa1 of the graph unrolled over T_kappa steps; best: T_kappa = 5-10,
+0.08-0.09 on seed 0 but ~0.16 on seeds 1-2, T_kappa = 2 diverges), batch 16 / clip 10, warm-up + cosine decay,
+momentum 0.9, the official code's squared-output-norm Gamma with first-step norm matching, clipping the
+path-scaled update: none reaches 0.01 in 2000 steps. With longer budgets Path-SGD does learn (T_kappa = 10,
+momentum 0.9: 0.018 after 6000 steps; T_kappa = T: 0.043 after 20 000 steps). Mechanism: kappa1 of W_out is
+~130x that of W_in at every T_kappa and kappa1 of W_rec is 72x at T_kappa = 100, so at a learning rate W_in, b
+and c tolerate, the recurrent and output weights barely move.
+
+Path-SGD runs use ``jeq.pathsgd.make_train_step(..., fused_path_sum=True)``: kappa1 comes from the same
+``lax.scan`` as the loss (same numbers as the separate kappa pass).
+
 This module also holds the training loop the other Path-SGD experiments share (:func:`train_method`).
 """
 
