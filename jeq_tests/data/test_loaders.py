@@ -188,12 +188,17 @@ def test_fashion_mnist_found_through_jeq_data(tmp_path, monkeypatch):
 
 
 def test_missing_dataset_names_every_place_looked_and_the_fix(tmp_path, monkeypatch):
+    from jeq.data import images
+
+    assert str(images.FASHION_DEBIAN_DIR) == "/usr/share/datasets/fashion-mnist"
+    # the Debian package may be installed on this machine: point the system folder somewhere empty
+    monkeypatch.setattr(images, "FASHION_DEBIAN_DIR", tmp_path / "debian")
     monkeypatch.setenv("JEQ_DATA", str(tmp_path / "jd"))
     with pytest.raises(data.DataNotFoundError) as err:
         data.fashion_mnist(tmp_path / "given")
     msg = str(err.value)
     assert str(tmp_path / "given") in msg and str(tmp_path / "jd" / "fashion-mnist") in msg
-    assert "/usr/share/datasets/fashion-mnist" in msg and "apt-get install -y dataset-fashion-mnist" in msg
+    assert str(tmp_path / "debian") in msg and "apt-get install -y dataset-fashion-mnist" in msg
     with pytest.raises(data.DataNotFoundError, match="JEQ_DATA"):
         data.mnist(tmp_path / "nothing")
 
