@@ -55,7 +55,7 @@ import jax
 import numpy as np
 
 from experiments import harness
-from jeq import data, pathsgd
+from jeq import data, pathsgd, sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +118,7 @@ def train_method(
     ckpt: harness.Checkpoint,
     state: dict,
     fused_loss_fn: Callable | None = None,
+    devices: int = 1,
 ) -> dict:
     """Train one (method, task) run with periodic evaluation, resumable through ``state['current']``.
 
@@ -128,6 +129,8 @@ def train_method(
     ``state`` is the seed's checkpoint dict: finished runs live in ``state['finished'][run_name]``; the run in
     progress in ``state['current']`` (params, optimizer state, step, curve), saved after every evaluation.
     The run stops early, with ``diverged = True`` and a message on stderr, when the training loss turns NaN/inf.
+    ``devices`` > 1 runs the same jitted step data-parallel (``jeq.sharding``: parameters replicated, each batch
+    split over the devices, padding weighted out).
 
     Returns:
       ``{"curve/step": [...], "curve/<metric>": [...], "final/<metric>": x, "best/<metric>": x, "diverged": bool,
@@ -139,6 +142,8 @@ def train_method(
         train_step = pathsgd.make_train_step(loss_fn, optimizer)
     else:
         train_step = pathsgd.make_train_step(fused_loss_fn, optimizer, fused_path_sum=True)
+    mesh = sharding.data_mesh(devices)
+    train_step = sharding.data_parallel(train_step, mesh, batch_argnums=(2, 3, 4))
     current = state.get("current")
     if current is None or current["name"] != run_name:
         current = {"name": run_name, "params": params, "opt_state": optimizer.init(params), "step": 0,
@@ -148,13 +153,12 @@ def train_method(
         current["curve"]["train_loss"].append(math.nan)
         for k, v in first.items():
             current["curve"].setdefault(k, []).append(v)
-    params, opt_state = current["params"], current["opt_state"]
+    params, opt_state = sharding.replicate((current["params"], current["opt_state"]), mesh)
     bar = harness.progress(range(current["step"], steps), desc=run_name, initial=current["step"], total=steps)
     losses = []
     t0 = time.perf_counter()
     for step in bar:
-        xb, yb = next_batch(step)
-        params, opt_state, metrics = train_step(params, opt_state, xb, yb)
+        params, opt_state, metrics = train_step(params, opt_state, *sharding.shard_batch(next_batch(step), mesh))
         losses.append(metrics.loss)
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             loss = float(np.mean(jax.device_get(losses)))
@@ -281,7 +285,8 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
             res = train_method(run_name=f"T{length}/{name}", params=params, optimizer=optimizer, loss_fn=mse_loss,
                                evaluate=evaluate, next_batch=next_batch, steps=config.steps,
                                eval_every=config.eval_every, ckpt=ckpt, state=state,
-                               fused_loss_fn=fused if optimizer_name.startswith("path_sgd") else None)
+                               fused_loss_fn=fused if optimizer_name.startswith("path_sgd") else None,
+                               devices=config.devices)
             prefix = f"T{length}/{name}"
             for k, v in res.items():
                 out[f"{prefix}/{k}"] = v

@@ -108,7 +108,7 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
                            loss_fn=cross_entropy_nats, evaluate=evaluate, next_batch=next_batch,
                            steps=config.steps, eval_every=config.eval_every, ckpt=ckpt, state=state,
                            fused_loss_fn=cross_entropy_nats_and_path_sum if optimizer_name.startswith("path_sgd")
-                           else None)
+                           else None, devices=config.devices)
         for k, v in res.items():
             out[f"charlm/{name}/{k}"] = v
     return out
