@@ -15,8 +15,17 @@ import time
 
 from experiments import report
 
-EXPERIMENTS = ("mlp_baseline",)
-"""Experiments the quick reproduction runs, in order."""
+EXPERIMENTS = (
+    "mlp_baseline",
+    "opteq_table",
+    "eqprop_gates",
+    "eqprop_mnist",
+    "pathsgd_adding",
+    "pathsgd_seqmnist",
+    "pathsgd_charlm",
+    "gemm_tuners",
+)
+"""Experiments the quick reproduction runs, in order (one per paper table/figure, plus the MLP reference)."""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -127,3 +127,15 @@ def test_speed_table_compares_our_benchmark_with_the_pytorch_reference(tmp_path)
     text = report.speed_table(rows)
     assert "| 4.7 ms/step | 2 ms/step | 2.4x | 0.930 / 0.922 (20) |" in text
     assert "| 3.1 s/epoch | 0.31 s/epoch | 10.0x |" in text
+
+
+def test_reproduce_runs_the_listed_experiments_and_builds_the_table(tmp_path, capsys):
+    import importlib
+
+    from experiments import reproduce
+
+    for name in reproduce.EXPERIMENTS:  # every listed experiment is a runnable module with a main()
+        assert callable(importlib.import_module(f"experiments.{name}").main)
+    reproduce.main(["--quick", "--only", "mlp_baseline", "--out", str(tmp_path), "--no-readme"])
+    assert list((tmp_path / "mlp_baseline").glob("*.json")) and list((tmp_path / "mlp_baseline").glob("*.png"))
+    assert "| mlp_baseline | test_accuracy |" in capsys.readouterr().out
