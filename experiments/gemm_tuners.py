@@ -74,8 +74,13 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return m, n, k
 
 
+def work_dir(config: Config) -> pathlib.Path:
+    """Caches of this experiment (analytic tables, live measurements): under ``runs/``, which git ignores."""
+    return pathlib.Path(config.out) / OUT_DIRNAME / "runs"
+
+
 def tables_dir(config: Config) -> pathlib.Path:
-    return pathlib.Path(config.out) / OUT_DIRNAME / "tables"
+    return work_dir(config) / "tables"
 
 
 def analytic_replay(config: Config, shape: str, prune: bool) -> ReplayLandscape:
@@ -140,7 +145,7 @@ def live_table(config: Config) -> tuple[ReplayLandscape, dict[str, Any]]:
     fam = live_family(config)
     s = config.live_size
     space = fam.space(s, s, s)
-    cache = Cache(pathlib.Path(config.out) / OUT_DIRNAME / "live_cache")
+    cache = Cache(work_dir(config) / "live_cache")
     kx, ky = jax.random.split(jax.random.key(0))
     x, y = jax.random.normal(kx, (s, s)), jax.random.normal(ky, (s, s))
     expected = reference(x, y)
@@ -166,7 +171,7 @@ def live_tune(config: Config, seed: int, land: ReplayLandscape) -> dict[str, Any
     fam = live_family(config)
     s = config.live_size
     budget = max(1, int(0.25 * land.costs.size))
-    cache_dir = pathlib.Path(config.out) / OUT_DIRNAME / "live_tune_cache" / f"seed_{seed}"
+    cache_dir = work_dir(config) / "live_tune_cache" / f"seed_{seed}"
     result = tune(s, s, s, kernel=fam, strategy="gbfs", budget=budget, seed=seed, cache_dir=str(cache_dir),
                   time_budget_s=config.live_time_budget_s, top_k=4, rerank_budget_s=1.0)
     best_i, _ = land.optimum()
