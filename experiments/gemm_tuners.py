@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 from experiments import harness
-from jeq import bench
+from jeq import bench, sharding
 from jeq.gemm import AnalyticLandscape, ReplayLandscape, STRATEGIES, search, tune, xla_tiled
 from jeq.gemm.measure import Cache, measure, measurement_key, reference
 
@@ -89,7 +89,8 @@ def analytic_replay(config: Config, shape: str, prune: bool) -> ReplayLandscape:
     land = AnalyticLandscape.tvm_gemm(m, n, k, prune=prune)
     path = tables_dir(config) / f"tvm_{shape}.npy"
     if not path.exists():
-        full = AnalyticLandscape.tvm_gemm(m, n, k, prune=False)
+        # the exhaustive table is the heavy batched evaluation: chunks of 2^18 candidates split over --devices
+        full = AnalyticLandscape.tvm_gemm(m, n, k, prune=False, mesh=sharding.data_mesh(config.devices))
         costs = np.empty(full.space.size, dtype=np.float32)
         for idx, g in harness.progress(full.space.enumerate(chunk=1 << 18, valid_only=False),
                                        total=math.ceil(full.space.size / (1 << 18)), desc=f"table {shape}"):

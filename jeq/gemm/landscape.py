@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jeq import sharding
 from jeq.gemm.space import Axis, Space
 
 __all__ = [
@@ -259,24 +260,32 @@ class AnalyticLandscape(Landscape):
         space: the configuration space (its decoded tiles are the model's input).
         cost: per-configuration ``jnp`` function of the decoded axis parts (``inf`` = invalid).
         flops: operations of one GEMM.
+        mesh: optional ``jeq.sharding.data_mesh(...)``: each candidate batch is then split over its devices (the
+            model replicated, the batch padded to a multiple of the device count), same results as one device.
     """
 
-    def __init__(self, space: Space, cost: Callable[[Mapping[str, jax.Array]], jax.Array], *, flops: float) -> None:
+    def __init__(self, space: Space, cost: Callable[[Mapping[str, jax.Array]], jax.Array], *, flops: float,
+                 mesh: jax.sharding.Mesh | None = None) -> None:
         self.space = space
         self.flops = float(flops)
         names = [a.name for a in space.axes]
         self._names = names
-        self._batched = jax.jit(jax.vmap(cost))
+        self._mesh = mesh
+        if mesh is None:
+            self._batched = jax.jit(jax.vmap(cost))
+        else:
+            self._batched = sharding.data_parallel(jax.vmap(cost), mesh, batch_argnums=(0,))
         self._table: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def tvm_gemm(
-        cls, m: int, n: int, k: int, *, prune: bool = True, dtype_bytes: int = 4, spec: GpuSpec = GpuSpec()
+        cls, m: int, n: int, k: int, *, prune: bool = True, dtype_bytes: int = 4, spec: GpuSpec = GpuSpec(),
+        mesh: jax.sharding.Mesh | None = None,
     ) -> AnalyticLandscape:
         """The analytic GPU model of :func:`tvm_gemm_time` on :func:`tvm_gemm_space` (``prune`` as there)."""
         space = tvm_gemm_space(m, n, k, prune=prune, dtype_bytes=dtype_bytes, spec=spec)
         cost = functools.partial(tvm_gemm_time, m=int(m), n=int(n), k=int(k), dtype_bytes=dtype_bytes, spec=spec)
-        return cls(space, cost, flops=2.0 * m * n * k)
+        return cls(space, cost, flops=2.0 * m * n * k, mesh=mesh)
 
     def evaluate(self, genomes: np.ndarray) -> np.ndarray:
         """(B,) modelled seconds for a batch of genomes: one vmapped call (batch padded to a power of two ≥ 64 so
@@ -287,6 +296,8 @@ class AnalyticLandscape(Landscape):
         tiles = self.space.decode(g)
         size = _pad_pow2(g.shape[0])
         batch = {a: np.pad(tiles[a], ((0, size - g.shape[0]), (0, 0)), mode="edge").astype(np.int32) for a in self._names}
+        if self._mesh is not None:
+            batch, _ = sharding.shard_batch(batch, self._mesh)  # padding rows repeat the last one; sliced off below
         return np.asarray(self._batched(batch), dtype=np.float64)[: g.shape[0]]
 
     def table(self, *, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
