@@ -5,9 +5,9 @@
 #
 # Runs, each under its own time limit so one failure cannot eat the others' time:
 #   1. benchmarks.gemm_gpu        Pallas (Triton) matmul tuning + XLA GEMM-autotuner flags vs jnp.dot
-#   2. benchmarks.bench_equilibrium --quick   OptEq/MON/DEQ step times in the PyTorch reference settings
+#   2. benchmarks.bench_equilibrium --epochs 20   OptEq/MON/DEQ step times and accuracy in the PyTorch reference settings
 #   3. benchmarks.bench_eqprop --quick        EP step throughput vs batch, Laborieux setting epoch time
-#   4. benchmarks.bench_pathsgd               path-SGD / SGD step-time ratio
+#   4. benchmarks.bench_pathsgd               path-SGD / SGD step-time ratio (fused and separate kappa)
 #   5. benchmarks.bench_sharding --no-force --devices 1   examples/s of the data-parallel steps on one GPU
 # Everything is written under a work folder and packed into $OUT/gpu_results.tgz, with the console log in
 # $OUT/session.log. Python packages the GPU image lacks (jaxopt, mlxtend) are installed from ./.whl when present.
@@ -34,10 +34,10 @@ step() {  # step NAME SECONDS CMD...
   echo "--- $name rc=$rc in $((SECONDS - t0))s; last lines:"
   tail -n 40 "$WORK/$name.log"
 }
-step gemm_gpu 230 python3 -m benchmarks.gemm_gpu --out "$WORK/gemm" --deadline-s 170
-step bench_equilibrium 130 python3 -m benchmarks.bench_equilibrium --quick --epochs 3 --budget 1.0 --out "$WORK/results"
+step gemm_gpu 220 python3 -m benchmarks.gemm_gpu --out "$WORK/gemm" --pallas-budget 32 --deadline-s 160
+step bench_equilibrium 150 python3 -m benchmarks.bench_equilibrium --epochs 20 --budget 1.0 --out "$WORK/results"
 step bench_eqprop 90 python3 -m benchmarks.bench_eqprop --quick --out "$WORK/results"
-step bench_pathsgd 45 python3 -m benchmarks.bench_pathsgd --budget-s 1.0 --cases adding_T100 seqmnist14
+step bench_pathsgd 60 python3 -m benchmarks.bench_pathsgd --budget-s 1.5 --no-kappa2 --cases adding_T100 seqmnist14 charlm_quick
 step bench_sharding 45 python3 -m benchmarks.bench_sharding --no-force --devices 1 --budget-s 1.0 --out "$WORK/results"
 tar czf "$OUT/gpu_results.tgz" -C "$WORK" .
 echo "=== done in ${SECONDS}s; packed $(du -h "$OUT/gpu_results.tgz" | cut -f1)"
