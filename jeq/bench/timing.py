@@ -156,6 +156,7 @@ def time_fn(
 
 
 def _interleaved_samples(
+    name: str,
     fns: Sequence[Callable],
     args: Sequence[tuple],
     *,
@@ -166,7 +167,20 @@ def _interleaved_samples(
     min_sample_s: float,
     jit: bool,
 ) -> tuple[np.ndarray, list[float], list[int]]:
-    """Round-robin samples, shape (rounds, len(fns)); the order within a round rotates to cancel position bias."""
+    """Round-robin samples, shape (rounds, len(fns)); the order within a round rotates to cancel position bias.
+
+    Validates the arguments for the public function ``name`` (``interleave`` or ``compare``)."""
+    if len(fns) != len(args):
+        raise ValueError(f"jeq.bench.{name}: got {len(fns)} functions but {len(args)} argument tuples")
+    if not fns:
+        raise ValueError(f"jeq.bench.{name}(fns=[]): must hold at least one function")
+    _check(
+        name,
+        warmup=(warmup, warmup >= 0, ">= 0"),
+        budget_s=(budget_s, budget_s > 0, "> 0"),
+        min_rounds=(min_rounds, min_rounds >= 1, ">= 1"),
+        max_rounds=(max_rounds, max_rounds >= min_rounds, f">= min_rounds ({min_rounds})"),
+    )
     compiled, compile_times = [], []
     for fn, a in zip(fns, args):
         c, t = compile_fn(fn, *a, jit=jit)
@@ -202,19 +216,8 @@ def interleave(
     ``args[i]`` is the argument tuple of ``fns[i]``. Each round times every function once, in a rotating order, so
     drift affects all of them alike. Returns one :class:`Timing` per function.
     """
-    if len(fns) != len(args):
-        raise ValueError(f"jeq.bench.interleave: got {len(fns)} functions but {len(args)} argument tuples")
-    if not fns:
-        raise ValueError("jeq.bench.interleave(fns=[]): must hold at least one function")
-    _check(
-        "interleave",
-        warmup=(warmup, warmup >= 0, ">= 0"),
-        budget_s=(budget_s, budget_s > 0, "> 0"),
-        min_rounds=(min_rounds, min_rounds >= 1, ">= 1"),
-        max_rounds=(max_rounds, max_rounds >= min_rounds, f">= min_rounds ({min_rounds})"),
-    )
     rows, compile_times, numbers = _interleaved_samples(
-        fns, [tuple(a) for a in args], warmup=warmup, budget_s=budget_s, min_rounds=min_rounds,
+        "interleave", fns, [tuple(a) for a in args], warmup=warmup, budget_s=budget_s, min_rounds=min_rounds,
         max_rounds=max_rounds, min_sample_s=min_sample_s, jit=jit,
     )
     return [_timing(rows[:, i], compile_times[i], numbers[i]) for i in range(len(fns))]
@@ -238,15 +241,8 @@ def compare(
     a paired statistic, so slow drift of the machine cancels.
     """
     args_b = args if args_b is None else tuple(args_b)
-    _check(
-        "compare",
-        warmup=(warmup, warmup >= 0, ">= 0"),
-        budget_s=(budget_s, budget_s > 0, "> 0"),
-        min_rounds=(min_rounds, min_rounds >= 1, ">= 1"),
-        max_rounds=(max_rounds, max_rounds >= min_rounds, f">= min_rounds ({min_rounds})"),
-    )
     rows, compile_times, numbers = _interleaved_samples(
-        [a, b], [tuple(args), args_b], warmup=warmup, budget_s=budget_s, min_rounds=min_rounds,
+        "compare", [a, b], [tuple(args), args_b], warmup=warmup, budget_s=budget_s, min_rounds=min_rounds,
         max_rounds=max_rounds, min_sample_s=min_sample_s, jit=jit,
     )
     ratios = rows[:, 0] / rows[:, 1]
