@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from jeq.equilibrium.core import Output
+from jeq.sharding import weighted_mean
 
 __all__ = ["BATCH_AXIS", "EvalMetrics", "TrainMetrics", "make_eval_step", "make_train_step"]
 
@@ -81,13 +82,6 @@ def _per_example(apply, params, xb, yb, keys):
     return out, ce, correct
 
 
-def _weighted_mean(values, weight):
-    if weight is None:
-        return jnp.mean(values)
-    weight = weight.astype(values.dtype)
-    return jnp.sum(weight * values) / jnp.maximum(jnp.sum(weight), jnp.finfo(values.dtype).tiny)
-
-
 def make_train_step(
     apply: Callable[..., Output], optimizer: optax.GradientTransformation, *, jacobian_weight: float = 0.0
 ) -> Callable[..., tuple[PyTree, PyTree, TrainMetrics]]:
@@ -107,11 +101,11 @@ def make_train_step(
         keys = jax.random.split(key, xb.shape[0]) if use_jacobian else None
         out, ce, correct = _per_example(apply, params, xb, yb, keys)
         jac = out.jacobian.astype(ce.dtype)
-        loss = _weighted_mean(ce + jacobian_weight * jac, weight)
+        loss = weighted_mean(ce + jacobian_weight * jac, weight)
         metrics = TrainMetrics(
-            loss=loss, accuracy=_weighted_mean(correct, weight), jacobian=_weighted_mean(jac, weight),
-            mean_steps=_weighted_mean(out.stats.num_steps.astype(ce.dtype), weight),
-            converged=_weighted_mean(out.stats.converged.astype(ce.dtype), weight),
+            loss=loss, accuracy=weighted_mean(correct, weight), jacobian=weighted_mean(jac, weight),
+            mean_steps=weighted_mean(out.stats.num_steps.astype(ce.dtype), weight),
+            converged=weighted_mean(out.stats.converged.astype(ce.dtype), weight),
         )
         return loss, metrics
 

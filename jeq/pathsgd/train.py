@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jeq.sharding import weighted_mean
+
 __all__ = ["TrainMetrics", "make_train_step", "make_eval_fn"]
 
 PyTree = Any
@@ -29,13 +31,6 @@ class TrainMetrics(NamedTuple):
     """Global L2 norm of the raw gradient (before clipping or path scaling)."""
     update_norm: jax.Array
     """Global L2 norm of the applied parameter update."""
-
-
-def _weighted_mean(losses: jax.Array, weights: jax.Array | None) -> jax.Array:
-    if weights is None:
-        return jnp.mean(losses)
-    weights = weights.astype(losses.dtype)
-    return jnp.sum(weights * losses) / jnp.maximum(jnp.sum(weights), jnp.finfo(losses.dtype).tiny)
 
 
 def _check_batch(fn: str, xb, yb, weights) -> None:
@@ -83,13 +78,13 @@ def make_train_step(
 
     def batch_loss(params, xb, yb, weights):
         losses = jax.vmap(loss_fn, in_axes=(None, 0, 0))(params, xb, yb)
-        return _weighted_mean(losses, weights)
+        return weighted_mean(losses, weights)
 
     def batch_objective(params, squared_params, xb, yb, weights):  # L(w) + Gamma(u); aux: L(w)
         losses, path_sum = jax.vmap(loss_fn, in_axes=(None, None, 0, 0), out_axes=(0, None))(
             params, squared_params, xb, yb
         )
-        loss = _weighted_mean(losses, weights)
+        loss = weighted_mean(losses, weights)
         return loss + path_sum, loss
 
     @jax.jit
@@ -122,6 +117,6 @@ def make_eval_fn(
 
     @jax.jit
     def evaluate(params, xb, yb, weights=None):
-        return _weighted_mean(jax.vmap(metric_fn, in_axes=(None, 0, 0))(params, xb, yb), weights)
+        return weighted_mean(jax.vmap(metric_fn, in_axes=(None, 0, 0))(params, xb, yb), weights)
 
     return evaluate

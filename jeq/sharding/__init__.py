@@ -162,15 +162,21 @@ def data_parallel(
     return wrapped
 
 
-def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
-    """``sum(weight * values) / sum(weight)`` over the leading axis: the mean over real (unpadded) examples."""
+def weighted_mean(values: jax.Array, weight: jax.Array | None) -> jax.Array:
+    """``sum(weight * values) / sum(weight)`` over the leading axis: the mean over real (unpadded) examples.
+
+    ``weight=None`` is the plain mean. An all-zero weight gives 0 rather than NaN. Inside a data-parallel jit the
+    sums are global reductions, so sharded and single-device results agree.
+    """
     values = jnp.asarray(values)
+    if weight is None:
+        return jnp.mean(values, axis=0)
     weight = jnp.asarray(weight, values.dtype)
     if values.shape[:1] != weight.shape:
         raise ValueError(f"jeq.sharding.weighted_mean: values of shape {values.shape} and weight of shape "
                          f"{weight.shape} disagree on the batch size")
     w = weight.reshape(weight.shape + (1,) * (values.ndim - 1))
-    return jnp.sum(w * values, axis=0) / jnp.sum(weight)
+    return jnp.sum(w * values, axis=0) / jnp.maximum(jnp.sum(weight), jnp.finfo(values.dtype).tiny)
 
 
 def initialize_multihost(coordinator_address: str, num_processes: int, process_id: int, **kwargs: Any) -> None:
