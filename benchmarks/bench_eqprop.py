@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import functools
-import json
 import pathlib
 import time
 
@@ -30,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments.harness import atomic_write_json
 from jeq import bench, data
 from jeq.eqprop import hopfield
 
@@ -224,8 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
                   ablations=ab, jax=jax.__version__,
                   timestamp=_dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     path = pathlib.Path(args.out) / "bench_eqprop" / f"{result['timestamp']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(result), indent=1))
+    atomic_write_json(path, _jsonable(result))
     print(f"written {path}")
     return result
 

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import pathlib
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from experiments.harness import atomic_write_json
 from jeq import bench, data
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
@@ -213,8 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["mon_breakdown"] = mon_breakdown(split, budget)
     timestamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = pathlib.Path(args.out) / "bench_equilibrium" / f"{timestamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
+    atomic_write_json(path, result)
     print(f"written {path}")
     return result
 

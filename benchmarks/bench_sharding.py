@@ -32,12 +32,10 @@ CASES = ("opteq", "ep", "rnn")
 def _case(name: str, batch: int):
     """(step, args with the batch last, batch_argnums) for one case, single-device arrays."""
     import jax
-    import numpy as np
     import optax
 
     from jeq import data
 
-    rng = np.random.default_rng(0)
     if name == "opteq":
         from jeq import equilibrium as eq
 

@@ -16,22 +16,13 @@ stops new measurements so the script ends in time. On a machine without a GPU it
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pathlib
 import sys
-import tempfile
 import time
 import traceback
 from typing import Any
 
-
-def _write_json(path: pathlib.Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=str)
-    os.replace(tmp, path)
+from experiments.harness import atomic_write_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         "jax": jax.__version__, "jaxlib": jaxlib.__version__, "device_kind": jax.devices()[0].device_kind,
         "pallas_triton_params": params_cls, "args": vars(args), "jobs": [],
     }
-    _write_json(json_path, report)
+    atomic_write_json(json_path, report)
     report["xla_flags_supported"] = [f.name for f in K.xla_flags().space(8, 8, 8).knobs]
     for spec in args.jobs:
         shape, dtype = spec.split(":")
@@ -139,14 +130,14 @@ def main(argv: list[str] | None = None) -> dict:
             job["seconds"] = time.perf_counter() - t0
             report["jobs"].append(job)
             report["elapsed_s"] = time.perf_counter() - start
-            _write_json(json_path, report)
+            atomic_write_json(json_path, report)
             line = (f"{shape:>16} {dtype:>9} {family:>9}: " + (
                 f"tuned {job['tuned_s'] * 1e6:9.1f} us  jnp.dot {job['jnp_dot_s'] * 1e6:9.1f} us  "
                 f"tuned/dot {job['tuned_over_dot']:.3f}  measured {job['measured']} failed {job['failed']}  "
                 f"config {job['config']}" if job["status"] == "ok" else job["status"]))
             print(line, flush=True)
     report["elapsed_s"] = time.perf_counter() - start
-    _write_json(json_path, report)
+    atomic_write_json(json_path, report)
     print(f"benchmarks.gemm_gpu: {len(report['jobs'])} jobs in {report['elapsed_s']:.0f} s -> {json_path}")
     return report
 

@@ -24,7 +24,6 @@ Backward (``backward=``):
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
