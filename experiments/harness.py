@@ -61,6 +61,16 @@ class BaseConfig:
     """Output folder: results go to ``<out>/<name>/``."""
     devices: int = 1
     """Number of devices to shard the batch over (data parallel), where the experiment supports it."""
+    coordinator: str = ""
+    """Multi-host runs: ``host:port`` of process 0 (empty = single host); see ``jeq.sharding.initialize_multihost``."""
+    num_processes: int = 1
+    """Multi-host runs: number of processes (hosts)."""
+    process_id: int = 0
+    """Multi-host runs: this process's index, 0 .. num_processes - 1."""
+
+
+_NOT_RESULTS = ("seeds", "out", "coordinator", "num_processes", "process_id")
+"""Config fields that do not change results (left out of the resume hash)."""
 
 
 # ----------------------------------------------------------------------------------------------- atomic files
@@ -211,8 +221,9 @@ def parse_config(config_cls: type, argv: list[str] | None, *, quick: Mapping[str
 
 
 def config_hash(config: Any) -> str:
-    """A short hash of everything in the config that changes results (not the seeds, not the output folder)."""
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("seeds", "out")}
+    """A short hash of everything in the config that changes results (not the seeds, the output folder or the
+    multi-host addressing)."""
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_RESULTS}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -320,6 +331,10 @@ def run(
     """
     if config is None:
         config = parse_config(config_cls, sys.argv[1:] if argv is None else argv, quick=quick)
+    if config.coordinator:
+        from jeq import sharding
+
+        sharding.initialize_multihost(config.coordinator, config.num_processes, config.process_id)
     out_dir = pathlib.Path(config.out) / name
     run_dir = out_dir / "runs" / config_hash(config)
     atomic_write_json(run_dir / "config.json", dataclasses.asdict(config))

@@ -13,9 +13,10 @@ there is no hand-written communication and no ``pmap``. Losses weight each examp
 examples and 0 for padding) and divide by the weight sum, so a padded sharded batch gives the same result as the
 unpadded batch on one device.
 
-Multi-host: start every host with :func:`initialize_multihost` before any other JAX call (see its docstring for a
-two-host command); :func:`data_mesh` then spans all hosts' devices and :func:`shard_batch` takes each host's local
-part of the batch.
+Multi-host: start every host with :func:`initialize_multihost` before any other JAX call (the experiments do it
+from ``--coordinator``, ``--num-processes`` and ``--process-id``; see its docstring for a two-host command);
+:func:`data_mesh` then spans all hosts' devices and :func:`shard_batch` moves to each host only the rows of the
+global batch that its devices hold.
 """
 
 from __future__ import annotations
@@ -104,18 +105,19 @@ def pad_batch(batch: Any, multiple: int, *, axis: int = 0) -> tuple[Any, np.ndar
 
 
 def shard_batch(batch: Any, mesh: Mesh, *, axis: int = 0) -> tuple[Any, ...]:
-    """Pad ``batch`` along ``axis`` to a multiple of the mesh size and place it split over the ``"data"`` axis.
+    """Pad the global ``batch`` along ``axis`` to a multiple of the mesh size and place it split over ``"data"``.
 
-    Returns ``(*leaves_of_batch_as_given, weight)`` when ``batch`` is a tuple, else ``(batch, weight)``. In a
-    multi-host run each process passes its own local part of the global batch
-    (``jax.make_array_from_process_local_data``); on one host that is the whole batch.
+    Returns ``(*leaves_of_batch_as_given, weight)`` when ``batch`` is a tuple, else ``(batch, weight)``.
+    Multi-host: every process passes the same global batch (jeq's loaders and minibatch orders are deterministic
+    for a seed, so the processes agree) and each process transfers only the rows its own devices hold
+    (``jax.make_array_from_callback``); on one host that is every row.
     """
-    local_devices = mesh.local_mesh.devices.size
-    padded, weight = pad_batch(batch, local_devices, axis=axis)
+    padded, weight = pad_batch(batch, mesh.devices.size, axis=axis)
     sharding = batch_sharding(mesh, axis=axis)
 
     def place(leaf):
-        return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
+        leaf = np.asarray(leaf)
+        return jax.make_array_from_callback(leaf.shape, sharding, lambda index: leaf[index])
 
     placed = jax.tree.map(place, padded)
     weight = place(weight)
@@ -189,8 +191,9 @@ def initialize_multihost(coordinator_address: str, num_processes: int, process_i
         # on hostB
         python -m experiments.opteq_table --devices 16 --coordinator hostA:1234 --num-processes 2 --process-id 1
 
-    Afterwards ``jax.devices()`` lists every host's devices, :func:`data_mesh` spans them, and each process feeds
-    its own slice of the global batch to :func:`shard_batch` (e.g. ``batch[process_id::num_processes]``).
+    Afterwards ``jax.devices()`` lists every host's devices, :func:`data_mesh` spans them, and every process calls
+    :func:`shard_batch` with the same global batch, of which it transfers only its own devices' rows. Each host
+    writes its own results and checkpoints under ``--out`` (on a shared filesystem give each host its own folder).
     On SLURM/TPU pods ``jax.distributed.initialize()`` without arguments also works.
     """
     if num_processes < 1 or not 0 <= process_id < num_processes:
@@ -198,6 +201,8 @@ def initialize_multihost(coordinator_address: str, num_processes: int, process_i
             f"jeq.sharding.initialize_multihost(num_processes={num_processes}, process_id={process_id}): need "
             "num_processes >= 1 and 0 <= process_id < num_processes"
         )
+    # CPU devices of different processes need a collectives backend (GPUs and TPUs bring their own): gloo.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id, **kwargs)
 

@@ -39,6 +39,8 @@ def test_config_hash_ignores_seeds_and_output_folder():
     a = Toy(seeds=(0,), out="x")
     assert harness.config_hash(a) == harness.config_hash(Toy(seeds=(1, 2), out="y"))
     assert harness.config_hash(a) != harness.config_hash(Toy(steps=7))
+    # multi-host addressing does not change results either
+    assert harness.config_hash(a) == harness.config_hash(Toy(coordinator="h:1", num_processes=2, process_id=1))
 
 
 class Killed(Exception):

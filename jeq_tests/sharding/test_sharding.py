@@ -167,3 +167,62 @@ def test_sharded_batched_evaluation_of_gemm_candidates_equals_unsharded(multidev
         """
     )
     assert out.split()[0] == "ok" and int(out.split()[1]) > 0
+
+
+_WORKER = """
+import sys
+import numpy as np, jax, optax
+from jeq import sharding
+sharding.initialize_multihost(sys.argv[1], 2, int(sys.argv[2]))
+assert jax.process_count() == 2 and len(jax.devices()) == 4 and len(jax.local_devices()) == 2
+tx = optax.sgd(0.1)
+
+def train_step(params, opt_state, x, y, weight):
+    def loss(p):
+        return sharding.weighted_mean((x @ p["w"] + p["b"] - y) ** 2, weight)
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(10, 3)).astype(np.float32), rng.normal(size=10).astype(np.float32)
+params = {"w": np.ones(3, np.float32), "b": np.zeros((), np.float32)}
+mesh = sharding.data_mesh()
+step = sharding.data_parallel(train_step, mesh, batch_argnums=(2, 3, 4))
+p, s = sharding.replicate((params, tx.init(params)), mesh)
+xb, yb, wb = sharding.shard_batch((x, y), mesh)   # the same global batch on both processes
+assert xb.shape == (12, 3) and sum(sh.data.shape[0] for sh in xb.addressable_shards) == 6
+out = step(p, s, xb, yb, wb)
+w = np.asarray(out[0]["w"].addressable_data(0))
+g = 2 * ((x @ params["w"] + params["b"] - y)[:, None] * x).mean(0)   # one-process full-batch gradient
+np.testing.assert_allclose(w, params["w"] - 0.1 * g, rtol=1e-5, atol=1e-6)
+print("ok", jax.process_index())
+"""
+
+
+def test_two_processes_train_like_one(tmp_path):
+    """Multi-host path on one machine: 2 processes x 2 CPU devices (gloo), uneven batch, equals one process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable, str(script), f"localhost:{port}", str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("two-process run timed out")
+        assert proc.returncode == 0, err[-3000:]
+        outs.append(out.split()[-2:])
+    assert sorted(outs) == [["ok", "0"], ["ok", "1"]]
