@@ -19,6 +19,7 @@ p.add_argument("--momentum", type=float, default=0)
 p.add_argument("--head", default="many_to_one")
 p.add_argument("--input_scale", type=float, default=None)
 p.add_argument("--method", default="path_sgd")
+p.add_argument("--eps", type=float, default=1e-8)
 p.add_argument("--seeds", type=int, nargs="+", default=[0])
 p.add_argument("--T", type=int, default=100)
 p.add_argument("--tag", default="")
@@ -46,7 +47,7 @@ parts = []
 if a.clip_after <= 0:
     parts.append(optax.clip_by_global_norm(a.clip))
 if a.method == "path_sgd":
-    parts.append(pathsgd.scale_by_path_norm(path_sum, match_first_step_norm=a.match))
+    parts.append(pathsgd.scale_by_path_norm(path_sum, eps=a.eps, match_first_step_norm=a.match))
 elif a.method == "adam":
     parts.append(optax.scale_by_adam())
 if a.clip_after > 0:
