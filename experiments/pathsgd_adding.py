@@ -19,6 +19,11 @@ Commands and runtimes (2-core shared CPU; 20 000 steps x 4 methods x 3 seeds per
 - ``python -m experiments.pathsgd_adding --lengths 750``: 0.05-0.1 s per step (timed over 100 steps): 4-8 h.
   The learning rates were swept at T = 100 only; at T = 750, SGD at 0.1 blows up within 100 steps (test MSE
   ~1e19): sweep them again for the long sequences.
+- shorter long-sequence runs, one seed (measured; ``results/pathsgd_adding``):
+  ``--lengths 400 --steps 5000 --eval-every 500 --seeds 0``: 10 min (26-27 ms per step); final test MSE
+  path-SGD 0.163, SGD 0.158, IRNN diverges (best 0.157), Adam 0.019.
+  ``--lengths 750 --steps 2000 --eval-every 250 --seeds 0``: 8 min (47-50 ms per step); path-SGD 0.191 (stable,
+  not learning), SGD and IRNN diverge (~1e19), Adam 0.160 (best 0.125).
 - kappa2 ablation: ``python -m experiments.pathsgd_adding --lengths 50 --hidden 16 --steps 3000 --methods
   path_sgd/gaussian path_sgd_kappa2/gaussian path_sgd/identity path_sgd_kappa2/identity --learning-rates 0.1 0.1
   0.3 0.3`` (exact kappa2 costs one Hessian-vector product per weight: 2.5 min for 3 seeds).
