@@ -19,6 +19,7 @@ p.add_argument("--momentum", type=float, default=0)
 p.add_argument("--head", default="many_to_one")
 p.add_argument("--input_scale", type=float, default=None)
 p.add_argument("--method", default="path_sgd")
+p.add_argument("--bias_sgd", type=float, default=0)   # >0: biases get plain SGD at this lr
 p.add_argument("--eps", type=float, default=1e-8)
 p.add_argument("--seeds", type=int, nargs="+", default=[0])
 p.add_argument("--T", type=int, default=100)
@@ -47,7 +48,15 @@ parts = []
 if a.clip_after <= 0:
     parts.append(optax.clip_by_global_norm(a.clip))
 if a.method == "path_sgd":
-    parts.append(pathsgd.scale_by_path_norm(path_sum, eps=a.eps, match_first_step_norm=a.match))
+    ps0 = pathsgd.scale_by_path_norm(path_sum, eps=a.eps, match_first_step_norm=a.match); ps = ps0
+    if a.bias_sgd > 0:
+        def _init(p): return ps0.init(p)
+        def _upd(g, st, p=None, **kw):
+            s_, st = ps0.update(g, st, p)
+            f = a.bias_sgd / a.lr
+            return s_._replace(b=g.b * f, c=g.c * f), st
+        ps = optax.GradientTransformationExtraArgs(_init, _upd)
+    parts.append(ps)
 elif a.method == "adam":
     parts.append(optax.scale_by_adam())
 if a.clip_after > 0:
