@@ -269,7 +269,11 @@ def _is_scalar(value: Any) -> bool:
 
 
 def aggregate(per_seed: Mapping[Any, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Mean, std (population, ``ddof=0``) and values of every scalar metric present in all seeds."""
+    """Mean, std (population, ``ddof=0``) and values of every scalar metric present in all seeds.
+
+    The mean and std are over the finite values only; ``finite`` counts them, so a diverged seed (NaN/inf) shows
+    as "k of n finite" instead of silently improving the mean.
+    """
     seeds = list(per_seed)
     if not seeds:
         return {}
@@ -285,8 +289,16 @@ def aggregate(per_seed: Mapping[Any, Mapping[str, Any]]) -> dict[str, dict[str, 
             "mean": float(finite.mean()) if finite.size else math.nan,
             "std": float(finite.std()) if finite.size else math.nan,
             "values": [float(v) for v in arr],
+            "finite": int(finite.size),
         }
     return out
+
+
+def _count(metric: Mapping[str, Any]) -> str:
+    """``"n"``, or ``"k of n finite"`` when some seeds gave NaN/inf (the mean and std are over the finite ones)."""
+    n = len(metric["values"])
+    finite = metric.get("finite", sum(math.isfinite(v) for v in metric["values"]))
+    return str(n) if finite == n else f"{finite} of {n} finite"
 
 
 def format_metrics(metrics: Mapping[str, Mapping[str, Any]], names: Iterable[str] | None = None) -> str:
@@ -295,7 +307,7 @@ def format_metrics(metrics: Mapping[str, Mapping[str, Any]], names: Iterable[str
     for name in names or metrics:
         if name in metrics:
             m = metrics[name]
-            rows.append(f"  {name:<40s} {m['mean']:.4g} ± {m['std']:.2g}  (n={len(m['values'])})")
+            rows.append(f"  {name:<40s} {m['mean']:.4g} ± {m['std']:.2g}  (n={_count(m)})")
     return "\n".join(rows)
 
 
@@ -336,7 +348,10 @@ def run(
 
         sharding.initialize_multihost(config.coordinator, config.num_processes, config.process_id)
     out_dir = pathlib.Path(config.out) / name
-    run_dir = out_dir / "runs" / config_hash(config)
+    code_version = git_sha()
+    # Finished seeds and checkpoints are reused only by the same configuration at the same commit: a rerun after a
+    # code change recomputes every seed instead of stamping old numbers with the new commit.
+    run_dir = out_dir / "runs" / f"{config_hash(config)}-{code_version.split('-')[0][:12]}"
     atomic_write_json(run_dir / "config.json", dataclasses.asdict(config))
     per_seed: dict[str, Any] = {}
     seed_seconds: dict[str, float] = {}
@@ -367,7 +382,7 @@ def run(
         "per_seed": per_seed,
         "seconds_per_seed": seed_seconds,
         "wall_s": time.perf_counter() - start,
-        "git_sha": git_sha(),
+        "git_sha": code_version,
         "versions": versions(),
         **device_info(),
     }

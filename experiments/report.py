@@ -1,6 +1,6 @@
 """Build the README's results table from the results JSON files (never typed by hand).
 
-``python -m experiments.report`` prints a Markdown table of the newest run of every experiment under ``--out``
+``python -m experiments.report`` prints a Markdown table of the newest run of every command under ``--out``
 (default ``results``); ``--write-readme`` replaces the block between ``<!-- results:begin -->`` and
 ``<!-- results:end -->`` in README.md with it.
 """
@@ -10,19 +10,35 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shlex
 import sys
 
-from experiments.harness import REPO_ROOT
+from experiments import harness
+from experiments.harness import _NOT_RESULTS, REPO_ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SPEED_BEGIN, SPEED_END = "<!-- speed:begin -->", "<!-- speed:end -->"
 
 
+def canonical_command(command: str) -> str:
+    """The command without the options that do not change results (``--out``, ``--seeds`` and the multi-host
+    addressing), e.g. ``python -m experiments.x --quick --out /tmp/r`` -> ``python -m experiments.x --quick``."""
+    drop = {"--" + name.replace("_", "-") for name in _NOT_RESULTS}
+    kept, skipping = [], False
+    for token in shlex.split(command):
+        if token.startswith("--"):
+            skipping = token.split("=", 1)[0] in drop
+        if not skipping:
+            kept.append(token)
+    return shlex.join(kept)
+
+
 def newest_results(out: pathlib.Path) -> list[dict]:
-    """The newest experiment results under ``out`` for each distinct configuration, sorted by experiment name.
+    """The newest experiment results under ``out`` for each distinct command, sorted by experiment name.
 
     Only harness results count (files with ``metrics`` and ``config``; benchmark outputs are skipped). Runs of the
-    same experiment with the same configuration (seeds and output folder aside) keep only the newest.
+    same command (up to :func:`canonical_command`) keep only the newest, so a rerun replaces its older row even when
+    the code's defaults changed in between; results without a command are told apart by their configuration.
     """
     newest: dict[tuple[str, str], dict] = {}
     for path in sorted(out.glob("*/*.json")) if out.exists() else []:
@@ -32,8 +48,13 @@ def newest_results(out: pathlib.Path) -> list[dict]:
             continue
         if not isinstance(result, dict) or "metrics" not in result or "config" not in result:
             continue
-        config = {k: v for k, v in result["config"].items() if k not in ("seeds", "out")}
-        key = (result.get("name", path.parent.name), json.dumps(config, sort_keys=True))
+        if result.get("command"):
+            result["command"] = canonical_command(result["command"])
+            identity = result["command"]
+        else:
+            identity = json.dumps({k: v for k, v in result["config"].items() if k not in _NOT_RESULTS},
+                                  sort_keys=True)
+        key = (result.get("name", path.parent.name), identity)
         if key not in newest or result.get("timestamp", "") >= newest[key].get("timestamp", ""):
             newest[key] = result
     return sorted(newest.values(), key=lambda r: (r["name"], not r["config"].get("quick", False), r["timestamp"]))
@@ -58,7 +79,7 @@ def table(results: list[dict]) -> str:
             if name not in r["metrics"]:
                 continue
             lines.append(
-                f"| {r['name']} | {name} | {_fmt(r['metrics'][name])} | {len(r['seeds'])} | "
+                f"| {r['name']} | {name} | {_fmt(r['metrics'][name])} | {harness._count(r['metrics'][name])} | "
                 f"{r.get('device_kind', '?')} | {r['timestamp'][:8]} | `{r.get('command', '').strip()}` |"
             )
     if len(lines) == 2:

@@ -76,8 +76,9 @@ def compile_fn(
 ) -> tuple[Callable, float]:
     """Compile ``fn`` ahead of time for ``args`` and return ``(compiled, compile_seconds)``.
 
-    ``jax.jit(fn).lower(*args).compile(compiler_options)``; an already jitted function is lowered as it is (its
-    static arguments kept), an already compiled one (``jax.stages.Compiled``) is returned with compile time 0.
+    ``jax.jit(fn).lower(*args).compile(compiler_options)``; an already jitted function is lowered as it is (bind
+    static arguments with ``functools.partial`` first: the compiled function is called with every element of
+    ``args``), an already compiled one (``jax.stages.Compiled``) is returned with compile time 0.
     With ``jit=False`` the callable is returned untouched (for timing non-JAX code with the same protocol).
     ``compiler_options`` are XLA debug options for this compile only, e.g. ``{"xla_gpu_autotune_level": 0}``.
     """

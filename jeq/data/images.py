@@ -73,7 +73,7 @@ def digits(*, seed: int = 0) -> Split:
     """scikit-learn's 1797 handwritten digits, 8x8, as a stratified 80/20 split.
 
     Pixel values 0-16 are scaled to [0, 1]. Each class is shuffled with ``seed`` and 20 % of it (rounded down,
-    35 or 36 per class) goes to test: 1442 train / 355 test, shapes ``(n, 8, 8, 1)``.
+    34 to 36 per class) goes to test: 1442 train / 355 test, shapes ``(n, 8, 8, 1)``.
     """
     x, y = _digits_raw()
     return _stratified_split(x, y, test_fraction=0.2, seed=seed)
@@ -117,7 +117,11 @@ def _mnist1d_raw(seed: int) -> Split:
         ) from err
     args = get_dataset_args()
     args.seed = seed
-    data = make_dataset(args)  # generated offline; mnist1d's get_dataset() would download
+    numpy_state = np.random.get_state()  # make_dataset reseeds numpy's global generator: leave the caller's alone
+    try:
+        data = make_dataset(args)  # generated offline; mnist1d's get_dataset() would download
+    finally:
+        np.random.set_state(numpy_state)
     return Split(
         np.asarray(data["x"], np.float32), np.asarray(data["y"], np.int32),
         np.asarray(data["x_test"], np.float32), np.asarray(data["y_test"], np.int32),

@@ -116,6 +116,47 @@ def test_report_table_is_generated_from_results_json(tmp_path):
     assert "old" not in text and "| toy | final |" in text and text.startswith("intro") and text.endswith("outro\n")
 
 
+def test_report_keeps_the_newest_run_of_each_command_whatever_its_output_folder_or_config_schema(tmp_path):
+    from experiments import report
+
+    assert report.canonical_command(
+        "python -m experiments.x --quick --out /tmp/r --seeds 0 1 --process-id 1 --steps 3"
+    ) == "python -m experiments.x --quick --steps 3"
+    old = {"name": "x", "timestamp": "20260101T000000Z", "command": "python -m experiments.x --quick --out /a",
+           "config": {"quick": True}, "seeds": [0], "metrics": {"m": {"mean": 1.0, "std": 0.0, "values": [1.0]}}}
+    new = dict(old, timestamp="20260102T000000Z", command="python -m experiments.x --quick",
+               config={"quick": True, "field_added_later": 0},
+               metrics={"m": {"mean": 2.0, "std": 0.0, "values": [2.0]}})
+    other = dict(old, command="python -m experiments.x --steps 9")
+    for i, result in enumerate((old, new, other)):
+        harness.atomic_write_json(tmp_path / "x" / f"{i}.json", result)
+    kept = report.newest_results(tmp_path)
+    assert sorted((r["command"], r["metrics"]["m"]["mean"]) for r in kept) == [
+        ("python -m experiments.x --quick", 2.0), ("python -m experiments.x --steps 9", 1.0)]
+
+
+def test_a_diverged_seed_is_counted_not_hidden_in_the_mean():
+    from experiments import report
+
+    metrics = harness.aggregate({"0": {"mse": 0.5}, "1": {"mse": float("nan")}, "2": {"mse": 1.5}})
+    assert metrics["mse"]["mean"] == 1.0 and metrics["mse"]["finite"] == 2
+    assert "(n=2 of 3 finite)" in harness.format_metrics(metrics)
+    result = {"name": "x", "timestamp": "20260101T000000Z", "command": "c", "seeds": [0, 1, 2], "metrics": metrics}
+    assert "| x | mse | 1.0000 ± 0.5000 | 2 of 3 finite |" in report.table([result])
+
+
+def test_a_rerun_after_a_code_change_recomputes_finished_seeds(tmp_path, monkeypatch):
+    calls: list = []
+    argv = ["--out", str(tmp_path), "--seeds", "0"]
+    monkeypatch.setattr(harness, "git_sha", lambda: "a" * 40)
+    harness.run("toy", Toy, _counting_run_seed(calls, None), argv=argv)
+    harness.run("toy", Toy, _counting_run_seed(calls, None), argv=argv)
+    assert len(calls) == Toy.steps  # same commit: the finished seed is reused
+    monkeypatch.setattr(harness, "git_sha", lambda: "b" * 40 + "-dirty")
+    result = harness.run("toy", Toy, _counting_run_seed(calls, None), argv=argv)
+    assert len(calls) == 2 * Toy.steps and result["git_sha"] == "b" * 40 + "-dirty"
+
+
 def test_speed_table_compares_our_benchmark_with_the_pytorch_reference(tmp_path):
     from experiments import report
 
