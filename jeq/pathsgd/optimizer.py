@@ -60,7 +60,8 @@ def scale_by_path_norm(
       path_sum: ``Gamma(u)``, the network's squared-weight path sum, e.g.
         ``functools.partial(jeq.pathsgd.rnn_path_sum, length=T, head="many_to_one")`` or
         :func:`jeq.pathsgd.mlp_path_sum`.
-      eps: added to kappa (a weight on no path has kappa1 = 0, and then also a zero gradient).
+      eps: added to kappa (a weight on no path has kappa1 = 0, and then also a zero gradient; with ``eps = 0``
+        such a weight gets a zero step rather than 0/0).
       include_kappa2: add the exact kappa2.
       match_first_step_norm: fix the global ratio r at the first update.
 
@@ -91,18 +92,27 @@ def scale_by_path_norm(
                 "jeq.pathsgd.scale_by_path_norm: update(updates, state, params) got params=None; Path-SGD "
                 "needs the current weights to compute kappa(w): call tx.update(grads, opt_state, params)"
             )
+        if kappa1 is not None:
+            shapes = [jnp.shape(leaf) for leaf in jax.tree_util.tree_leaves(kappa1)]
+            param_shapes = [jnp.shape(leaf) for leaf in jax.tree_util.tree_leaves(params)]
+            if jax.tree_util.tree_structure(kappa1) != jax.tree_util.tree_structure(params) or shapes != param_shapes:
+                raise ValueError(
+                    "jeq.pathsgd.scale_by_path_norm: update(..., kappa1=...) must be a pytree shaped like params; "
+                    f"got {jax.tree_util.tree_structure(kappa1)} with leaf shapes {shapes} for params "
+                    f"{jax.tree_util.tree_structure(params)} with leaf shapes {param_shapes}"
+                )
         if kappa1 is None or include_kappa2:
             kap = path_kappa(path_sum, params, include_kappa2=include_kappa2)
             kappa1 = kap.kappa1 if kappa1 is None else kappa1
-        elif jax.tree_util.tree_structure(kappa1) != jax.tree_util.tree_structure(params):
-            raise ValueError(
-                "jeq.pathsgd.scale_by_path_norm: update(..., kappa1=...) must be a pytree shaped like params; got "
-                f"{jax.tree_util.tree_structure(kappa1)} for params {jax.tree_util.tree_structure(params)}"
-            )
         denominator = kappa1
         if include_kappa2:
             denominator = jax.tree_util.tree_map(jnp.add, denominator, kap.kappa2)
-        scaled = jax.tree_util.tree_map(lambda g, k: g / (k + eps), updates, denominator)
+
+        def divide(g, k):  # a weight on no path (kappa + eps = 0, only possible with eps = 0) does not move
+            d = k + eps
+            return jnp.where(d > 0, g / jnp.where(d > 0, d, 1), 0)
+
+        scaled = jax.tree_util.tree_map(divide, updates, denominator)
         ratio = state.ratio
         if match_first_step_norm:
             first = optax.tree.norm(updates) / jnp.maximum(optax.tree.norm(scaled), jnp.finfo(ratio.dtype).tiny)

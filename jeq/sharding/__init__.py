@@ -76,8 +76,10 @@ def pad_batch(batch: Any, multiple: int, *, axis: int = 0) -> tuple[Any, np.ndar
     multiply per-example losses and metrics by it and divide by its sum. ``axis=1`` pads stacked minibatches
     ``(steps, batch, ...)`` as fed to a ``lax.scan`` over an epoch.
     """
-    if int(multiple) != multiple or multiple < 1:
+    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
         raise ValueError(f"jeq.sharding.pad_batch(multiple={multiple!r}): must be an integer >= 1")
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis < 0:
+        raise ValueError(f"jeq.sharding.pad_batch(axis={axis!r}): must be an integer >= 0")
     leaves = jax.tree.leaves(batch)
     if not leaves:
         raise ValueError("jeq.sharding.pad_batch: the batch has no arrays")
@@ -167,10 +169,13 @@ def data_parallel(
 def weighted_mean(values: jax.Array, weight: jax.Array | None) -> jax.Array:
     """``sum(weight * values) / sum(weight)`` over the leading axis: the mean over real (unpadded) examples.
 
-    ``weight=None`` is the plain mean. An all-zero weight gives 0 rather than NaN. Inside a data-parallel jit the
-    sums are global reductions, so sharded and single-device results agree.
+    ``weight=None`` is the plain mean. An all-zero weight gives 0 rather than NaN. Bool or integer values (e.g.
+    per-example correctness) are averaged in float32. Inside a data-parallel
+    jit the sums are global reductions, so sharded and single-device results agree.
     """
     values = jnp.asarray(values)
+    if not jnp.issubdtype(values.dtype, jnp.inexact):
+        values = values.astype(jnp.float32)
     if weight is None:
         return jnp.mean(values, axis=0)
     weight = jnp.asarray(weight, values.dtype)

@@ -310,5 +310,18 @@ def test_precomputed_kappa1_is_used_and_checked():
     assert all(np.allclose(u, -0.25) for u in jax.tree_util.tree_leaves(updates))
     with pytest.raises(ValueError, match=r"scale_by_path_norm: update\(\.\.\., kappa1=\.\.\.\) must be a pytree shaped"):
         tx.update(grads, tx.init(params), params, kappa1=(1.0, 2.0))
+    wrong_leaf = twos._replace(w_in=jnp.ones((1,)))  # same tree, one leaf that would silently broadcast
+    with pytest.raises(ValueError, match="leaf shapes"):
+        tx.update(grads, tx.init(params), params, kappa1=wrong_leaf)
+
+
+def test_a_weight_on_no_path_does_not_move_even_with_eps_zero():
+    params = tiny_rnn(0, jnp.float32)._replace(w_out=jnp.zeros((2, 3)))  # no path reaches the output
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    tx = pathsgd.path_sgd(0.5, path_sum=PATH_SUM, eps=0.0)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert all(np.all(np.isfinite(u)) for u in jax.tree_util.tree_leaves(updates))
+    assert np.all(updates.w_in == 0) and np.all(updates.w_rec == 0) and np.all(updates.b == 0)
+    assert np.all(updates.w_out != 0)  # W_out's paths do not run through W_out itself
     with pytest.raises(ValueError, match=r"make_train_step\(fused_path_sum='yes'\): must be a bool"):
         pathsgd.make_train_step(fused_mse, tx, fused_path_sum="yes")

@@ -150,6 +150,9 @@ def test_train_step_rejects_mismatched_batches(adding_setup):
 def test_eval_fn_weighted_mean(adding_setup):
     params, _, _ = adding_setup
     evaluate = pathsgd.make_eval_fn(mse)
-    x, y = jnp.ones((3, 6, 2)), jnp.zeros((3, 1))
-    full = evaluate(params, x, y)
-    np.testing.assert_allclose(evaluate(params, x, y, jnp.array([1.0, 0.0, 0.0])), full, rtol=1e-6)
+    x, y = jnp.ones((3, 6, 2)), jnp.array([[0.0], [1.0], [5.0]])  # three different per-example losses
+    per_example = np.array([float(evaluate(params, x[i:i + 1], y[i:i + 1])) for i in range(3)])
+    assert len(set(per_example.round(6))) == 3
+    weighted = evaluate(params, x, y, jnp.array([1.0, 1.0, 0.0]))
+    np.testing.assert_allclose(weighted, per_example[:2].mean(), rtol=1e-5)
+    assert not np.isclose(float(weighted), per_example.mean())

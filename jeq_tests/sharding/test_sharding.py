@@ -29,12 +29,15 @@ def test_pad_batch_along_axis_one_for_stacked_minibatches():
     [
         (((np.ones(3), np.ones(4)), 2), "same sizes up to the batch axis"),
         ((np.ones(3), 0), r"pad_batch\(multiple=0\)"),
+        ((np.ones(3), 2.0), r"pad_batch\(multiple=2.0\)"),
         ((np.ones((0, 2)), 2), "empty"),
     ],
 )
 def test_pad_batch_bad_input(args, message):
     with pytest.raises(ValueError, match=message):
         sharding.pad_batch(*args)
+    with pytest.raises(ValueError, match=r"pad_batch\(axis=-1\)"):
+        sharding.pad_batch(np.ones(3), 2, axis=-1)
 
 
 def test_weighted_mean_ignores_padding():
@@ -44,6 +47,14 @@ def test_weighted_mean_ignores_padding():
     assert float(sharding.weighted_mean(values, jnp.array([1.0, 1.0, 0.0]))) == 2.0
     with pytest.raises(ValueError, match="disagree"):
         sharding.weighted_mean(values, jnp.ones(2))
+
+
+def test_weighted_mean_of_bool_or_int_values_is_a_float_fraction():
+    import jax.numpy as jnp
+
+    correct = jnp.array([True, False, True, True])
+    assert float(sharding.weighted_mean(correct, jnp.array([1.0, 1.0, 0.5, 0.0]))) == pytest.approx(1.5 / 2.5)
+    assert float(sharding.weighted_mean(jnp.array([1, 2]), jnp.array([0.5, 0.5]))) == 1.5
 
 
 def test_data_mesh_rejects_more_devices_than_available():
