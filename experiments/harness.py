@@ -113,11 +113,32 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default, allow_nan=True).encode())
 
 
+def from_process_zero(payload: bytes | None) -> bytes | None:
+    """Process 0's ``payload`` on every process of a multi-host run (the identity with one process).
+
+    Each host reads its own files, and after a kill the hosts' checkpoints (or their filesystems) may disagree;
+    resuming from process 0's copy keeps every process on the same step, as the collectives require.
+    """
+    import jax
+
+    if jax.process_count() == 1:
+        return payload
+    from jax.experimental import multihost_utils
+
+    mine = payload if jax.process_index() == 0 else None
+    size = int(multihost_utils.broadcast_one_to_all(np.int32(-1 if mine is None else len(mine))))
+    if size < 0:
+        return None
+    buffer = np.frombuffer(mine, np.uint8) if mine is not None else np.zeros(size, np.uint8)
+    return np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes()
+
+
 class Checkpoint:
     """Resumable state of one seed: ``load(default)`` then ``save(state)`` as often as is useful.
 
     The state is any pytree of arrays and Python values; JAX arrays are brought to host memory before pickling. Writes
-    are atomic, so a kill during ``save`` leaves the previous checkpoint intact.
+    are atomic, so a kill during ``save`` leaves the previous checkpoint intact. In a multi-host run every process
+    loads process 0's checkpoint (:func:`from_process_zero`).
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -125,10 +146,8 @@ class Checkpoint:
 
     def load(self, default: Any = None) -> Any:
         """The last saved state, or ``default`` when nothing was saved yet."""
-        if not self.path.exists():
-            return default
-        with open(self.path, "rb") as fh:
-            return pickle.load(fh)
+        payload = from_process_zero(self.path.read_bytes() if self.path.exists() else None)
+        return default if payload is None else pickle.loads(payload)
 
     def save(self, state: Any) -> None:
         """Persist ``state`` (atomically)."""
@@ -358,8 +377,9 @@ def run(
     start = time.perf_counter()
     for seed in config.seeds:
         seed_file = run_dir / f"seed_{seed}.json"
-        if seed_file.exists():
-            stored = json.loads(seed_file.read_text())
+        finished = from_process_zero(seed_file.read_bytes() if seed_file.exists() else None)
+        if finished is not None:
+            stored = json.loads(finished)
             per_seed[str(seed)], seed_seconds[str(seed)] = stored["metrics"], stored["seconds"]
             print(f"[{name}] seed {seed}: finished earlier, loaded {seed_file}", file=sys.stderr)
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -234,6 +236,59 @@ def test_two_processes_train_like_one(tmp_path):
             for q in procs:
                 q.kill()
             pytest.fail("two-process run timed out")
+        assert proc.returncode == 0, err[-3000:]
+        outs.append(out.split()[-2:])
+    assert sorted(outs) == [["ok", "0"], ["ok", "1"]]
+
+
+_RESUME_WORKER = """
+import sys, pathlib
+from jeq import sharding
+sharding.initialize_multihost(sys.argv[1], 2, int(sys.argv[2]))
+import jax
+from experiments import harness
+
+me = jax.process_index()
+home = pathlib.Path(sys.argv[3]) / f"host{me}"          # each host its own filesystem
+ckpt = harness.Checkpoint(home / "seed_0.ckpt")
+ckpt.save({"step": 5 if me == 0 else 2})               # killed at different moments: the hosts disagree
+state = ckpt.load(default={"step": 0})
+assert state == {"step": 5}, state                      # every host resumes from process 0's step
+
+if me == 0:                                             # a seed that only host 0 recorded as finished
+    harness.atomic_write_json(home / "seed_1.json", {"seed": 1, "seconds": 1.0, "metrics": {"x": 7.0}})
+payload = harness.from_process_zero((home / "seed_1.json").read_bytes() if (home / "seed_1.json").exists() else None)
+assert payload is not None and b'"x": 7.0' in payload
+assert harness.from_process_zero(None) is None
+print("ok", me)
+"""
+
+
+def test_a_killed_multi_host_run_resumes_every_process_from_process_zero(tmp_path):
+    """Hosts whose checkpoints disagree after a kill all resume from process 0's state and seed records."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "worker.py"
+    script.write_text(_RESUME_WORKER)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+    repo = pathlib.Path(__file__).resolve().parents[2]  # the worker imports experiments.harness
+    procs = [subprocess.Popen([sys.executable, str(script), f"localhost:{port}", str(i), str(tmp_path)], env=env,
+                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("two-process resume timed out")
         assert proc.returncode == 0, err[-3000:]
         outs.append(out.split()[-2:])
     assert sorted(outs) == [["ok", "0"], ["ok", "1"]]
