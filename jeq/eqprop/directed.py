@@ -197,7 +197,10 @@ class DirectedInfo(NamedTuple):
     """Diagnostics of one learning step (means over the batch)."""
 
     free_speed: jax.Array
-    """||ds/dt||^2 of the free neurons at the last free step (near 0 when the free phase has converged)."""
+    """||ds/dt||^2 of the free neurons at the last free step, before clipping (the notebooks' ``error_free``):
+    neurons held at 0 or 1 by the clip keep pushing, so it need not vanish at a converged state."""
+    free_residual: jax.Array
+    """||(s_T - s_{T-1}) / dt||^2 of the last free step, after clipping: 0 when the free phase has converged."""
     free_cost: jax.Array
     """0.5 * ||s_out - y||^2 at the end of the free phase (the notebooks' ``mses_free[:, -1]``)."""
     free_error: jax.Array
@@ -305,6 +308,7 @@ def directed_learner(
         new = mask * (weights + learning_rate * delta - l1_strength * jnp.sign(weights))
         info = DirectedInfo(
             free_speed=jnp.mean(free.speed[:, -1]),
+            free_residual=jnp.mean(jnp.sum((free.states[:, -1] - free.states[:, -2]) ** 2, axis=-1)) / dt**2,
             free_cost=jnp.mean(0.5 * jnp.sum((free.final[:, n - n_out:] - y) ** 2, axis=-1)),
             free_error=class_error(free.final[:, n - n_out:], y),
             nudged_cost=jnp.mean(nudged.cost[:, -1]),

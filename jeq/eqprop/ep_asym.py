@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jeq.eqprop.directed import DirectedLearner, Graph, directed_learner
 
@@ -48,7 +49,7 @@ def ep_asym(
 
     Returns jitted ``init``, ``update``, ``predict`` (:class:`jeq.eqprop.directed.DirectedLearner`), batched.
     """
-    if not isinstance(beta, (int, float)) or not beta > 0:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) or not beta > 0:
         raise ValueError(f"jeq.eqprop.ep_asym(beta={beta!r}): must be a number > 0")
     return directed_learner(
         graph,

@@ -95,7 +95,7 @@ def init(key: jax.Array, layer_sizes: Sequence[int], *, gain: float = 1.0, dtype
     sizes = list(layer_sizes)
     if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
         raise ValueError(f"jeq.eqprop.hopfield.init(layer_sizes={layer_sizes!r}): must be >= 2 positive integers")
-    if not isinstance(gain, (int, float)) or not gain > 0:
+    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.number)) or not gain > 0:
         raise ValueError(f"jeq.eqprop.hopfield.init(gain={gain!r}): must be a number > 0")
     keys = jax.random.split(key, 2 * (len(sizes) - 1))
     weights, biases = [], []
@@ -183,7 +183,7 @@ def relax(
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"jeq.eqprop.hopfield.relax(steps={steps!r}): must be an integer >= 1")
-    if not isinstance(step_size, (int, float)) or not step_size > 0:
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.number)) or not step_size > 0:
         raise ValueError(f"jeq.eqprop.hopfield.relax(step_size={step_size!r}): must be a number > 0")
     x = jnp.asarray(x)
     state = tuple(jnp.asarray(s) for s in state)
@@ -251,7 +251,7 @@ class EPInfo(NamedTuple):
     nudged_residual: jax.Array
     """Last-step change of the nudged phase(s) (max over the two phases of centered EP)."""
     finite: jax.Array
-    """All states finite."""
+    """All states finite (and, from :func:`eqprop_grad`, the gradient too)."""
 
 
 def _check_beta(function: str, beta) -> None:
@@ -290,7 +290,8 @@ def eqprop_grad(
     low, high, info = phases
     scale = 2 * beta if centered else beta
     grads = jax.grad(_ep_objective)(params, low, high, x, scale)
-    return grads, info
+    grads_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    return grads, info._replace(finite=info.finite & grads_finite)  # a traced beta = 0 shows up here
 
 
 def _ep_phases(params, x, y, beta, state, *, free_steps, nudged_steps, step_size, activation, centered):
@@ -323,18 +324,22 @@ class EnergyCertificate(NamedTuple):
     lipschitz: jax.Array
     """Lipschitz constant of dE/ds on the box: max |eig(I - S)|, S the symmetric layer-coupling matrix."""
     certified: jax.Array
-    """step_size < 2 / lipschitz: E (and F for beta >= 0) decreases at every step of projected gradient descent."""
+    """step_size < 2 / (lipschitz + |beta|): F = E + beta C decreases at every step of projected gradient descent
+    (beta = 0: the free phase's E)."""
 
 
-def energy_certificate(params: HopfieldParams, *, step_size: float) -> EnergyCertificate:
-    """Check that E is non-increasing along the hard-sigmoid relaxation with this ``step_size`` (derived).
+def energy_certificate(params: HopfieldParams, *, step_size: float, beta: float = 0.0) -> EnergyCertificate:
+    """Check that F = E + beta C is non-increasing along the hard-sigmoid relaxation with this ``step_size`` (derived).
 
     On [0, 1]^n, E is quadratic with Hessian I - S (S: symmetric, S[l, l+1] = W_l for hidden/output layers). Projected
-    gradient descent with step eps satisfies E(s+) <= E(s) - (1/eps - L/2) ||s+ - s||^2, so eps < 2/L suffices.
-    Adding beta C (beta >= 0) adds beta to the output block's Hessian (L <- L + beta).
+    gradient descent with step eps satisfies F(s+) <= F(s) - (1/eps - L_F/2) ||s+ - s||^2, so eps < 2/L_F suffices.
+    C = 1/2 ||s_L - y||^2 adds beta I to the output block of the Hessian, so L_F <= L + |beta|. ``beta = 0`` (the
+    default) certifies the free phase; pass the nudging strength to certify a nudged phase too.
     """
-    if not isinstance(step_size, (int, float)) or not step_size > 0:
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.number)) or not step_size > 0:
         raise ValueError(f"jeq.eqprop.hopfield.energy_certificate(step_size={step_size!r}): must be a number > 0")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)):
+        raise ValueError(f"jeq.eqprop.hopfield.energy_certificate(beta={beta!r}): must be a real number")
     sizes = _sizes(params)[1:]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     n = int(offsets[-1])
@@ -343,7 +348,7 @@ def energy_certificate(params: HopfieldParams, *, step_size: float) -> EnergyCer
         s = s.at[offsets[l]:offsets[l + 1], offsets[l + 1]:offsets[l + 2]].set(w)
     s = s + s.T
     lipschitz = jnp.max(jnp.abs(jnp.linalg.eigvalsh(jnp.eye(n, dtype=s.dtype) - s)))
-    return EnergyCertificate(lipschitz, step_size < 2.0 / lipschitz)
+    return EnergyCertificate(lipschitz, step_size < 2.0 / (lipschitz + abs(float(beta))))
 
 
 def layer_sgd(learning_rates: Sequence[float], *, momentum: float | None = None) -> optax.GradientTransformation:
@@ -352,7 +357,8 @@ def layer_sgd(learning_rates: Sequence[float], *, momentum: float | None = None)
         theta_l <- theta_l - learning_rates[l] * g_l    (optionally with heavy-ball momentum)
     """
     rates = list(learning_rates)
-    if not rates or any(not isinstance(r, (int, float)) or not r > 0 for r in rates):
+    if not rates or any(isinstance(r, bool) or not isinstance(r, (int, float, np.number)) or not r > 0
+                        for r in rates):
         raise ValueError(f"jeq.eqprop.hopfield.layer_sgd(learning_rates={learning_rates!r}): must be a non-empty "
                          "sequence of numbers > 0")
 
@@ -423,9 +429,14 @@ def ep_trainer(
     """
     if nudging not in NUDGINGS:
         raise ValueError(f"jeq.eqprop.hopfield.ep_trainer(nudging={nudging!r}): must be one of {NUDGINGS}")
-    if not isinstance(beta, (int, float)) or not beta > 0:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) or not beta > 0:
         raise ValueError(f"jeq.eqprop.hopfield.ep_trainer(beta={beta!r}): must be a number > 0 (its sign is set "
                          "by nudging)")
+    for name, steps in (("free_steps", free_steps), ("nudged_steps", nudged_steps)):
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"jeq.eqprop.hopfield.ep_trainer({name}={steps!r}): must be an integer >= 1")
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.number)) or not step_size > 0:
+        raise ValueError(f"jeq.eqprop.hopfield.ep_trainer(step_size={step_size!r}): must be a number > 0")
     kw = dict(free_steps=free_steps, nudged_steps=nudged_steps, step_size=step_size, activation=activation,
               centered=nudging == "centered")
 

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["Pruning", "boltzmann_prune", "pruning_probabilities", "sparsity"]
 
@@ -42,9 +43,10 @@ def _validate(function: str, weights, mask, threshold, temperature) -> None:
                          f"{weights.shape}")
     if mask.shape != weights.shape:
         raise ValueError(f"jeq.eqprop.{function}(mask): shape {mask.shape} does not match weights {weights.shape}")
-    if not isinstance(threshold, (int, float)) or not threshold >= 0:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not threshold >= 0:
         raise ValueError(f"jeq.eqprop.{function}(threshold={threshold!r}): must be a number >= 0")
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number))
+            or not temperature > 0):
         raise ValueError(f"jeq.eqprop.{function}(temperature={temperature!r}): must be a number > 0")
 
 
@@ -71,6 +73,7 @@ def boltzmann_prune(
     Defaults are the notebooks' tol_W = 0.01 and temp = 5. Strong edges (|W_ij| >= threshold) are never removed.
     """
     weights, mask = jnp.asarray(weights), jnp.asarray(mask, weights.dtype)
+    _validate("boltzmann_prune", weights, mask, threshold, temperature)
     p = pruning_probabilities(weights, mask, threshold=threshold, temperature=temperature)
     removed = (p > jax.random.uniform(key, p.shape, p.dtype)) & (p > 0)
     new_mask = jnp.where(removed, 0.0, mask).astype(mask.dtype)

@@ -142,6 +142,10 @@ def test_deep_update_is_the_paper_rule_and_respects_the_mask(small_deep, key):
     np.testing.assert_allclose(new, expected, rtol=1e-5, atol=1e-6)
     assert np.all(np.asarray(new)[GRAPH.mask == 0] == 0)
     assert bool(info.finite) and info.free_error.shape == () and 0 <= float(info.free_error) <= 1
+    # the convergence residual is the last free step's actual (clipped) move per unit time
+    free = jax.vmap(lambda s: relax(deep_field, w, s, num_inputs=3, num_outputs=1, steps=40, dt=0.05))(s0)
+    moved = np.asarray(free.states[:, -1] - free.states[:, -2], np.float64)
+    np.testing.assert_allclose(info.free_residual, np.mean(np.sum(moved**2, axis=-1)) / 0.05**2, rtol=1e-4)
 
 
 def test_sign_update_moves_every_edge_by_exactly_the_learning_rate(key):
@@ -193,6 +197,7 @@ def test_bad_input_gives_clear_errors(small_deep, key):
         deep(GRAPH, beta=0)
     with pytest.raises(ValueError, match=r"deep\(dt=-0.05\): must be a number > 0"):
         deep(GRAPH, dt=-0.05)
+    ep_asym(GRAPH, beta=np.float32(10.0))  # numpy scalars are accepted like Python numbers
     with pytest.raises(ValueError, match=r"ep_asym\(beta=0"):
         ep_asym(GRAPH, beta=0.0)
     with pytest.raises(ValueError, match=r"deep\(rule='fancy'\)"):

@@ -71,6 +71,11 @@ def test_energy_certificate_fails_for_a_too_large_step():
     params, _ = _small(sizes=(12, 10, 5), gain=1.0, seed=0)
     cert = H.energy_certificate(params, step_size=0.5)
     assert not bool(H.energy_certificate(params, step_size=2.5 / float(cert.lipschitz)).certified)
+    # the nudged phase's F = E + beta C is stiffer: a step certified for E alone is not certified for a large beta
+    just_under = 1.9 / float(cert.lipschitz)
+    assert bool(H.energy_certificate(params, step_size=just_under).certified)
+    assert not bool(H.energy_certificate(params, step_size=just_under, beta=3.0).certified)
+    assert not bool(H.energy_certificate(params, step_size=just_under, beta=-3.0).certified)
 
 
 @jax.jit
@@ -204,6 +209,13 @@ def test_bad_input_gives_clear_errors(trainer):
         H.eqprop_grad(params, x, y, 0)
     with pytest.raises(ValueError, match=r"ep_trainer\(beta=0.0\)"):
         H.ep_trainer(optax.sgd(0.1), beta=0.0, free_steps=5, nudged_steps=2)
+    with pytest.raises(ValueError, match=r"ep_trainer\(free_steps=0\)"):
+        H.ep_trainer(optax.sgd(0.1), beta=0.5, free_steps=0, nudged_steps=2)
+    with pytest.raises(ValueError, match=r"ep_trainer\(step_size=-1\)"):
+        H.ep_trainer(optax.sgd(0.1), beta=0.5, free_steps=5, nudged_steps=2, step_size=-1)
+    H.ep_trainer(optax.sgd(0.1), beta=np.float32(0.5), free_steps=5, nudged_steps=2)  # numpy scalars are numbers
+    grads, info = H.eqprop_grad(params, x, y, jnp.array(0.0))  # a traced zero beta cannot be refused eagerly...
+    assert not bool(info.finite)  # ...but the NaN gradient is reported
     with pytest.raises(ValueError, match=r"ep_trainer\(nudging='sideways'\)"):
         H.ep_trainer(optax.sgd(0.1), beta=0.5, free_steps=5, nudged_steps=2, nudging="sideways")
     with pytest.raises(ValueError, match=r"relax\(x\): shape \(5,\) does not match the input layer"):

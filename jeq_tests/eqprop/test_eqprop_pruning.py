@@ -96,6 +96,8 @@ def test_bad_input_gives_clear_errors(key):
         pruning_probabilities(w, w, threshold=-1.0, temperature=1.0)
     with pytest.raises(ValueError, match=r"pruning_probabilities\(temperature=0.0\): must be a number > 0"):
         pruning_probabilities(w, w, threshold=0.1, temperature=0.0)
+    with pytest.raises(ValueError, match=r"boltzmann_prune\(threshold=-1.0\): must be a number >= 0"):
+        boltzmann_prune(key, w, w, threshold=-1.0)
     with pytest.raises(ValueError, match=r"mask\): shape \(2, 3\) does not match weights \(3, 3\)"):
         boltzmann_prune(key, w, jnp.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"must be 2-D"):
