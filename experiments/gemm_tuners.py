@@ -24,9 +24,12 @@ live ``jeq.gemm.tune`` run per seed reports the tuned kernel's speed relative to
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import math
 import pathlib
 import sys
+import tempfile
 import warnings
 from typing import Any
 
@@ -36,6 +39,7 @@ import numpy as np
 from experiments import harness
 from jeq import bench, sharding
 from jeq.gemm import AnalyticLandscape, ReplayLandscape, STRATEGIES, search, tune, xla_tiled
+from jeq.gemm import landscape as landscape_module
 from jeq.gemm.measure import Cache, measure, measurement_key, reference
 
 NAME = "gemm_tuners"
@@ -79,6 +83,10 @@ def work_dir(config: Config) -> pathlib.Path:
     return pathlib.Path(config.out) / OUT_DIRNAME / "runs"
 
 
+# Hash of the analytic cost model's source: cached tables of an older model are never reused.
+MODEL_VERSION = hashlib.sha256(inspect.getsource(landscape_module).encode()).hexdigest()[:12]
+
+
 def tables_dir(config: Config) -> pathlib.Path:
     return work_dir(config) / "tables"
 
@@ -87,7 +95,7 @@ def analytic_replay(config: Config, shape: str, prune: bool) -> ReplayLandscape:
     """The dense table of the analytic model over the whole space (memory-mapped from a cached ``.npy``)."""
     m, n, k = parse_shape(shape)
     land = AnalyticLandscape.tvm_gemm(m, n, k, prune=prune)
-    path = tables_dir(config) / f"tvm_{shape}.npy"
+    path = tables_dir(config) / f"tvm_{shape}_{MODEL_VERSION}.npy"  # a changed cost model gets a new table
     if not path.exists():
         # the exhaustive table is the heavy batched evaluation: chunks of 2^18 candidates split over --devices
         full = AnalyticLandscape.tvm_gemm(m, n, k, prune=False, mesh=sharding.data_mesh(config.devices))
@@ -168,13 +176,14 @@ def live_table(config: Config) -> tuple[ReplayLandscape, dict[str, Any]]:
 
 
 def live_tune(config: Config, seed: int, land: ReplayLandscape) -> dict[str, Any]:
-    """A real ``jeq.gemm.tune`` (fresh cache per seed) and paired timing against the exhaustive best and jnp.dot."""
+    """A real ``jeq.gemm.tune`` (fresh cache per seed and run) and paired timing against the exhaustive best and
+    jnp.dot."""
     fam = live_family(config)
     s = config.live_size
     budget = max(1, int(0.25 * land.costs.size))
-    cache_dir = work_dir(config) / "live_tune_cache" / f"seed_{seed}"
-    result = tune(s, s, s, kernel=fam, strategy="gbfs", budget=budget, seed=seed, cache_dir=str(cache_dir),
-                  time_budget_s=config.live_time_budget_s, top_k=4, rerank_budget_s=1.0)
+    with tempfile.TemporaryDirectory(prefix=f"jeq_live_tune_seed{seed}_") as cache_dir:  # never an earlier run's
+        result = tune(s, s, s, kernel=fam, strategy="gbfs", budget=budget, seed=seed, cache_dir=cache_dir,
+                      time_budget_s=config.live_time_budget_s, top_k=4, rerank_budget_s=1.0)
     best_i, _ = land.optimum()
     best_cfg = land.space.config(best_i)
     x = jax.random.normal(jax.random.key(1), (s, s))
@@ -267,8 +276,10 @@ def summarise(result: dict) -> dict[str, Any]:
         for name, row in rows.items():
             for base in ("cost_model", "random"):
                 if base in rows:
-                    row[f"saving_vs_{base}_pct"] = {
-                        c: 100.0 * (1.0 - row["median_ratio_at"][c] / rows[base]["median_ratio_at"][c])
+                    row[f"saving_vs_{base}_pct"] = {  # None until both have a finite median
+                        c: (100.0 * (1.0 - row["median_ratio_at"][c] / rows[base]["median_ratio_at"][c])
+                            if np.isfinite([row["median_ratio_at"][c], rows[base]["median_ratio_at"][c]]).all()
+                            else None)
                         for c in row["median_ratio_at"]
                     }
         out[group] = rows
@@ -301,7 +312,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"  {name:<11} {r['seeds_within_5pct']:>3}/{r['seeds']:<2} {r['found_optimum']:>5} "
                 f"{r['median_to_5pct']:>7.0f} {r['median_to_optimum']:>7.0f} "
                 + " ".join(f"{r['median_ratio_at'][c]:6.3f}" for c in cps)
-                + "   " + ",".join(f"{sv[c]:+.1f}" for c in cps[-3:] if c in sv)
+                + "   " + ",".join("n/a" if sv[c] is None else f"{sv[c]:+.1f}" for c in cps[-3:] if c in sv)
             )
     if "live" in summary:
         lines.append("  live: seeds that found the exhaustive best within 25 % of the table: " + ", ".join(

@@ -135,7 +135,8 @@ def simulated_annealing(
     after every batch. Failed configurations are never accepted.
     """
     _check_int("simulated_annealing", num_chains=(num_chains, 1))
-    _check_float("simulated_annealing", initial_temperature=(initial_temperature, 1e-12, 1e6), cooling=(cooling, 0.0, 1.0))
+    _check_float("simulated_annealing", initial_temperature=(initial_temperature, 1e-12, 1e6),
+                 cooling=(cooling, 1e-12, 1.0))
 
     def init(key: jax.Array) -> AnnealingState:
         g = space.sample(rng_from_key(key), num_chains)
@@ -173,7 +174,9 @@ def simulated_annealing(
             elif not np.isfinite(cur) or cost <= cur:
                 accept = True
             else:
-                accept = u < np.exp(-(np.log(cost) - np.log(cur)) / state.temperature)
+                # an uphill move at T = 0 (cooled to underflow) is never accepted
+                rise = np.log(cost) - np.log(cur)
+                accept = state.temperature > 0 and u < np.exp(-rise / state.temperature)
             if accept:
                 chains[c], chain_costs[c] = g, cost
         return state._replace(chains=chains, chain_costs=chain_costs, temperature=state.temperature * cooling)

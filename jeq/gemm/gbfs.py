@@ -46,7 +46,13 @@ def gbfs(space: Space, *, num_neighbours: int = 5, start: np.ndarray | None = No
     if not isinstance(num_neighbours, (int, np.integer)) or num_neighbours < 1:
         raise ValueError(f"jeq.gemm.gbfs(num_neighbours={num_neighbours!r}): must be an int >= 1")
     if start is not None:
-        start = np.asarray(start, dtype=np.int32).reshape(space.genome_length)
+        given = np.asarray(start)
+        try:
+            start = given.astype(np.int32).reshape(space.genome_length)
+            space.indices(start[None])  # exponents must factor every dimension exactly
+        except ValueError as err:
+            raise ValueError(f"jeq.gemm.gbfs(start={given.tolist()!r}): not a genome of this space "
+                             f"(length {space.genome_length}): {err}") from err
         if not space.valid(start[None])[0]:
             raise ValueError(f"jeq.gemm.gbfs(start={space.config(start)}): violates the space's constraint")
 

@@ -189,6 +189,10 @@ def tune(
         factory(space, **dict(strategy_options or {})), evaluate, budget=int(budget), key=jax.random.key(seed)
     )
     ok = np.isfinite(history.costs)
+    if history.costs.size == 0:
+        raise ValueError(f"jeq.gemm.tune({m}, {n}, {k}): nothing was measured: the {fam.name} space has no valid "
+                         f"configuration for this shape ({space.count()} valid of {space.size}), or the search "
+                         "stopped before its first measurement")
     if not ok.any():
         errors = {records[int(i)].error for i in history.indices[:5]}
         raise RuntimeError(f"jeq.gemm.tune: all {history.costs.size} configurations failed, e.g. {sorted(errors)[:3]}")

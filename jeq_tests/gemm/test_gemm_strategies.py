@@ -136,6 +136,12 @@ def test_bad_hyper_parameters_and_budget():
     space = bowl_space()
     with pytest.raises(ValueError, match=r"jeq.gemm.gbfs\(num_neighbours=0\)"):
         gbfs(space, num_neighbours=0)
+    with pytest.raises(ValueError, match=r"jeq.gemm.gbfs\(start=\[0, 0"):
+        gbfs(space, start=np.zeros(space.genome_length, np.int32))  # exponents do not factor the dimensions
+    with pytest.raises(ValueError, match=r"jeq.gemm.gbfs\(start=\[1, 2\]\): not a genome of this space"):
+        gbfs(space, start=[1, 2])
+    with pytest.raises(ValueError, match=r"jeq.gemm.simulated_annealing\(cooling=0.0\)"):
+        simulated_annealing(space, cooling=0.0)
     with pytest.raises(ValueError, match=r"jeq.gemm.na2c\(learning_rate=-1.0\)"):
         na2c(space, learning_rate=-1.0)
     with pytest.raises(ValueError, match=r"jeq.gemm.na2c\(epsilon=2\)"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jeq.gemm.tuning as tune_module
-from jeq.gemm import Cache, family, matmul, measure, pallas_matmul, tiled_matmul, tune, xla_tiled
+from jeq.gemm import Cache, family, matmul, measure, pallas, pallas_matmul, tiled_matmul, tune, xla_tiled
 from jeq.gemm.measure import measurement_key
 
 SHAPE = (32, 32, 32)
@@ -153,6 +153,8 @@ def test_bad_input_errors(tmp_path):
         tune(8, 8, 8, budget=0, cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"jeq.gemm.tune\(strategy='bogus'\)"):
         tune(8, 8, 8, strategy="bogus", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"tune\(100, 100, 100\): nothing was measured: the pallas space has no valid"):
+        tune(100, 100, 100, kernel=pallas(gpu=True), cache_dir=tmp_path)  # no GPU tile divides 100
     with pytest.raises(ValueError, match=r"jeq.gemm.family\(name='cuda'\)"):
         tune(8, 8, 8, kernel="cuda", cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"x shape \(4, 5\) and y shape \(4, 5\)"):
