@@ -13,7 +13,6 @@ from jeq.equilibrium.core import (
     SolveSettings,
     assemble,
     parameter_count,
-    power_iteration_norm,
     random_blocks,
     spectral_scale,
 )
@@ -35,6 +34,6 @@ __all__ = [
     "BATCH_AXIS", "DeepOptEqParams", "DeqParams", "EquilibriumModel", "EvalMetrics", "MonConvParams", "MonParams",
     "OptEqConvParams", "OptEqParams", "Output", "SolveSettings", "TrainMetrics", "assemble", "block_coupling",
     "circulant_inverse", "convexity_margin", "deep_opteq", "deq", "hidden_objective", "make_eval_step",
-    "make_train_step", "mon", "mon_conv", "opteq", "opteq_conv", "opteq_map", "power_iteration_norm",
+    "make_train_step", "mon", "mon_conv", "opteq", "opteq_conv", "opteq_map",
     "parameter_count", "random_blocks", "smoothness_prior", "spectral_scale",
 ]

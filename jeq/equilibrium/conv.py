@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["avg_pool", "conv", "conv_transpose"]
+__all__ = ["avg_pool", "conv", "conv_norm_bound", "conv_transpose"]
 
 
 def conv(z: jax.Array, kernel: jax.Array, *, circular: bool = False, stride: int = 1) -> jax.Array:
@@ -45,3 +45,27 @@ def avg_pool(z: jax.Array, size: int) -> jax.Array:
     if h % size or w % size:
         raise ValueError(f"jeq.equilibrium.avg_pool: spatial shape {(h, w)} is not a multiple of pool size {size}")
     return z.reshape(h // size, size, w // size, size, c).mean(axis=(1, 3))
+
+
+def conv_norm_bound(kernel: jax.Array, spatial_shape: tuple[int, int]) -> jax.Array:
+    """An upper bound on ||conv(., kernel)||_2 for the zero-padded ('SAME', stride 1) convolution on ``spatial_shape``.
+
+        ||conv||_2 <= max_omega sigma_max(K_hat(omega)),   K_hat = DFT of the kernel on an (H + k - 1) x (W + k - 1)
+        grid,
+
+    because the zero-padded convolution is the restriction (embed with zeros, then crop) of the circular one on a
+    grid large enough that nothing wraps, and a circulant operator's singular values are those of its per-frequency
+    C_out x C_in blocks. Tight up to border effects, differentiable (eigvalsh of the Hermitian K_hat^H K_hat), and
+    a certificate, unlike power iteration (a lower bound that can stall when the top singular values are close).
+    The kernel is real, so half the spectrum (``rfft2``) suffices.
+    """
+    if kernel.ndim != 4:
+        raise ValueError(f"jeq.equilibrium.conv_norm_bound: kernel shape {tuple(kernel.shape)}; expected (k, k, C_in, "
+                         "C_out)")
+    k_h, k_w = kernel.shape[:2]
+    grid = (spatial_shape[0] + k_h - 1, spatial_shape[1] + k_w - 1)
+    blocks = jnp.fft.rfft2(kernel, s=grid, axes=(0, 1))  # (grid_h, grid_w // 2 + 1, C_in, C_out)
+    small, large = sorted(blocks.shape[2:])
+    blocks = blocks if blocks.shape[3] == small else jnp.swapaxes(blocks, 2, 3)  # (..., large, small)
+    gram = jnp.einsum("...ij,...ik->...jk", jnp.conj(blocks), blocks)  # (..., small, small), Hermitian
+    return jnp.sqrt(jnp.max(jnp.linalg.eigvalsh(gram)))

@@ -31,7 +31,6 @@ __all__ = [
     "assemble",
     "check_margin",
     "parameter_count",
-    "power_iteration_norm",
     "random_blocks",
     "spectral_scale",
 ]
@@ -160,27 +159,6 @@ def spectral_scale(raw_scale: Array, margin: float) -> Array:
     ``a = +inf`` with eps = 0 gives s = 1 exactly (the non-strict case ||W||_2 = 1 of spec section 6.2).
     """
     return (1.0 - margin) * jax.nn.sigmoid(raw_scale)
-
-
-def power_iteration_norm(
-    linear: Callable[[Array], Array], example: jax.ShapeDtypeStruct, *, iterations: int = 30
-) -> Array:
-    """||A||_2 of a linear map A by power iteration on A^T A from a fixed start (no state to carry).
-
-        v <- A^T A v / ||A^T A v||  (k times, no gradient),   ||A||_2 ~= ||A v_k||  (differentiable),
-
-    as in spectral normalisation (Miyato et al. 2018; TorchDEQ ``spectral_norm``). The estimate is a lower bound
-    that converges geometrically at rate (sigma_2/sigma_1)^2; callers keep a margin eps for the remainder.
-    """
-    transpose = jax.linear_transpose(linear, example)
-    v = jax.random.normal(jax.random.key(17), example.shape, example.dtype)
-
-    def step(_, v):
-        w = transpose(linear(v))[0]
-        return w / (jnp.linalg.norm(w) + jnp.finfo(w.dtype).tiny)
-
-    v = jax.lax.stop_gradient(jax.lax.fori_loop(0, iterations, step, v / jnp.linalg.norm(v)))
-    return jnp.linalg.norm(linear(v))
 
 
 def random_blocks(

@@ -20,8 +20,9 @@ h(z) = mu/2 z^T L z (:func:`smoothness_prior`) adds -mu L z inside sigma. (b) se
 returns the one nearest u.
 
 W = s V / ||V||_2 with s = (1 - eps) sigmoid(a) (section 4): dense ||V||_2 is exact (SVD); for the convolutional
-variant W is a 'SAME' convolution, W^T W z is the convolution followed by its transpose, and ||V||_2 comes from
-power iteration (:func:`jeq.equilibrium.core.power_iteration_norm`).
+variant W is a 'SAME' convolution, W^T W z is the convolution followed by its transpose, and ||V||_2 is replaced by
+the certified upper bound of :func:`jeq.equilibrium.conv.conv_norm_bound` (largest per-frequency singular value), so
+||W||_2 <= 1 - eps holds exactly (slightly below it on small images, where the bound is loose at the borders).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from jeq.equilibrium.core import (
     SolveSettings,
     assemble,
     check_margin,
-    power_iteration_norm,
     random_blocks,
     spectral_scale,
 )
@@ -91,7 +91,7 @@ def smoothness_prior(*, strength: float, axes: Sequence[int] = (0,)) -> Prior:
     if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
         raise ValueError(f"jeq.equilibrium.smoothness_prior(axes={axes!r}): must be a non-empty tuple of ints")
     limit = 1.0 / (4 * len(axes))
-    if isinstance(strength, bool) or not 0.0 <= float(strength) < limit:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.number)) or not 0.0 <= strength < limit:
         raise ValueError(
             f"jeq.equilibrium.smoothness_prior(strength={strength!r}): must be in [0, {limit}) so that the "
             "OptEq map stays contractive (||L||_2 < 4 per axis)"
@@ -250,7 +250,6 @@ def opteq_conv(
     margin: float = 0.05,
     prior: Prior | None = None,
     init_scale: float = 1.0,
-    power_iterations: int = 30,
     solver="anderson",
     tol: float = 1e-3,
     rtol: float = 0.0,
@@ -261,8 +260,8 @@ def opteq_conv(
 ) -> EquilibriumModel:
     """Convolutional OptEq: z* = prox_f(W^T W z* - grad h(z*) + U * x + b), W a 'SAME' convolution.
 
-    W^T W z is ``conv_transpose(conv(z, W), W)`` (the exact adjoint). ||V||_2 by ``power_iterations`` steps of
-    power iteration on V^T V from a fixed start. x: one image (H, W, in_channels); z: (H, W, channels);
+    W^T W z is ``conv_transpose(conv(z, W), W)`` (the exact adjoint). W = s V / B(V) with B(V) >= ||V||_2 the
+    per-frequency bound of :func:`jeq.equilibrium.conv.conv_norm_bound`, so ||W||_2 <= s <= 1 - eps. x: one image (H, W, in_channels); z: (H, W, channels);
     logits from ``pool`` x ``pool`` average pooling of z* and a dense layer.
     """
     fn = "opteq_conv"
@@ -289,9 +288,8 @@ def opteq_conv(
         )
 
     def prepare(params):
-        norm = power_iteration_norm(lambda z: convlib.conv(z, params.kernel), jax.ShapeDtypeStruct(z_shape, dtype),
-                                    iterations=power_iterations)
-        return spectral_scale(params.scale, margin) * params.kernel / norm
+        return spectral_scale(params.scale, margin) * params.kernel / convlib.conv_norm_bound(params.kernel,
+                                                                                              (height, width))
 
     def gram(kernel, z):
         return convlib.conv_transpose(convlib.conv(z, kernel), kernel, z_shape)

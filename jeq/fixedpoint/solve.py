@@ -112,8 +112,8 @@ def phantom(*, steps: int = 5, damping: float = 0.5) -> Phantom:
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"jeq.fixedpoint.phantom(steps={steps!r}): must be an int >= 1")
-    if not 0.0 < float(damping) <= 1.0:
-        raise ValueError(f"jeq.fixedpoint.phantom(damping={damping!r}): must be in (0, 1]")
+    if isinstance(damping, bool) or not isinstance(damping, (int, float, np.number)) or not 0.0 < damping <= 1.0:
+        raise ValueError(f"jeq.fixedpoint.phantom(damping={damping!r}): must be a number in (0, 1]")
     return Phantom(int(steps), float(damping))
 
 

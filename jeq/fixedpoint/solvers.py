@@ -145,6 +145,8 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
     Gram system the same way at every scale (locuslab/deq #20: singular systems). Memory: 2 * history vectors.
     """
     m = _check_positive("anderson", "history", history, integer=True)
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.number)):
+        raise TypeError(f"jeq.fixedpoint.anderson(ridge={ridge!r}): must be a real number")
     lam = float(ridge)
     if not np.isfinite(lam) or lam < 0:
         raise ValueError(f"jeq.fixedpoint.anderson(ridge={ridge!r}): must be >= 0")

@@ -25,8 +25,10 @@ soft threshold         t |x|                           (``l1``)
 clip(v, lo, hi)        indicator of [lo, hi]           (``box``)
 =====================  =====================================================================
 
-``add_l1`` composes any prox with an l1 prior: for convex f on the real line,
-prox_{f + w|.|} = prox_f o prox_{w|.|} (Yu, "On decomposing the proximal map", NeurIPS 2013).
+``add_l1`` adds an l1 prior to any scalar convex f: prox_{f + w|.|}(v) = max(prox_f(v - w), 0) +
+min(prox_f(v + w), 0) (the optimality condition on each side of 0; prox_f is monotone, so at most one term is
+nonzero). When f is smallest at 0 (relu, tanh) this is prox_f o prox_{w|.|} (Yu, "On decomposing the proximal
+map", NeurIPS 2013), but not in general (sigmoid, softplus).
 ``from_activation`` accepts any user activation after checking numerically that it is monotone and 1-Lipschitz;
 GELU and swish fail (they dip below zero and are steeper than 1 somewhere) and are rejected with the reason.
 """
@@ -170,14 +172,18 @@ def l1(*, weight: float) -> Prox:
 
 
 def add_l1(prox: Prox, *, weight: float) -> Prox:
-    """Add an l1 prior w|x| to a potential: prox_{f + w|.|} = prox_f o prox_{w|.|} (scalar convex f; Yu 2013)."""
+    """Add an l1 prior w|x| to a scalar convex potential f:
+
+        prox_{f + w|.|}(v) = max(prox_f(v - w), 0) + min(prox_f(v + w), 0).
+
+    (x > 0 at the minimum iff prox_f(v - w) > 0, x < 0 iff prox_f(v + w) < 0, else x = 0.)
+    """
     w = _check_real("add_l1", "weight", weight, nonnegative=True)
     if not isinstance(prox, Prox):
         raise TypeError(f"jeq.prox.add_l1(prox={prox!r}): must be a jeq.prox.Prox")
-    shrink = l1(weight=w)
     return Prox(
-        apply=lambda v: prox.apply(shrink.apply(v)),
-        potential=lambda x: prox.potential(x) + shrink.potential(x),
+        apply=lambda v: jnp.maximum(prox.apply(v - w), 0.0) + jnp.minimum(prox.apply(v + w), 0.0),
+        potential=lambda x: prox.potential(x) + w * jnp.abs(x),
     )
 
 
@@ -213,6 +219,7 @@ def check_proximal(
     """
     label = name or getattr(activation, "__name__", repr(activation))
     radius = _check_real("check_proximal", "radius", radius, positive=True)
+    tolerance = _check_real("check_proximal", "tolerance", tolerance, nonnegative=True)
     if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
         raise ValueError(f"jeq.prox.check_proximal(num_points={num_points!r}): must be an int >= 3")
     grid = np.linspace(-radius, radius, num_points)
@@ -260,8 +267,8 @@ def from_activation(
     [-radius, radius]; phi by Gauss-Legendre quadrature). f is +inf outside [sigma(-radius), sigma(radius)].
     Accurate to quadrature error for smooth sigma; prefer the closed forms above when they exist.
     """
-    check_proximal(activation, name=name)
     radius = _check_real("from_activation", "radius", radius, positive=True)
+    check_proximal(activation, name=name, radius=radius)  # checked on the whole range the potential uses
     nodes, weights = np.polynomial.legendre.leggauss(quadrature_nodes)
 
     def phi(v):

@@ -204,6 +204,8 @@ def test_shape_mismatch_names_both_shapes(problem32):
     [
         (lambda: fp.anderson(history=0), r"anderson\(history=0\): must be > 0"),
         (lambda: fp.anderson(ridge=-1.0), r"anderson\(ridge=-1.0\): must be >= 0"),
+        (lambda: fp.anderson(ridge="a"), r"anderson\(ridge='a'\): must be a real number"),
+        (lambda: fp.phantom(damping="x"), r"phantom\(damping='x'\): must be a number in \(0, 1\]"),
         (lambda: fp.picard(damping=1.5), r"picard\(damping=1.5\): must be in \(0, 1.0\]"),
         (lambda: fp.broyden(history=2.5), r"broyden\(history=2.5\): must be an int"),
         (lambda: fp.phantom(steps=0), r"phantom\(steps=0\): must be an int >= 1"),

@@ -26,6 +26,9 @@ TABLE = {
     "l1": (lambda: prox.l1(weight=0.7), (-math.inf, math.inf)),
     "box": (lambda: prox.box(lower=-0.5, upper=2.0), (-0.5, 2.0)),
     "add_l1(tanh)": (lambda: prox.add_l1(prox.tanh(), weight=0.4), (-1.0, 1.0)),
+    # f not smallest at 0: prox_f o soft-threshold would be wrong here (sigma(0) != 0)
+    "add_l1(sigmoid)": (lambda: prox.add_l1(prox.sigmoid(), weight=0.5), (0.0, 1.0)),
+    "add_l1(softplus)": (lambda: prox.add_l1(prox.softplus(), weight=0.5), (0.0, math.inf)),
 }
 
 
@@ -163,6 +166,10 @@ def test_proximal_activations_pass_the_check():
         (lambda: prox.box(lower=1.0, upper=0.0), "need lower < upper"),
         (lambda: prox.l1(weight=-1.0), r"l1\(weight=-1.0\): must be >= 0"),
         (lambda: prox.soft_threshold(threshold=float("nan")), "must be finite"),
+        (lambda: prox.check_proximal(jnp.tanh, tolerance=-1.0), r"check_proximal\(tolerance=-1.0\): must be >= 0"),
+        # an activation that turns down beyond the default check range but inside the potential's range
+        (lambda: prox.from_activation(lambda v: jnp.clip(v, -12, 12) - 0.5 * jax.nn.relu(v - 20)),
+         "not a proximal operator|decreas"),
     ],
 )
 def test_bad_hyperparameters(call, match):
