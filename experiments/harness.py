@@ -423,9 +423,3 @@ def run(
     order = list(headline) + [k for k in result["metrics"] if k not in headline]
     print(format_metrics(result["metrics"], order))
     return result
-
-
-def load_results(out: str | os.PathLike, name: str) -> list[dict]:
-    """Every results JSON of experiment ``name`` under ``out``, oldest first."""
-    folder = pathlib.Path(out) / name
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
