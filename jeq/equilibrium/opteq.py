@@ -11,7 +11,7 @@ is exactly the minimiser of the hidden convex objective
 (optimality 0 in df(z) + z - W^T W z + grad h(z) - c is (3.1)); sigma = prox_f is the activation
 (:mod:`jeq.prox`) and h an optional smooth convex prior. G is convex iff ||W||_2 <= 1 (strongly convex for < 1),
 and Picard on (3.1) is proximal gradient descent on G with step 1, so G decreases along its iterates and they
-contract with factor ||W||_2^2 (section 4).
+contract with factor ||W^T W - grad^2 h||_2 (||W||_2^2 without a prior; section 4).
 
 Priors (section 6): (a) change the objective, get a new layer: an l1 prior lam ||z||_1 gives
 ``activation=jeq.prox.add_l1(prox.relu(), weight=lam)`` = relu(v - lam); the smoothness prior
