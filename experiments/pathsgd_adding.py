@@ -101,6 +101,9 @@ def parse_methods(methods: tuple[str, ...], learning_rates: tuple[float, ...]) -
         raise ValueError(
             f"experiments: {len(methods)} methods {methods} but {len(learning_rates)} learning rates {learning_rates}"
         )
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"experiments: methods {methods} list a method twice (each name is one run; compare "
+                         "learning rates in separate runs)")
     out = []
     for name, lr in zip(methods, learning_rates):
         optimizer, _, init = name.partition("/")
@@ -155,7 +158,8 @@ def train_method(
     current = state.get("current")
     if current is None or current["name"] != run_name:
         current = {"name": run_name, "params": params, "opt_state": optimizer.init(params), "step": 0,
-                   "curve": {"step": [], "train_loss": []}, "train_seconds": 0.0, "diverged": False}
+                   "curve": {"step": [], "train_loss": []}, "train_seconds": 0.0, "timed_steps": 0,
+                   "diverged": False}
         first = evaluate(params)
         current["curve"]["step"].append(0)
         current["curve"]["train_loss"].append(math.nan)
@@ -164,14 +168,18 @@ def train_method(
     params, opt_state = sharding.replicate((current["params"], current["opt_state"]), mesh)
     bar = harness.progress(range(current["step"], steps), desc=run_name, initial=current["step"], total=steps)
     losses = []
-    t0 = time.perf_counter()
+    t0, timed_from = None, None  # the first step of a (resumed) run compiles: it is not timed
     for step in bar:
         params, opt_state, metrics = train_step(params, opt_state, *sharding.shard_batch(next_batch(step), mesh))
         losses.append(metrics.loss)
+        if t0 is None:
+            jax.block_until_ready(metrics.loss)
+            t0, timed_from = time.perf_counter(), step + 1
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             loss = float(np.mean(jax.device_get(losses)))
             losses = []
             current["train_seconds"] += time.perf_counter() - t0
+            current["timed_steps"] = current.get("timed_steps", 0) + (step + 1 - timed_from)
             if not math.isfinite(loss):
                 print(f"[{run_name}] training loss is {loss} at step {step + 1}: stopping this run (diverged)",
                       file=sys.stderr)
@@ -186,7 +194,7 @@ def train_method(
             current.update(params=params, opt_state=opt_state, step=step + 1)
             state["current"] = current
             ckpt.save(state)
-            t0 = time.perf_counter()
+            t0, timed_from = time.perf_counter(), step + 1
     curve = current["curve"]
     out: dict[str, Any] = {f"curve/{k}": v for k, v in curve.items()}
     for k, v in curve.items():
@@ -197,8 +205,9 @@ def train_method(
         out[f"best/{k}"] = (min(finite) if "loss" in k or "mse" in k or "bpc" in k else max(finite)) if finite \
             else math.nan
     out["diverged"] = current["diverged"]
-    done = max(current["step"], 1)
-    out["seconds_per_step"] = current["train_seconds"] / done
+    # steps actually run after compilation (a diverged run stops early; its budget is not its step count)
+    timed = current.get("timed_steps", 0)
+    out["seconds_per_step"] = current["train_seconds"] / timed if timed else math.nan
     state["finished"][run_name] = out
     state["current"] = None
     ckpt.save(state)
