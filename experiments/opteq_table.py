@@ -59,8 +59,9 @@ class Config(harness.BaseConfig):
     """Minibatch size (MON: 128)."""
     learning_rate: float = 1e-3
     """Adam peak step size, cosine-decayed to 0 over the run."""
-    mon_width: int = 87
-    """MON hidden units (dense) or channels (conv): its parameter count is the budget for all models."""
+    mon_width: int | None = None
+    """MON hidden units (dense) or channels (conv): its parameter count is the budget for all models. Default: the
+    official models', 87 hidden units (84,313 parameters) dense and 81 channels (172,218 parameters) conv."""
     tol: float = 1e-3
     """Forward tolerance of OptEq / deep OptEq / DEQ (absolute; MON uses its relative 1e-2)."""
     l1_weights: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
@@ -137,15 +138,23 @@ def _matched_width(build, budget: int, upper: int) -> int:
     return lo
 
 
+def mon_width(config: Config) -> int:
+    """MON's width: ``--mon_width`` or the official model's (87 hidden units dense, 81 channels conv)."""
+    if config.mon_width is not None:
+        return config.mon_width
+    return 87 if config.architecture == "dense" else 81
+
+
 def widths_and_counts(config: Config, builders: dict[str, Callable]) -> dict[str, tuple[int, int]]:
     mon_name = "mon" if config.architecture == "dense" else "mon_conv"
-    budget = _count(builders[mon_name](config.mon_width)[0])
+    base = mon_width(config)
+    budget = _count(builders[mon_name](base)[0])
     out = {}
     for name, build in builders.items():
         if name in (mon_name, "opteq_small"):
-            width = config.mon_width
+            width = base
         else:
-            width = _matched_width(build, budget, 4 * config.mon_width)
+            width = _matched_width(build, budget, 4 * base)
         out[name] = (width, _count(build(width)[0]))
     return out
 
@@ -328,7 +337,7 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
 
     if config.architecture == "dense":
         features = split.x_train.shape[1]
-        width = sizes["opteq"][0] if "opteq" in sizes else config.mon_width
+        width = sizes["opteq"][0] if "opteq" in sizes else mon_width(config)
         # (i) l1 prior weight vs sparsity and accuracy.
         for weight in config.l1_weights:
             key = f"{weight:g}"
