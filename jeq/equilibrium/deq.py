@@ -58,8 +58,8 @@ def deq(
 ) -> EquilibriumModel:
     """Dense plain DEQ (8.4); x is one flattened example (features,).
 
-    Defaults follow TorchDEQ: Anderson forward, tolerance 1e-3, 40 iterations, IFT backward (by default an
-    Anderson adjoint solve to absolute tolerance ``tol / 10``, at most ``maxiter`` steps).
+    Defaults follow TorchDEQ 0.1.0: Anderson forward, tolerance 1e-3, 40 iterations, IFT backward (by default an
+    Anderson adjoint solve to TorchDEQ's backward tolerance, absolute 1e-6, at most ``maxiter`` steps).
     W is initialised with spectral norm ``init_norm``.
     """
     fn = "deq"
@@ -69,7 +69,7 @@ def deq(
         raise TypeError(f"jeq.equilibrium.deq(activation={activation!r}): must be callable")
     fp.check_settings(solver=solver, tol=tol, rtol=rtol, maxiter=maxiter, backward="implicit", caller=fn)
     if backward is None:
-        backward = fp.implicit(solver="anderson", tol=tol / 10, rtol=0.0, maxiter=maxiter)
+        backward = fp.implicit(solver="anderson", tol=1e-6, rtol=0.0, maxiter=maxiter)
 
     def init(key):
         w, injection, readout = random_blocks(key, [
