@@ -213,8 +213,9 @@ print("ok", jax.process_index())
 """
 
 
-def test_two_processes_train_like_one(tmp_path):
-    """Multi-host path on one machine: 2 processes x 2 CPU devices (gloo), uneven batch, equals one process."""
+def _run_two_processes(tmp_path, worker: str, devices_per_process: int) -> None:
+    """Run ``worker`` as processes 0 and 1 of a 2-process gloo job on this machine (argv: coordinator, process id,
+    tmp_path); each must print ``ok <process id>`` last."""
     import os
     import socket
     import subprocess
@@ -224,10 +225,13 @@ def test_two_processes_train_like_one(tmp_path):
         sock.bind(("localhost", 0))
         port = sock.getsockname()[1]
     script = tmp_path / "worker.py"
-    script.write_text(_WORKER)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen([sys.executable, str(script), f"localhost:{port}", str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    script.write_text(worker)
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+               JAX_PLATFORMS="cpu")
+    repo = pathlib.Path(__file__).resolve().parents[2]  # workers may import experiments.harness
+    procs = [subprocess.Popen([sys.executable, str(script), f"localhost:{port}", str(i), str(tmp_path)], env=env,
+                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
     outs = []
     for proc in procs:
         try:
@@ -239,6 +243,11 @@ def test_two_processes_train_like_one(tmp_path):
         assert proc.returncode == 0, err[-3000:]
         outs.append(out.split()[-2:])
     assert sorted(outs) == [["ok", "0"], ["ok", "1"]]
+
+
+def test_two_processes_train_like_one(tmp_path):
+    """Multi-host path on one machine: 2 processes x 2 CPU devices (gloo), uneven batch, equals one process."""
+    _run_two_processes(tmp_path, _WORKER, devices_per_process=2)
 
 
 _RESUME_WORKER = """
@@ -266,29 +275,4 @@ print("ok", me)
 
 def test_a_killed_multi_host_run_resumes_every_process_from_process_zero(tmp_path):
     """Hosts whose checkpoints disagree after a kill all resume from process 0's state and seed records."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        port = sock.getsockname()[1]
-    script = tmp_path / "worker.py"
-    script.write_text(_RESUME_WORKER)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
-    repo = pathlib.Path(__file__).resolve().parents[2]  # the worker imports experiments.harness
-    procs = [subprocess.Popen([sys.executable, str(script), f"localhost:{port}", str(i), str(tmp_path)], env=env,
-                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    outs = []
-    for proc in procs:
-        try:
-            out, err = proc.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail("two-process resume timed out")
-        assert proc.returncode == 0, err[-3000:]
-        outs.append(out.split()[-2:])
-    assert sorted(outs) == [["ok", "0"], ["ok", "1"]]
+    _run_two_processes(tmp_path, _RESUME_WORKER, devices_per_process=1)
