@@ -33,14 +33,14 @@ Status (Done-when "Path-SGD < 0.01 within the quick budget in >= 2/3 seeds"): NO
 protocol choices were screened (``results/pathsgd_adding/variants/NOTES.md``): a truncated path length
 ``--path-length`` T_kappa in {2, 5, 10, 25} (kappa1 of the graph unrolled over T_kappa steps; best: T_kappa = 5-10,
 0.08-0.09 on seed 0 but ~0.16 on seeds 1-2, T_kappa = 2 diverges), batch 16 / clip 10, warm-up + cosine decay,
-momentum 0.9, the official code's squared-output-norm Gamma with first-step norm matching, clipping the
-path-scaled update: none reaches 0.01 in 2000 steps. With longer budgets Path-SGD does learn (T_kappa = 10,
-momentum 0.9: 0.018 after 6000 steps; T_kappa = T, 20 000 steps, 3 seeds: best 0.045 / 0.022 / 0.016, final
-0.045 / 0.063 / 0.016). Mechanism: kappa1 of W_out is ~130x that of W_in at every T_kappa and kappa1 of W_rec
-is 72x at T_kappa = 100, so at a learning rate W_in, b and c tolerate, the recurrent and output weights barely
-move; against the diagonal Gauss-Newton curvature, kappa1 overstates W_rec's by ~1e6 and W_in's/W_out's by ~5e3
-while c's is exact. From the np-RNN init the mismatch shrinks to ~2 decades and Path-SGD reaches 0.0185 in 2000 steps on seed 0, but seeds 1-2 blow up
-(the path-scaled W_rec step lifts the recurrent spectral radius above 1).
+momentum 0.9, the official code's squared-output-norm Gamma with first-step norm matching, clipping the path-scaled
+update: none reaches 0.01 in 2000 steps. With longer budgets Path-SGD does learn (T_kappa = 10, momentum 0.9: 0.018
+after 6000 steps; T_kappa = T, 20 000 steps, 3 seeds: best 0.045 / 0.022 / 0.016, final 0.045 / 0.063 / 0.016).
+Mechanism: kappa1 of W_out is ~130x that of W_in at every T_kappa and kappa1 of W_rec is 72x at T_kappa = 100, so at
+a learning rate W_in, b and c tolerate, the recurrent and output weights barely move; against the diagonal
+Gauss-Newton curvature, kappa1 overstates W_rec's by ~1e6 and W_in's/W_out's by ~5e3 while c's is exact. From the
+np-RNN init the mismatch shrinks to ~2 decades and Path-SGD reaches 0.0185 in 2000 steps on seed 0, but seeds 1-2
+blow up (the path-scaled W_rec step lifts the recurrent spectral radius above 1).
 
 Path-SGD runs use ``jeq.pathsgd.make_train_step(..., fused_path_sum=True)``: kappa1 comes from the same
 ``lax.scan`` as the loss (same numbers as the separate kappa pass).
