@@ -3,7 +3,8 @@
 ``python -m experiments.pathsgd_adding --quick`` trains a 100-unit ReLU RNN on the adding problem with T = 100 and
 compares, at the same number of steps, batch size and clipping (``jeq.pathsgd.make_optimizer``):
 
-- ``path_sgd/<init>``: Path-SGD (kappa1), ``sgd/gaussian``, ``sgd/identity`` (IRNN), ``adam/gaussian``;
+- ``path_sgd/<init>``: Path-SGD (kappa1), ``sgd/gaussian``, ``sgd/identity`` (IRNN), ``sgd/np`` (np-RNN),
+  ``adam/gaussian``;
 - optionally ``path_sgd_kappa2/<init>`` (exact kappa2; small hidden sizes only) for the kappa2 ablation
   (``--methods path_sgd/gaussian path_sgd_kappa2/gaussian --hidden 16``).
 
@@ -11,9 +12,10 @@ Reported per seed, per T and per method: the final and best test MSE (1000 fresh
 1/6 = 0.167), the first step at which the test MSE fell below 0.01, seconds per step, and the test-MSE curve.
 Without ``--quick`` it runs T = 100, 400 and 750. The paper reports that Path-SGD solves all three (spec: unverified).
 
-Commands and runtimes (2-core shared CPU; 20 000 steps x 4 methods x 3 seeds per T):
+Commands and runtimes (2-core shared CPU; 20 000 steps x 5 methods x 3 seeds per T; measured with 4 methods, before
+the np-RNN baseline was added: add a quarter):
 
-- ``python -m experiments.pathsgd_adding --quick``: T = 100, 2000 steps, 3 seeds: 4.5 min;
+- ``python -m experiments.pathsgd_adding --quick``: T = 100, 2000 steps, 3 seeds: 3-5 min;
 - ``python -m experiments.pathsgd_adding --lengths 100``: one train step 6.5 ms (path-SGD 6.6 ms): about 30 min;
 - ``python -m experiments.pathsgd_adding --lengths 400``: 25-26 ms per step: about 2 h;
 - ``python -m experiments.pathsgd_adding --lengths 750``: 0.05-0.1 s per step (timed over 100 steps): 4-8 h.
@@ -85,11 +87,12 @@ class Config(harness.BaseConfig):
     path_length: int = 0
     """T_kappa: the unrolled length of the graph whose path sum Gamma defines kappa1 (0: the sequence length T;
     the paper does not say whether it used T or a truncated length, see the module docstring)."""
-    methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
-    """``optimizer/init`` pairs: optimizer in jeq.pathsgd.METHODS, init in jeq.pathsgd.INITS."""
-    learning_rates: tuple[float, ...] = (0.3, 0.1, 0.1, 0.0003)
+    methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "sgd/np", "adam/gaussian")
+    """``optimizer/init`` pairs: optimizer in jeq.pathsgd.METHODS, init in jeq.pathsgd.INITS (the spec's baselines:
+    SGD from the Gaussian, IRNN and np-RNN initialisations, plus Adam)."""
+    learning_rates: tuple[float, ...] = (0.3, 0.1, 0.1, 0.1, 0.0003)
     """One learning rate per method (best of a 1500-step sweep at T = 100, seed 0: path-SGD {0.1, 0.3, 0.6},
-    SGD {0.003, 0.01, 0.03, 0.1}, Adam {3e-4, 1e-3, 3e-3})."""
+    SGD {0.003, 0.01, 0.03, 0.1}, Adam {3e-4, 1e-3, 3e-3}; SGD from np-RNN: 2000 steps, {0.01, 0.03, 0.1, 0.3})."""
 
 
 # ----------------------------------------------------------------------------------------- shared machinery
