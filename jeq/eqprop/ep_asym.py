@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jeq.eqprop.directed import DirectedLearner, Graph, directed_learner
+from jeq.eqprop.directed import DirectedLearner, Graph, _check_positive, directed_learner
 
 __all__ = ["asym_rule", "ep_asym", "leaky_field"]
 
@@ -49,8 +48,7 @@ def ep_asym(
 
     Returns jitted ``init``, ``update``, ``predict`` (:class:`jeq.eqprop.directed.DirectedLearner`), batched.
     """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) or not beta > 0:
-        raise ValueError(f"jeq.eqprop.ep_asym(beta={beta!r}): must be a number > 0")
+    _check_positive("ep_asym", "beta", beta)
     return directed_learner(
         graph,
         leaky_field,

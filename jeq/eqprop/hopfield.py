@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jeq.eqprop.directed import _check_positive, _check_positive_int
+
 __all__ = [
     "EPInfo",
     "EPTrainer",
@@ -83,6 +85,11 @@ def scaled_sigmoid(u: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(4.0 * (u - 0.5))
 
 
+def _all_finite(tree) -> jax.Array:
+    """True when every leaf of ``tree`` is free of NaN/inf."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
 def _sizes(params: HopfieldParams) -> list[int]:
     return [params.weights[0].shape[0]] + [w.shape[1] for w in params.weights]
 
@@ -95,8 +102,7 @@ def init(key: jax.Array, layer_sizes: Sequence[int], *, gain: float = 1.0, dtype
     sizes = list(layer_sizes)
     if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
         raise ValueError(f"jeq.eqprop.hopfield.init(layer_sizes={layer_sizes!r}): must be >= 2 positive integers")
-    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.number)) or not gain > 0:
-        raise ValueError(f"jeq.eqprop.hopfield.init(gain={gain!r}): must be a number > 0")
+    _check_positive("hopfield.init", "gain", gain)
     keys = jax.random.split(key, 2 * (len(sizes) - 1))
     weights, biases = [], []
     for l in range(len(sizes) - 1):
@@ -181,10 +187,8 @@ def relax(
     With the hard sigmoid this is projected gradient descent on F over [0, 1]^n, so F is non-increasing when
     step_size < 2 / Lipschitz(dF/ds) (:func:`energy_certificate`). Vmap over a batch.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"jeq.eqprop.hopfield.relax(steps={steps!r}): must be an integer >= 1")
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.number)) or not step_size > 0:
-        raise ValueError(f"jeq.eqprop.hopfield.relax(step_size={step_size!r}): must be a number > 0")
+    _check_positive_int("hopfield.relax", "steps", steps)
+    _check_positive("hopfield.relax", "step_size", step_size)
     x = jnp.asarray(x)
     state = tuple(jnp.asarray(s) for s in state)
     y = None if y is None else jnp.asarray(y, state[-1].dtype)
@@ -203,7 +207,7 @@ def relax(
 
     final, (energies, changes) = jax.lax.scan(step, state, None, length=steps)
     energies = jnp.concatenate([energies, total(final)[None]])
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(s)) for s in final]))
+    finite = _all_finite(final)
     return Phase(final, energies, changes[-1], finite)
 
 
@@ -290,8 +294,7 @@ def eqprop_grad(
     low, high, info = phases
     scale = 2 * beta if centered else beta
     grads = jax.grad(_ep_objective)(params, low, high, x, scale)
-    grads_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-    return grads, info._replace(finite=info.finite & grads_finite)  # a traced beta = 0 shows up here
+    return grads, info._replace(finite=info.finite & _all_finite(grads))  # a traced beta = 0 shows up here
 
 
 def _ep_phases(params, x, y, beta, state, *, free_steps, nudged_steps, step_size, activation, centered):
@@ -336,8 +339,7 @@ def energy_certificate(params: HopfieldParams, *, step_size: float, beta: float 
     C = 1/2 ||s_L - y||^2 adds beta I to the output block of the Hessian, so L_F <= L + |beta|. ``beta = 0`` (the
     default) certifies the free phase; pass the nudging strength to certify a nudged phase too.
     """
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.number)) or not step_size > 0:
-        raise ValueError(f"jeq.eqprop.hopfield.energy_certificate(step_size={step_size!r}): must be a number > 0")
+    _check_positive("hopfield.energy_certificate", "step_size", step_size)
     if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)):
         raise ValueError(f"jeq.eqprop.hopfield.energy_certificate(beta={beta!r}): must be a real number")
     sizes = _sizes(params)[1:]
@@ -432,11 +434,9 @@ def ep_trainer(
     if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) or not beta > 0:
         raise ValueError(f"jeq.eqprop.hopfield.ep_trainer(beta={beta!r}): must be a number > 0 (its sign is set "
                          "by nudging)")
-    for name, steps in (("free_steps", free_steps), ("nudged_steps", nudged_steps)):
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"jeq.eqprop.hopfield.ep_trainer({name}={steps!r}): must be an integer >= 1")
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.number)) or not step_size > 0:
-        raise ValueError(f"jeq.eqprop.hopfield.ep_trainer(step_size={step_size!r}): must be a number > 0")
+    _check_positive_int("hopfield.ep_trainer", "free_steps", free_steps)
+    _check_positive_int("hopfield.ep_trainer", "nudged_steps", nudged_steps)
+    _check_positive("hopfield.ep_trainer", "step_size", step_size)
     kw = dict(free_steps=free_steps, nudged_steps=nudged_steps, step_size=step_size, activation=activation,
               centered=nudging == "centered")
 
@@ -478,8 +478,7 @@ def ep_trainer(
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         correct = jnp.argmax(info.free_state[-1], axis=-1) == jnp.argmax(yb, axis=-1)
-        finite = jnp.all(info.finite) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        finite = jnp.all(info.finite) & _all_finite(params)
         metrics = StepMetrics(
             loss=jnp.sum(w * info.loss) / total,
             accuracy=jnp.sum(w * correct) / total,

@@ -33,10 +33,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jeq.eqprop.deep import deep_field
-from jeq.eqprop.directed import Field
+from jeq.eqprop.directed import Field, _check_positive
 
 __all__ = [
     "Gershgorin",
@@ -202,8 +201,7 @@ def free_phase_stability(
     ``tolerance`` separates saturated neurons (within it of 0 or 1) from interior ones and bounds the fixed-point
     residual. One example; vmap over inputs.
     """
-    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.number)) or not dt > 0:
-        raise ValueError(f"jeq.eqprop.free_phase_stability(dt={dt!r}): must be a number > 0")
+    _check_positive("free_phase_stability", "dt", dt)
     a = system_matrix(weights, num_inputs=num_inputs, field=field)
     n = weights.shape[0]
     state = jnp.asarray(state, a.dtype)

@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jeq.eqprop.directed import _check_nonnegative, _check_positive
 
 __all__ = ["Pruning", "boltzmann_prune", "pruning_probabilities", "sparsity"]
 
@@ -43,11 +44,8 @@ def _validate(function: str, weights, mask, threshold, temperature) -> None:
                          f"{weights.shape}")
     if mask.shape != weights.shape:
         raise ValueError(f"jeq.eqprop.{function}(mask): shape {mask.shape} does not match weights {weights.shape}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not threshold >= 0:
-        raise ValueError(f"jeq.eqprop.{function}(threshold={threshold!r}): must be a number >= 0")
-    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number))
-            or not temperature > 0):
-        raise ValueError(f"jeq.eqprop.{function}(temperature={temperature!r}): must be a number > 0")
+    _check_nonnegative(function, "threshold", threshold)
+    _check_positive(function, "temperature", temperature)
 
 
 def pruning_probabilities(weights: jax.Array, mask: jax.Array, *, threshold: float, temperature: float) -> jax.Array:
