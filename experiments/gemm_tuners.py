@@ -24,6 +24,7 @@ live ``jeq.gemm.tune`` run per seed reports the tuned kernel's speed relative to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import math
@@ -83,8 +84,10 @@ def work_dir(config: Config) -> pathlib.Path:
     return pathlib.Path(config.out) / OUT_DIRNAME / "runs"
 
 
-# Hash of the analytic cost model's source: cached tables of an older model are never reused.
-MODEL_VERSION = hashlib.sha256(inspect.getsource(landscape_module).encode()).hexdigest()[:12]
+@functools.cache
+def model_version() -> str:
+    """Hash of the analytic cost model's source: cached tables of an older model are never reused."""
+    return hashlib.sha256(inspect.getsource(landscape_module).encode()).hexdigest()[:12]
 
 
 def tables_dir(config: Config) -> pathlib.Path:
@@ -95,7 +98,7 @@ def analytic_replay(config: Config, shape: str, prune: bool) -> ReplayLandscape:
     """The dense table of the analytic model over the whole space (memory-mapped from a cached ``.npy``)."""
     m, n, k = parse_shape(shape)
     land = AnalyticLandscape.tvm_gemm(m, n, k, prune=prune)
-    path = tables_dir(config) / f"tvm_{shape}_{MODEL_VERSION}.npy"  # a changed cost model gets a new table
+    path = tables_dir(config) / f"tvm_{shape}_{model_version()}.npy"  # a changed cost model gets a new table
     if not path.exists():
         # the exhaustive table is the heavy batched evaluation: chunks of 2^18 candidates split over --devices
         full = AnalyticLandscape.tvm_gemm(m, n, k, prune=False, mesh=sharding.data_mesh(config.devices))

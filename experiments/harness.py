@@ -313,7 +313,7 @@ def aggregate(per_seed: Mapping[Any, Mapping[str, Any]]) -> dict[str, dict[str, 
     return out
 
 
-def _count(metric: Mapping[str, Any]) -> str:
+def seed_count(metric: Mapping[str, Any]) -> str:
     """``"n"``, or ``"k of n finite"`` when some seeds gave NaN/inf (the mean and std are over the finite ones)."""
     n = len(metric["values"])
     finite = metric.get("finite", sum(math.isfinite(v) for v in metric["values"]))
@@ -326,7 +326,7 @@ def format_metrics(metrics: Mapping[str, Mapping[str, Any]], names: Iterable[str
     for name in names or metrics:
         if name in metrics:
             m = metrics[name]
-            rows.append(f"  {name:<40s} {m['mean']:.4g} ± {m['std']:.2g}  (n={_count(m)})")
+            rows.append(f"  {name:<40s} {m['mean']:.4g} ± {m['std']:.2g}  (n={seed_count(m)})")
     return "\n".join(rows)
 
 

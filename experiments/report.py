@@ -13,8 +13,7 @@ import pathlib
 import shlex
 import sys
 
-from experiments import harness
-from experiments.harness import _NOT_RESULTS, REPO_ROOT
+from experiments.harness import _NOT_RESULTS, REPO_ROOT, seed_count
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SPEED_BEGIN, SPEED_END = "<!-- speed:begin -->", "<!-- speed:end -->"
@@ -79,7 +78,7 @@ def table(results: list[dict]) -> str:
             if name not in r["metrics"]:
                 continue
             lines.append(
-                f"| {r['name']} | {name} | {_fmt(r['metrics'][name])} | {harness._count(r['metrics'][name])} | "
+                f"| {r['name']} | {name} | {_fmt(r['metrics'][name])} | {seed_count(r['metrics'][name])} | "
                 f"{r.get('device_kind', '?')} | {r['timestamp'][:8]} | `{r.get('command', '').strip()}` |"
             )
     if len(lines) == 2:
