@@ -12,6 +12,8 @@ numbers to read, absolute times drift between processes on a shared machine):
      batch 128 -- PyTorch (locuslab/monotone_op_net): 4.7 ms/step, 92.2 % test;
    * TorchDEQ plain DEQ, 87 hidden, Anderson, tolerance 1e-3, implicit backward -- 35 ms/step, 91.2 % test.
    Speed-up = reference ms / our ms, at the same tolerance, batch and width; accuracy after ``--epochs`` epochs.
+   Also reported: how the implicit backward's adjoint solve went on the timed batch (``adjoint_report``: mean
+   steps, fraction converged, largest residual), which the VJP itself cannot return.
 4. What the MON step spends its time on (prepare / forward solve / full step) and per-example vs batch-level
    stopping.
 
@@ -50,6 +52,34 @@ def _loss_fn(model):
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
     return jax.value_and_grad(loss)
+
+
+def adjoint_report(model, params, xb, yb) -> dict:
+    """How the implicit backward's adjoint solve goes on a batch (it runs silently inside the VJP).
+
+    Per example: the forward solve with the model's settings (per-example stop), the loss cotangent g at s*, then
+    ``jeq.fixedpoint.adjoint_solve`` with the model's backward settings. Returns the mean adjoint steps, the
+    fraction converged and the largest adjoint residual.
+    """
+    settings = model.settings
+
+    def one(x, y):
+        prepared, c = model.prepare(params), model.inject(params, x)
+        s = fp.solve(model.layer, model.initial_state(c), prepared, c, solver=settings.solver, tol=settings.tol,
+                     rtol=settings.rtol, maxiter=settings.maxiter, backward=settings.backward).value
+
+        def loss(state):
+            logits = model.readout(params, model.hidden(state, prepared, c))
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+        return fp.adjoint_solve(model.layer, s, prepared, c, cotangent=jax.grad(loss)(s),
+                                backward=settings.backward).stats
+
+    stats = jax.jit(jax.vmap(one))(xb, yb)
+    return {"mean_adjoint_steps": float(jnp.mean(stats.num_steps)),
+            "adjoint_converged_fraction": float(jnp.mean(stats.converged)),
+            "max_adjoint_residual": float(jnp.max(stats.residual)),
+            "adjoint_settings": {k: str(v) for k, v in settings.backward._asdict().items()}}
 
 
 def _fmt(t: bench.Timing) -> str:
@@ -142,7 +172,12 @@ def reference_settings(split, epochs: int, budget: float) -> dict:
         states[name] = (params, opt_state)
         out[name] = {"test_accuracy": float(sums.correct) / float(sums.count), "epochs": epochs,
                      "mean_steps_test": float(sums.steps) / float(sums.count), "train_seconds": train_s,
-                     "train_steps": train_steps, "timed": "after training"}
+                     "train_steps": train_steps, "timed": "after training",
+                     "adjoint": adjoint_report(model, params, xb, yb)}
+        print(f"  {name:4s} adjoint solve on the timed batch after training: "
+              f"{out[name]['adjoint']['mean_adjoint_steps']:.1f} steps, "
+              f"{100 * out[name]['adjoint']['adjoint_converged_fraction']:.0f} % converged, "
+              f"max residual {out[name]['adjoint']['max_adjoint_residual']:.2g}")
     timings = bench.interleave([steps[n] for n in models], [(*states[n], xb, yb) for n in models], budget_s=budget)
     for name, timing in zip(models, timings):
         reference = REFERENCES[name]

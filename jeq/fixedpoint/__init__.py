@@ -12,6 +12,7 @@ from jeq.fixedpoint.solve import (
     Solution,
     Stats,
     Unroll,
+    adjoint_solve,
     check_settings,
     implicit,
     phantom,
@@ -34,6 +35,6 @@ from jeq.fixedpoint.solvers import (
 
 __all__ = [
     "SOLVERS", "AndersonState", "BroydenState", "FixedPointSolver", "HalpernState", "Implicit", "Phantom",
-    "PicardState", "Solution", "Stats", "Unroll", "anderson", "broyden", "check_settings", "get_solver", "halpern",
-    "implicit", "jacobian_penalty", "phantom", "picard", "solve", "spectral_radius", "unroll",
+    "PicardState", "Solution", "Stats", "Unroll", "adjoint_solve", "anderson", "broyden", "check_settings",
+    "get_solver", "halpern", "implicit", "jacobian_penalty", "phantom", "picard", "solve", "spectral_radius", "unroll",
 ]

@@ -36,7 +36,8 @@ from jax.flatten_util import ravel_pytree
 from jeq.fixedpoint.solvers import FixedPointSolver, get_solver
 
 __all__ = [
-    "Implicit", "Phantom", "Solution", "Stats", "Unroll", "check_settings", "implicit", "phantom", "solve", "unroll",
+    "Implicit", "Phantom", "Solution", "Stats", "Unroll", "adjoint_solve", "check_settings", "implicit", "phantom",
+    "solve", "unroll",
 ]
 
 Array = jax.Array
@@ -207,28 +208,76 @@ def _flat_map(fn, unravel, args):
     return g
 
 
-def _adjoint_solver(config: Implicit, axis_name: str | None) -> Callable:
-    """A jaxopt ``solve(matvec, b)`` for A^T u = b, where matvec(u) = J^T u - u and b = -g."""
-    if config.solver in LINEAR_SOLVERS:
+class _Point(NamedTuple):  # what _stats reads from a solver state
+    z: Array
+    fz: Array
+
+
+def _solve_adjoint(config: Implicit, jt: Callable[[Array], Array], g: Array) -> tuple[Array, Stats]:
+    """Solve u = J^T u + g (flat arrays; ``jt(u) = J^T u``) from u = g with the backward's settings."""
+
+    def h(u):
+        return jt(u) + g
+
+    if config.solver in LINEAR_SOLVERS:  # (I - J^T) u = g by a Krylov method; it does not report its step count
         method = jax.scipy.sparse.linalg.gmres if config.solver == "gmres" else jax.scipy.sparse.linalg.bicgstab
+        u = method(lambda v: v - jt(v), g, x0=g, tol=config.rtol, atol=config.tol, maxiter=config.maxiter)[0]
+        return u, _stats(_Point(u, h(u)), jnp.full((), -1, jnp.int32), config.tol, config.rtol)
+    state, stats = _while(get_solver(config.solver, caller="implicit"), h, g, config.tol, config.rtol,
+                          config.maxiter)
+    return state.z, stats
 
-        def linear(matvec, b):
-            return method(matvec, b, x0=jax.tree.map(jnp.negative, b), tol=config.rtol, atol=config.tol,
-                          maxiter=config.maxiter)[0]
 
-        return linear
-    solver = get_solver(config.solver, caller="implicit")
+def _adjoint_solver(config: Implicit) -> Callable:
+    """A jaxopt ``solve(matvec, b)`` for A^T u = b, where matvec(u) = J^T u - u and b = -g."""
 
-    def fixed_point(matvec, b):
+    def solve_linear(matvec, b):
         b_flat, unravel = ravel_pytree(b)
 
-        def h(u):  # u = J^T u + g with g = -b
-            return ravel_pytree(matvec(unravel(u)))[0] + u - b_flat
+        def jt(u):
+            return ravel_pytree(matvec(unravel(u)))[0] + u
 
-        state, _ = _while(solver, h, -b_flat, config.tol, config.rtol, config.maxiter, axis_name)
-        return unravel(state.z)
+        return unravel(_solve_adjoint(config, jt, -b_flat)[0])
 
-    return fixed_point
+    return solve_linear
+
+
+def adjoint_solve(
+    fn: Callable[..., Any], z_star: Any, *args: Any, cotangent: Any, backward: Implicit | str = "implicit"
+) -> Solution:
+    """The implicit backward's adjoint solve on its own, with its diagnostics: u = J^T u + g at z*.
+
+    ``solve(..., backward=implicit(...))`` runs this solve inside the VJP, where it cannot return anything but
+    the gradient, so a truncated adjoint solve (``maxiter`` reached) would go unnoticed. Call this with the same
+    ``fn``, ``args`` and backward settings, and with the loss's cotangent ``g = d loss / d z*``, to see how the
+    backward solve went: ``stats.converged``, ``stats.num_steps`` and the residual ``||J^T u + g - u||`` (for
+    ``"gmres"``/``"bicgstab"`` ``num_steps`` is -1: ``jax.scipy`` does not report it). One example; vmap over a
+    batch.
+
+    Args:
+      fn: the map of the forward solve, ``fn(z, *args) -> z``.
+      z_star: the fixed point (e.g. ``solve(fn, z0, *args).value``).
+      *args: the arguments of fn.
+      cotangent: g, a pytree shaped like z_star.
+      backward: ``"implicit"`` or an :func:`implicit` configuration (the adjoint solver, tol, rtol, maxiter).
+
+    Returns:
+      :class:`Solution` ``(u, stats)`` with u shaped like z_star; ``d loss / d args = u^T d fn / d args``.
+    """
+    _, backward = check_settings(solver="picard", tol=1.0, rtol=0.0, maxiter=1, backward=backward,
+                                 caller="adjoint_solve")
+    if not isinstance(backward, Implicit):
+        raise TypeError(f"jeq.fixedpoint.adjoint_solve(backward={backward!r}): must be 'implicit' or implicit(...)")
+    z_flat, unravel = ravel_pytree(z_star)
+    g_flat, _ = ravel_pytree(cotangent)
+    if jax.tree.structure(cotangent) != jax.tree.structure(z_star) or g_flat.shape != z_flat.shape:
+        raise ValueError(
+            f"jeq.fixedpoint.adjoint_solve: cotangent {jax.tree.structure(cotangent)} of size {g_flat.shape} must "
+            f"be shaped like z_star {jax.tree.structure(z_star)} of size {z_flat.shape}"
+        )
+    _, vjp = jax.vjp(lambda z: ravel_pytree(fn(unravel(z), *args))[0], z_flat)
+    u, stats = _solve_adjoint(backward, lambda v: vjp(v)[0], g_flat.astype(z_flat.dtype))
+    return Solution(unravel(u), stats)
 
 
 def _signature(z, *args):  # reference signature for jaxopt: the fixed point first, then positional args
@@ -328,7 +377,7 @@ def solve(
     # the identity on z*, its VJP solves the adjoint u = J^T u + g at z*. The adjoint stops per example: JAX does
     # not bind a vmap axis name inside a custom VJP's backward rule.
     attach = jaxopt.implicit_diff.custom_fixed_point(
-        fn, solve=_adjoint_solver(backward, None), reference_signature=_signature
+        fn, solve=_adjoint_solver(backward), reference_signature=_signature
     )(_at_solution)
     return Solution(attach(z_star, *args), stats)
 

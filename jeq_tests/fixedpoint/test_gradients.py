@@ -149,3 +149,44 @@ def test_batch_level_stopping_keeps_gradients(backward, problem32):
     # Unrolled, the two runs take different numbers of steps: the truncated derivatives differ at the tol level.
     grad = jax.jit(jax.grad(loss), static_argnums=1)
     np.testing.assert_allclose(grad(w, "batch"), grad(w, None), atol=1e-4)
+
+
+def _adjoint_problem():
+    w, c = make_problem(jnp.float64)
+    z_star = fp.solve(tanh_layer, jnp.zeros(N), w, c, solver="anderson", tol=1e-13, maxiter=500).value
+    return w, c, z_star, jnp.cos(z_star)  # g = d sum(sin z) / dz at z*
+
+
+@pytest.mark.parametrize("solver", ["anderson", "picard", "gmres"])
+def test_adjoint_solve_solves_the_adjoint_equation_and_gives_the_ift_gradient(solver, x64):
+    """u = J^T u + g exactly (vs a dense solve), and u^T df/dargs is the implicit gradient of sum(sin z*)."""
+    w, c, z_star, g = _adjoint_problem()
+    config = fp.implicit(solver=solver, tol=1e-12, rtol=0.0, maxiter=500)
+    u, stats = fp.adjoint_solve(tanh_layer, z_star, w, c, cotangent=g, backward=config)
+    jac = jax.jacobian(tanh_layer)(z_star, w, c)
+    np.testing.assert_allclose(u, np.linalg.solve(np.eye(N) - np.asarray(jac).T, g), atol=1e-10)
+    assert bool(stats.converged) and float(stats.residual) <= 1e-12
+    assert int(stats.num_steps) == (-1 if solver == "gmres" else int(stats.num_steps)) and int(stats.num_steps) != 0
+    _, vjp = jax.vjp(lambda w_, c_: tanh_layer(z_star, w_, c_), w, c)
+    for a, b in zip(vjp(u), _grad("anderson", TIGHT)(w, c)):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_adjoint_solve_reports_a_truncated_backward_solve(x64):
+    """The VJP alone cannot say that the adjoint hit maxiter; adjoint_solve does."""
+    w, c, z_star, g = _adjoint_problem()
+    _, stats = fp.adjoint_solve(tanh_layer, z_star, w, c, cotangent=g,
+                                backward=fp.implicit(solver="picard", tol=1e-12, rtol=0.0, maxiter=2))
+    assert not bool(stats.converged) and int(stats.num_steps) == 2 and float(stats.residual) > 1e-6
+    batched = jax.vmap(lambda z, gg: fp.adjoint_solve(tanh_layer, z, w, c, cotangent=gg).stats)(
+        jnp.stack([z_star, z_star]), jnp.stack([g, 2 * g]))
+    assert batched.converged.shape == (2,) and bool(jnp.all(batched.converged))
+
+
+def test_adjoint_solve_rejects_bad_input(problem32):
+    w, c = problem32
+    z = jnp.zeros(N)
+    with pytest.raises(TypeError, match="must be 'implicit'"):
+        fp.adjoint_solve(tanh_layer, z, w, c, cotangent=z, backward="phantom")
+    with pytest.raises(ValueError, match="shaped like z_star"):
+        fp.adjoint_solve(tanh_layer, z, w, c, cotangent=jnp.zeros(N + 1))
