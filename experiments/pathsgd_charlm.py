@@ -101,15 +101,15 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
 
     path_sum = functools.partial(pathsgd.rnn_path_sum, length=config.window, head="many_to_many")
     out: dict[str, Any] = {"vocab_size": vocab, "test_windows": int(len(x_test))}
-    for name, optimizer_name, init, lr in methods:
-        params = pathsgd.init_rnn(jax.random.key(seed), input_size=vocab, hidden_size=config.hidden,
-                                  output_size=vocab, init=init)
-        optimizer = pathsgd.make_optimizer(optimizer_name, learning_rate=lr, max_norm=config.max_norm,
-                                           path_sum=path_sum)
+    for method in methods:
+        name = method.name
+        params = method.init_params(jax.random.key(seed), input_size=vocab, hidden_size=config.hidden,
+                                    output_size=vocab)
+        optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=path_sum)
         res = train_method(run_name=f"charlm/{name}", params=params, optimizer=optimizer,
                            loss_fn=cross_entropy_nats, evaluate=evaluate, next_batch=next_batch,
                            steps=config.steps, eval_every=config.eval_every, ckpt=ckpt, state=state,
-                           fused_loss_fn=cross_entropy_nats_and_path_sum if optimizer_name.startswith("path_sgd")
+                           fused_loss_fn=cross_entropy_nats_and_path_sum if method.is_path
                            else None, devices=config.devices)
         for k, v in res.items():
             out[f"charlm/{name}/{k}"] = v

@@ -111,15 +111,15 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
             return {"test_accuracy": float(evaluate_acc(params, x_test, split.y_test)),
                     "test_loss": float(evaluate_ce(params, x_test, split.y_test))}
 
-        for name, optimizer_name, init, lr in methods:
-            params = pathsgd.init_rnn(jax.random.key(seed), input_size=1, hidden_size=config.hidden,
-                                      output_size=10, init=init)
-            optimizer = pathsgd.make_optimizer(optimizer_name, learning_rate=lr, max_norm=config.max_norm,
-                                               path_sum=path_sum)
+        for method in methods:
+            name = method.name
+            params = method.init_params(jax.random.key(seed), input_size=1, hidden_size=config.hidden,
+                                        output_size=10)
+            optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=path_sum)
             res = train_method(run_name=f"{variant}/{name}", params=params, optimizer=optimizer,
                                loss_fn=cross_entropy, evaluate=evaluate, next_batch=next_batch, steps=steps,
                                eval_every=eval_every, ckpt=ckpt, state=state,
-                               fused_loss_fn=cross_entropy_and_path_sum if optimizer_name.startswith("path_sgd")
+                               fused_loss_fn=cross_entropy_and_path_sum if method.is_path
                                else None, devices=config.devices)
             for k, v in res.items():
                 out[f"{variant}/{name}/{k}"] = v

@@ -20,7 +20,7 @@ from jeq.pathsgd.path_norm import (
     rnn_apply_with_path_sum,
     rnn_path_sum,
 )
-from jeq.pathsgd.rnn import HEADS, INITS, RNNParams, init_rnn, rnn_apply
+from jeq.pathsgd.rnn import HEADS, INITS, OUTPUT_INITS, RNNParams, init_rnn, rnn_apply
 from jeq.pathsgd.train import TrainMetrics, make_eval_fn, make_train_step
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "INITS",
     "Kappa",
     "METHODS",
+    "OUTPUT_INITS",
     "RNNParams",
     "ScaleByPathNormState",
     "TrainMetrics",

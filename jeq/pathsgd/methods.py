@@ -37,8 +37,13 @@ def make_optimizer(
     max_norm: float,
     path_sum: Callable[[PyTree], jax.Array] | None = None,
     eps: float = 1e-8,
+    momentum: float = 0.0,
 ) -> optax.GradientTransformation:
     """``w <- w - eta * d(clip(g, max_norm), w)`` with the method's descent direction d (see module docstring).
+
+    With ``momentum`` m > 0 (SGD and the path methods), heavy-ball momentum on the direction:
+    ``v <- d + m v``, ``w <- w - eta v`` (``optax.trace``; a node rescaling scales d and v alike, so Path-SGD's
+    invariance is kept).
 
     Args:
       method: one of :data:`METHODS`.
@@ -46,6 +51,7 @@ def make_optimizer(
       max_norm: global-norm bound on the raw gradient (> 0), the same for every method.
       path_sum: ``Gamma(u)`` of the network, required by the path methods.
       eps: added to kappa by the path methods.
+      momentum: heavy-ball momentum in [0, 1) (0: none); Adam has its own first moment, so 0 only.
 
     Returns:
       An ``optax.GradientTransformation`` (its ``update`` needs ``params`` for the path methods).
@@ -56,13 +62,18 @@ def make_optimizer(
         raise ValueError(f"jeq.pathsgd.make_optimizer(learning_rate={learning_rate!r}): must be > 0")
     if not isinstance(max_norm, numbers.Real) or not max_norm > 0:
         raise ValueError(f"jeq.pathsgd.make_optimizer(max_norm={max_norm!r}): must be > 0")
+    if not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1 or (method == "adam" and momentum):
+        raise ValueError(f"jeq.pathsgd.make_optimizer(momentum={momentum!r}): must be in [0, 1), and 0 for adam")
     lr = optax.scale_by_learning_rate(learning_rate)
     clip = optax.clip_by_global_norm(max_norm)
     if method == "sgd":
-        return optax.chain(clip, lr)
-    if method == "adam":
-        return optax.chain(clip, optax.scale_by_adam(), lr)
-    if path_sum is None:
+        direction = optax.identity()
+    elif method == "adam":
+        direction = optax.scale_by_adam()
+    elif path_sum is None:
         raise ValueError(f"jeq.pathsgd.make_optimizer(method={method!r}): needs path_sum=Gamma(u)")
-    direction = scale_by_path_norm(path_sum, eps=eps, include_kappa2=method == "path_sgd_kappa2")
+    else:
+        direction = scale_by_path_norm(path_sum, eps=eps, include_kappa2=method == "path_sgd_kappa2")
+    if momentum:
+        return optax.chain(clip, direction, optax.trace(decay=momentum), lr)
     return optax.chain(clip, direction, lr)

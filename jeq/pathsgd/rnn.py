@@ -13,6 +13,13 @@ Initialisations (only ``W_rec`` differs; ``W_in ~ N(0, s^2)`` with ``s = input_s
 - ``"identity"`` (IRNN, Le, Jaitly & Hinton 2015): ``W_rec = I``;
 - ``"np"`` (np-RNN, Talathi & Vartak 2015): ``W_rec = R / lambda_max(R)`` with ``R = A^T A / H``,
   ``A ~ N(0, 1)^{H x H}``: symmetric positive semi-definite with largest eigenvalue 1.
+
+``output_init="equal"`` draws ``W_out = +-1/sqrt(H)`` (random signs) instead: every hidden unit has the same output
+weight magnitude. Path-SGD needs it from the np-RNN init: its step on row i of ``W_rec`` scales like
+``1 / |W_out[i]|`` (kappa1 of ``W_rec[i, j]`` carries ``W_out[i]^2``, the gradient ``W_out[i]``), so a Gaussian
+``W_out`` with a few near-zero entries gives those rows huge steps that lift the recurrent spectral radius above 1
+(``results/pathsgd_adding/variants/NOTES.md``, session 4). Node rescaling cannot fix this, Path-SGD being
+invariant to it; a different function at initialisation can.
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["RNNParams", "init_rnn", "rnn_apply", "HEADS", "INITS"]
+__all__ = ["RNNParams", "init_rnn", "rnn_apply", "HEADS", "INITS", "OUTPUT_INITS"]
 
 HEADS = ("many_to_one", "many_to_many")
 INITS = ("gaussian", "identity", "np")
+OUTPUT_INITS = ("gaussian", "equal")
 
 
 class RNNParams(NamedTuple):
@@ -57,6 +65,7 @@ def init_rnn(
     output_size: int,
     init: Literal["gaussian", "identity", "np"] = "gaussian",
     input_scale: float | None = None,
+    output_init: Literal["gaussian", "equal"] = "gaussian",
     dtype=jnp.float32,
 ) -> RNNParams:
     """Initial weights of the ReLU RNN ``h_t = ReLU(W_in x_t + W_rec h_{t-1} + b)``, ``y_t = W_out h_t + c``.
@@ -69,6 +78,8 @@ def init_rnn(
         ``W_out ~ N(0, 1/H)`` and zero biases in all three.
       input_scale: standard deviation of ``W_in`` (default ``1/sqrt(D)``; Le et al. use 1e-3 for the IRNN,
         whose identity recurrence otherwise sums T inputs of size O(1) into the state).
+      output_init: ``"gaussian"`` (``W_out ~ N(0, 1/H)``) or ``"equal"`` (``W_out = sign(N(0, 1)) / sqrt(H)``,
+        the same draw's signs; see the module docstring).
       dtype: floating dtype of the weights.
 
     Returns:
@@ -78,13 +89,16 @@ def init_rnn(
         _check_positive_int("init_rnn", name, value)
     if init not in INITS:
         raise ValueError(f"jeq.pathsgd.init_rnn(init={init!r}): must be one of {INITS}")
+    if output_init not in OUTPUT_INITS:
+        raise ValueError(f"jeq.pathsgd.init_rnn(output_init={output_init!r}): must be one of {OUTPUT_INITS}")
     if input_scale is not None and not input_scale > 0:
         raise ValueError(f"jeq.pathsgd.init_rnn(input_scale={input_scale!r}): must be > 0 or None")
     k_in, k_rec, k_out = jax.random.split(key, 3)
     h = hidden_size
     s_in = input_size**-0.5 if input_scale is None else input_scale
     w_in = jax.random.normal(k_in, (h, input_size), dtype) * jnp.asarray(s_in, dtype)
-    w_out = jax.random.normal(k_out, (output_size, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype))
+    w_out = jax.random.normal(k_out, (output_size, h), dtype)
+    w_out = (jnp.sign(w_out) if output_init == "equal" else w_out) / jnp.sqrt(jnp.asarray(h, dtype))
     if init == "gaussian":
         w_rec = jax.random.normal(k_rec, (h, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype))
     elif init == "identity":

@@ -252,6 +252,8 @@ def test_make_optimizer_clips_the_raw_gradient_identically_for_every_method(x64)
         (dict(method="sgd", learning_rate=0.0), r"make_optimizer\(learning_rate=0\.0\): must be > 0"),
         (dict(method="sgd", max_norm=-1.0), r"make_optimizer\(max_norm=-1\.0\): must be > 0"),
         (dict(method="path_sgd", path_sum=None), r"make_optimizer\(method='path_sgd'\): needs path_sum"),
+        (dict(method="sgd", momentum=1.0), r"make_optimizer\(momentum=1\.0\): must be in \[0, 1\)"),
+        (dict(method="adam", momentum=0.5), r"make_optimizer\(momentum=0\.5\): .* 0 for adam"),
     ],
 )
 def test_make_optimizer_rejects_bad_arguments(kwargs, message):
@@ -259,6 +261,21 @@ def test_make_optimizer_rejects_bad_arguments(kwargs, message):
     method = full.pop("method")
     with pytest.raises(ValueError, match=message):
         pathsgd.make_optimizer(method, **full)
+
+
+def test_make_optimizer_momentum_is_heavy_ball_on_the_methods_direction(x64):
+    """v <- d + m v, step -eta v, with d the clipped (and, for Path-SGD, kappa-scaled) gradient."""
+    params, (xb, yb) = tiny_rnn(5), batch(5)
+    grads = jax.grad(batch_loss)(params, xb, yb)
+    k1 = pathsgd.kappa(params, length=LENGTH).kappa1
+    for method, direction in (("sgd", grads),
+                              ("path_sgd", jax.tree_util.tree_map(lambda g, k: g / (k + 1e-8), grads, k1))):
+        tx = pathsgd.make_optimizer(method, learning_rate=0.1, max_norm=1e6, path_sum=PATH_SUM, momentum=0.5)
+        state = tx.init(params)
+        first, state = tx.update(grads, state, params)
+        second, _ = tx.update(grads, state, params)  # same gradient twice: v = d, then d + 0.5 d
+        assert tree_max_abs_diff(first, jax.tree_util.tree_map(lambda d: -0.1 * d, direction)) < 1e-12
+        assert tree_max_abs_diff(second, jax.tree_util.tree_map(lambda d: -0.15 * d, direction)) < 1e-12
 
 
 # ---------------------------------------------------------------- kappa1 from the fused scan

@@ -55,6 +55,10 @@ def test_initialisations(key):
     assert float(jnp.std(small.w_in)) < 2e-3
     for a, b in zip(irnn, gauss):
         assert a.shape == b.shape
+    equal = pathsgd.init_rnn(key, init="gaussian", output_init="equal", **kw)  # same draw, signs only
+    np.testing.assert_allclose(equal.w_out, np.sign(gauss.w_out) * 20**-0.5, rtol=1e-6)
+    for name in ("w_in", "w_rec", "b", "c"):
+        np.testing.assert_array_equal(getattr(equal, name), getattr(gauss, name))
 
 
 @pytest.mark.parametrize(
@@ -62,6 +66,7 @@ def test_initialisations(key):
     [
         (dict(init="orthogonal"), r"init_rnn\(init='orthogonal'\): must be one of \('gaussian', 'identity', 'np'\)"),
         (dict(hidden_size=0), r"init_rnn\(hidden_size=0\): must be an int >= 1"),
+        (dict(output_init="uniform"), r"init_rnn\(output_init='uniform'\): must be one of \('gaussian', 'equal'\)"),
         (dict(input_size=2.0), r"init_rnn\(input_size=2\.0\): must be an int >= 1"),
     ],
 )

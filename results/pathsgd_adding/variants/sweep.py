@@ -21,6 +21,11 @@ p.add_argument("--input_scale", type=float, default=None)
 p.add_argument("--method", default="path_sgd")
 p.add_argument("--bias_sgd", type=float, default=0)   # >0: biases get plain SGD at this lr
 p.add_argument("--eps", type=float, default=1e-8)
+p.add_argument("--gf", type=float, nargs=5, default=None)  # per-group factors w_in w_rec b w_out c
+p.add_argument("--rec_scale", type=float, default=1.0)
+p.add_argument("--clip_elem", type=float, default=0)
+p.add_argument("--wout_sign", action="store_true")
+p.add_argument("--out", default="/tmp/ps/results.jsonl")
 p.add_argument("--seeds", type=int, nargs="+", default=[0])
 p.add_argument("--T", type=int, default=100)
 p.add_argument("--tag", default="")
@@ -56,9 +61,17 @@ if a.method == "path_sgd":
             f = a.bias_sgd / a.lr
             return s_._replace(b=g.b * f, c=g.c * f), st
         ps = optax.GradientTransformationExtraArgs(_init, _upd)
+    if a.gf is not None:
+        def _init2(p): return ps0.init(p)
+        def _upd2(g, st, p=None, **kw):
+            s_, st = ps0.update(g, st, p)
+            return type(s_)(*[x * f for x, f in zip(s_, a.gf)]), st
+        ps = optax.GradientTransformationExtraArgs(_init2, _upd2)
     parts.append(ps)
 elif a.method == "adam":
     parts.append(optax.scale_by_adam())
+if a.clip_elem > 0:
+    parts.append(optax.clip(a.clip_elem / a.lr))
 if a.clip_after > 0:
     parts.append(optax.clip_by_global_norm(a.clip_after))
 if a.momentum:
@@ -74,6 +87,8 @@ for seed in a.seeds:
     k_test, k_train, k_init = jax.random.split(key, 3)
     xt, yt = data.adding_problem(k_test, 1000, a.T)
     params = pathsgd.init_rnn(k_init, input_size=2, hidden_size=100, output_size=1, init=a.init, input_scale=a.input_scale)
+    params = params._replace(w_rec=params.w_rec * a.rec_scale)
+    if a.wout_sign: params = params._replace(w_out=jnp.sign(params.w_out) / jnp.sqrt(params.w_out.shape[1]))
     st = tx.init(params)
     curve = []
     chunk = 100
@@ -90,5 +105,5 @@ dt = time.time() - t0
 line = dict(tag=a.tag, args={k: v for k, v in vars(a).items() if k not in ("tag",)}, final=[r[0] for r in res],
             best=[r[1] for r in res], solved_at=[r[2] for r in res], seconds=round(dt, 1))
 print(json.dumps(line), flush=True)
-with open("/tmp/ps/results.jsonl", "a") as f:
+with open(a.out, "a") as f:
     f.write(json.dumps(line) + "\n")
