@@ -264,8 +264,8 @@ def adjoint_solve(
     Returns:
       :class:`Solution` ``(u, stats)`` with u shaped like z_star; ``d loss / d args = u^T d fn / d args``.
     """
-    _, backward = check_settings(solver="picard", tol=1.0, rtol=0.0, maxiter=1, backward=backward,
-                                 caller="adjoint_solve")
+    if backward == "implicit":
+        backward = implicit()
     if not isinstance(backward, Implicit):
         raise TypeError(f"jeq.fixedpoint.adjoint_solve(backward={backward!r}): must be 'implicit' or implicit(...)")
     z_flat, unravel = ravel_pytree(z_star)

@@ -74,6 +74,4 @@ def make_optimizer(
         raise ValueError(f"jeq.pathsgd.make_optimizer(method={method!r}): needs path_sum=Gamma(u)")
     else:
         direction = scale_by_path_norm(path_sum, eps=eps, include_kappa2=method == "path_sgd_kappa2")
-    if momentum:
-        return optax.chain(clip, direction, optax.trace(decay=momentum), lr)
-    return optax.chain(clip, direction, lr)
+    return optax.chain(clip, direction, *([optax.trace(decay=momentum)] if momentum else []), lr)
