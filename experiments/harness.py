@@ -28,16 +28,12 @@ import argparse
 import dataclasses
 import datetime as _dt
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
 import pathlib
 import pickle
-import platform
-import subprocess
 import sys
-import tempfile
 import time
 import types
 import typing
@@ -45,6 +41,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
+
+from jeq.io import atomic_write_bytes, atomic_write_json, device_info, git_sha, versions
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -73,44 +71,7 @@ _NOT_RESULTS = ("seeds", "out", "coordinator", "num_processes", "process_id")
 """Config fields that do not change results (left out of the resume hash)."""
 
 
-# ----------------------------------------------------------------------------------------------- atomic files
-
-
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``.
-
-    A reader (or a run restarted after a kill) sees either the old file or the new one, never half of one.
-    """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if hasattr(obj, "__array__"):
-        return np.asarray(obj).tolist()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if isinstance(obj, pathlib.Path):
-        return str(obj)
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (numpy and JAX arrays become lists)."""
-    atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default, allow_nan=True).encode())
+# ----------------------------------------------------------------------------------------------- checkpoints
 
 
 def from_process_zero(payload: bytes | None) -> bytes | None:
@@ -247,37 +208,6 @@ def config_hash(config: Any) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- provenance
-
-
-def git_sha() -> str:
-    """The repository's HEAD commit, with ``-dirty`` when the tree has uncommitted changes; ``unknown`` outside git."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries results depend on."""
-    out = {"python": platform.python_version()}
-    for pkg in ("jeq", "jax", "jaxlib", "flax", "optax", "jaxopt", "numpy"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def device_info() -> dict[str, Any]:
-    """Backend, device kind and device count as JAX sees them."""
-    import jax
-
-    devices = jax.devices()
-    return {"backend": jax.default_backend(), "device_kind": devices[0].device_kind, "device_count": len(devices)}
 
 
 # ----------------------------------------------------------------------------------------------- aggregation
