@@ -141,7 +141,7 @@ def array(
     Works on numpy and JAX arrays alike (and on ``jax.ShapeDtypeStruct``); the message shows the shape and dtype seen.
     """
     got_shape = tuple(np.shape(value)) if not hasattr(value, "shape") else tuple(value.shape)
-    got_dtype = np.dtype(getattr(value, "dtype", np.asarray(value).dtype))
+    got_dtype = np.dtype(value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype)  # no asarray of a tracer
     seen = f"shape {got_shape} dtype {got_dtype}"
     if ndim is not None and len(got_shape) != ndim:
         raise ArgumentError(f"{where}({argument}): must have {ndim} axes, got {seen}")
