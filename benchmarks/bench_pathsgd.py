@@ -1,7 +1,7 @@
 """Cost of one Path-SGD step relative to one SGD step (same model, same batch, same clipping).
 
 ``python -m benchmarks.bench_pathsgd`` times ``train_step`` (forward, backward, optimizer update) built by
-``jeq.pathsgd.make_train_step`` with ``make_optimizer("path_sgd")`` against ``make_optimizer("sgd")``,
+``jeq.pathsgd.make_rnn_train_step`` with ``make_optimizer("path_sgd")`` against ``make_optimizer("sgd")``,
 interleaved A B A B in one process (``jeq.bench.compare``), for the shapes of the three experiments, in two
 forms of the same update:
 
@@ -56,7 +56,7 @@ def make_case(name, method: str = "path_sgd", *, fused: bool = True):
     for m in (method, "sgd"):
         tx = pathsgd.make_optimizer(m, learning_rate=0.01, max_norm=1.0, path_sum=path_sum)
         use_fused = fused and m != "sgd"
-        step = pathsgd.make_train_step(fused_loss_fn if use_fused else loss_fn, tx, fused_path_sum=use_fused)
+        step = pathsgd.make_rnn_train_step(fused_loss_fn if use_fused else loss_fn, tx, fused_path_sum=use_fused)
         steps[m] = (step, (params, tx.init(params), xb, yb))
     return steps[method], steps["sgd"]
 

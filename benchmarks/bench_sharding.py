@@ -65,7 +65,7 @@ def _case(name: str, batch: int):
         def loss(p, x, y):
             return (pathsgd.rnn_apply(p, x, head="many_to_one")[0] - y) ** 2
 
-        step = pathsgd.make_train_step(loss, tx)
+        step = pathsgd.make_rnn_train_step(loss, tx)
         x, y = data.adding_problem(jax.random.key(2), batch, 100)
         return step, (params, tx.init(params)), (x, y), 2
     raise ValueError(f"benchmarks.bench_sharding: unknown case {name!r}; choose from {CASES}")

@@ -47,7 +47,7 @@ update, per-group bias steps, per-coordinate update clipping, scaled Gaussian W_
 steps. Against the diagonal Gauss-Newton curvature kappa1 overstates W_rec's by ~1e6 (Gaussian init, T_kappa = T)
 and the other weights' by ~5e3 while the output bias c's is exact; from the np-RNN init the spread is ~2 decades.
 
-Path-SGD runs use ``jeq.pathsgd.make_train_step(..., fused_path_sum=True)``: kappa1 comes from the same
+Path-SGD runs use ``jeq.pathsgd.make_rnn_train_step(..., fused_path_sum=True)``: kappa1 comes from the same
 ``lax.scan`` as the loss (same numbers as the separate kappa pass).
 
 This module also holds the training loop the other Path-SGD experiments share (:func:`train_method`).
@@ -184,7 +184,7 @@ def train_method(
     """Train one (method, task) run with periodic evaluation, resumable through ``state['current']``.
 
     ``fused_loss_fn(params, squared_params, x, y) -> (loss, Gamma)`` (Path-SGD only): train with
-    ``make_train_step(..., fused_path_sum=True)``, which takes kappa1 from the same scan as the loss (same
+    ``make_rnn_train_step(..., fused_path_sum=True)``, which takes kappa1 from the same scan as the loss (same
     numbers as the separate kappa pass, fewer sequential scans on an accelerator).
 
     ``state`` is the seed's checkpoint dict: finished runs live in ``state['finished'][run_name]``; the run in
@@ -200,9 +200,9 @@ def train_method(
     if run_name in state["finished"]:
         return state["finished"][run_name]
     if fused_loss_fn is None:
-        train_step = pathsgd.make_train_step(loss_fn, optimizer)
+        train_step = pathsgd.make_rnn_train_step(loss_fn, optimizer)
     else:
-        train_step = pathsgd.make_train_step(fused_loss_fn, optimizer, fused_path_sum=True)
+        train_step = pathsgd.make_rnn_train_step(fused_loss_fn, optimizer, fused_path_sum=True)
     mesh = sharding.data_mesh(devices)
     train_step = sharding.data_parallel(train_step, mesh, batch_argnums=(2, 3, 4))
     current = state.get("current")

@@ -12,6 +12,7 @@ from jeq.data.images import (
     cifar10,
     digits,
     fashion_mnist,
+    generate_mnist1d,
     mnist,
     mnist1d,
     mnist_subset,
@@ -22,5 +23,5 @@ from jeq.data.text import CharCorpus, char_corpus
 
 __all__ = [
     "CharCorpus", "DataNotFoundError", "Split", "adding_problem", "batches", "char_corpus", "cifar10", "digits",
-    "fashion_mnist", "logic_gates", "mnist", "mnist1d", "mnist_subset", "read_idx", "sequential_images",
+    "fashion_mnist", "generate_mnist1d", "logic_gates", "mnist", "mnist1d", "mnist_subset", "read_idx", "sequential_images",
 ]

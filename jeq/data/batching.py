@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from jeq import validate
+
 
 def batches(
     x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, epoch: int = 0, drop_last: bool = True
@@ -18,11 +20,8 @@ def batches(
     shapes, no recompilation); without it the last batch is smaller.
     """
     x, y = np.asarray(x), np.asarray(y)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"jeq.data.batches: x has {x.shape[0]} examples (shape {x.shape}) but y has {y.shape[0]} "
-                         f"(shape {y.shape})")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"jeq.data.batches(batch_size={batch_size!r}): must be an integer >= 1")
+    validate.array("jeq.data.batches", "y", y, shape=(x.shape[0], *y.shape[1:]))
+    batch_size = validate.integer("jeq.data.batches", "batch_size", batch_size, low=1)
     n = x.shape[0]
     order = np.random.default_rng((seed, epoch)).permutation(n)
     stop = n - n % batch_size if drop_last else n

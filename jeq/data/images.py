@@ -107,8 +107,11 @@ def mnist_subset(*, seed: int = 0) -> Split:
     return _stratified_split(x, y, test_fraction=0.2, seed=seed)
 
 
-@functools.lru_cache(maxsize=4)
-def _mnist1d_raw(seed: int) -> Split:
+def generate_mnist1d(*, seed: int = 42) -> Split:
+    """Generate MNIST-1D afresh (no cache): what :func:`mnist1d` returns, computed again on every call.
+
+    The generator reseeds numpy's global random state; this function restores the caller's state afterwards.
+    """
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as err:  # pragma: no cover - exercised only without the extra
@@ -128,13 +131,17 @@ def _mnist1d_raw(seed: int) -> Split:
     )
 
 
+_mnist1d_cached = functools.lru_cache(maxsize=4)(generate_mnist1d)
+
+
 def mnist1d(*, seed: int = 42) -> Split:
     """MNIST-1D (Greydanus 2020), generated offline: 4000 train / 1000 test signals of length 40.
 
     Uses the package's default generation arguments with their ``seed`` (42 is the published dataset); the
-    generator's own 80/20 split. Inputs float32 ``(n, 40)`` (not images, so not NHWC), labels int32.
+    generator's own 80/20 split. Inputs float32 ``(n, 40)`` (not images, so not NHWC), labels int32. Generated once
+    per seed and process (:func:`generate_mnist1d` regenerates).
     """
-    return _copy(_mnist1d_raw(seed))
+    return _copy(_mnist1d_cached(seed=seed))
 
 
 # --------------------------------------------------------------------------------------------- IDX files

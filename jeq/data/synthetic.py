@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jeq import validate
+
 
 def adding_problem(key: jax.Array, n: int, T: int) -> tuple[np.ndarray, np.ndarray]:
     """The adding problem (Hochreiter & Schmidhuber 1997; as used by Le et al. 2015 and Arjovsky et al. 2016).
@@ -23,10 +25,8 @@ def adding_problem(key: jax.Array, n: int, T: int) -> tuple[np.ndarray, np.ndarr
     Returns:
         ``(x, y)``: float32 arrays of shapes ``(n, T, 2)`` and ``(n,)``.
     """
-    if int(n) != n or n < 1:
-        raise ValueError(f"jeq.data.adding_problem(n={n!r}): must be an integer >= 1")
-    if int(T) != T or T < 2:
-        raise ValueError(f"jeq.data.adding_problem(T={T!r}): must be an integer >= 2")
+    n = validate.integer("jeq.data.adding_problem", "n", n, low=1)
+    T = validate.integer("jeq.data.adding_problem", "T", T, low=2)
     k_val, k_first, k_second = jax.random.split(key, 3)
     values = jax.random.uniform(k_val, (n, T))
     half = T // 2
@@ -60,7 +60,7 @@ def logic_gates(name: str) -> tuple[np.ndarray, np.ndarray]:
     """
     key = str(name).upper()
     if key not in _GATES:
-        raise ValueError(f"jeq.data.logic_gates(name={name!r}): must be one of {sorted(_GATES)}")
+        validate.fail("jeq.data.logic_gates", "name", name, f"must be one of {sorted(_GATES)} (case-insensitive)")
     arity, fn = _GATES[key]
     rows = np.array(np.meshgrid(*[[0, 1]] * arity, indexing="ij")).reshape(arity, -1).T.astype(np.int64)
     y = fn(*rows.T).reshape(-1, 1)
@@ -75,9 +75,7 @@ def sequential_images(x: np.ndarray, permutation: np.ndarray | None = None) -> n
     array, a permutation of ``range(H*W)``; e.g. ``np.random.default_rng(0).permutation(H*W)``) reorders the time
     axis identically for every image: permuted sequential MNIST.
     """
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"jeq.data.sequential_images: x must have shape (n, H, W, C), got {x.shape}")
+    x = validate.array("jeq.data.sequential_images", "x", np.asarray(x), ndim=4)
     n, h, w, c = x.shape
     seq = x.reshape(n, h * w, c).astype(np.float32)
     if permutation is None:
@@ -86,8 +84,8 @@ def sequential_images(x: np.ndarray, permutation: np.ndarray | None = None) -> n
     if perm.shape != (h * w,) or not np.issubdtype(perm.dtype, np.integer) or not np.array_equal(
         np.sort(perm), np.arange(h * w)
     ):
-        raise ValueError(
-            f"jeq.data.sequential_images(permutation=array of shape {perm.shape}, dtype {perm.dtype}): must be an "
-            f"integer permutation of range({h * w})"
+        raise validate.ArgumentError(
+            f"jeq.data.sequential_images(permutation): must be an integer permutation of range({h * w}), got an array "
+            f"of shape {perm.shape} dtype {perm.dtype}"
         )
     return seq[:, perm]

@@ -21,7 +21,7 @@ from jeq.pathsgd.path_norm import (
     rnn_path_sum,
 )
 from jeq.pathsgd.rnn import HEADS, INITS, OUTPUT_INITS, RNNParams, init_rnn, rnn_apply
-from jeq.pathsgd.train import TrainMetrics, make_eval_fn, make_train_step
+from jeq.pathsgd.train import RNNTrainMetrics, make_eval_fn, make_rnn_train_step
 
 __all__ = [
     "Dense",
@@ -31,15 +31,15 @@ __all__ = [
     "METHODS",
     "OUTPUT_INITS",
     "RNNParams",
+    "RNNTrainMetrics",
     "ScaleByPathNormState",
-    "TrainMetrics",
     "gamma",
     "init_mlp",
     "init_rnn",
     "kappa",
     "make_eval_fn",
     "make_optimizer",
-    "make_train_step",
+    "make_rnn_train_step",
     "mlp_apply",
     "mlp_path_sum",
     "path_kappa",

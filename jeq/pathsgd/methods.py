@@ -14,13 +14,13 @@ learning rate lives on the scale of 1/kappa, which depends on the task (T, input
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import optax
 
+from jeq import validate
 from jeq.pathsgd.optimizer import scale_by_path_norm
 
 __all__ = ["METHODS", "make_optimizer"]
@@ -56,22 +56,21 @@ def make_optimizer(
     Returns:
       An ``optax.GradientTransformation`` (its ``update`` needs ``params`` for the path methods).
     """
-    if method not in METHODS:
-        raise ValueError(f"jeq.pathsgd.make_optimizer(method={method!r}): must be one of {METHODS}")
-    if not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
-        raise ValueError(f"jeq.pathsgd.make_optimizer(learning_rate={learning_rate!r}): must be > 0")
-    if not isinstance(max_norm, numbers.Real) or not max_norm > 0:
-        raise ValueError(f"jeq.pathsgd.make_optimizer(max_norm={max_norm!r}): must be > 0")
-    if not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1 or (method == "adam" and momentum):
-        raise ValueError(f"jeq.pathsgd.make_optimizer(momentum={momentum!r}): must be in [0, 1), and 0 for adam")
+    where = "jeq.pathsgd.make_optimizer"
+    validate.one_of(where, "method", method, METHODS)
+    learning_rate = validate.positive(where, "learning_rate", learning_rate)
+    max_norm = validate.positive(where, "max_norm", max_norm)
+    momentum = validate.real(where, "momentum", momentum, low=0, high=1, high_open=True)
+    if method == "adam" and momentum:
+        validate.fail(where, "momentum", momentum, "must be 0 for adam (Adam has its own first moment)")
+    if method.startswith("path_sgd") and path_sum is None:
+        validate.fail(where, "method", method, "needs path_sum=Gamma(u)")
     lr = optax.scale_by_learning_rate(learning_rate)
     clip = optax.clip_by_global_norm(max_norm)
     if method == "sgd":
         direction = optax.identity()
     elif method == "adam":
         direction = optax.scale_by_adam()
-    elif path_sum is None:
-        raise ValueError(f"jeq.pathsgd.make_optimizer(method={method!r}): needs path_sum=Gamma(u)")
     else:
         direction = scale_by_path_norm(path_sum, eps=eps, include_kappa2=method == "path_sgd_kappa2")
     return optax.chain(clip, direction, *([optax.trace(decay=momentum)] if momentum else []), lr)

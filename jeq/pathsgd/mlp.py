@@ -14,7 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Dense", "init_mlp", "mlp_apply"]
+from jeq import validate
+
+__all__ = ["Dense", "check_layers", "init_mlp", "mlp_apply"]
 
 
 class Dense(NamedTuple):
@@ -37,8 +39,9 @@ def init_mlp(key: jax.Array, *, layer_sizes: Sequence[int], dtype=jnp.float32) -
       A tuple of :class:`Dense` layers.
     """
     sizes = tuple(layer_sizes)
-    if len(sizes) < 2 or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
-        raise ValueError(f"jeq.pathsgd.init_mlp(layer_sizes={sizes!r}): must be >= 2 ints, each >= 1")
+    if len(sizes) < 2:
+        validate.fail("jeq.pathsgd.init_mlp", "layer_sizes", sizes, "must be >= 2 ints, each >= 1")
+    sizes = tuple(validate.integer("jeq.pathsgd.init_mlp", f"layer_sizes[{i}]", s, low=1) for i, s in enumerate(sizes))
     keys = jax.random.split(key, len(sizes) - 1)
     return tuple(
         Dense(
@@ -53,14 +56,20 @@ def mlp_apply(
     params: Sequence[Dense], x: jax.Array, *, activation: Callable[[jax.Array], jax.Array] = jax.nn.relu
 ) -> jax.Array:
     """``y = W_L act(... act(W_1 x + b_1) ...) + b_L`` for one example x of shape (fan_in,); callers vmap."""
-    if not params:
-        raise ValueError("jeq.pathsgd.mlp_apply: params is empty; expected at least one Dense layer")
-    if x.ndim != 1 or x.shape[0] != params[0].w.shape[1]:
-        raise ValueError(
-            f"jeq.pathsgd.mlp_apply: x has shape {tuple(x.shape)} but the first layer's w has shape "
-            f"{tuple(params[0].w.shape)}; expected x of shape ({params[0].w.shape[1]},) (vmap over a batch)"
-        )
+    check_layers("jeq.pathsgd.mlp_apply", params)
+    try:
+        validate.array("jeq.pathsgd.mlp_apply", "x", x, shape=(params[0].w.shape[1],))
+    except validate.ArgumentError as err:
+        raise validate.ArgumentError(
+            f"{err} (one example, for the first layer's w of shape {tuple(params[0].w.shape)}; vmap over a batch)"
+        ) from None
     h = x
     for layer in params[:-1]:
         h = activation(layer.w @ h + layer.b)
     return params[-1].w @ h + params[-1].b
+
+
+def check_layers(where: str, params: Sequence[Dense], *, argument: str = "params") -> None:
+    """Raise :class:`jeq.validate.ArgumentError` naming ``where`` unless ``params`` holds at least one layer."""
+    if not params:
+        validate.fail(where, argument, params, "must hold at least one Dense layer")

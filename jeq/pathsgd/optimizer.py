@@ -10,7 +10,6 @@ kappa1 by 1/a^2, so its step scales by a), which plain SGD's does not.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -18,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jeq import validate
 from jeq.pathsgd.path_norm import path_kappa
 
 __all__ = ["ScaleByPathNormState", "scale_by_path_norm", "path_sgd"]
@@ -52,7 +52,7 @@ def scale_by_path_norm(
 
     ``update(updates, state, params, *, kappa1=None)`` needs ``params`` (kappa is a function of the weights).
     A caller that already has ``kappa1 = dGamma/du`` at ``u = params**2`` (e.g. the fused scan of
-    :func:`jeq.pathsgd.make_train_step` with ``fused_path_sum=True``) passes it as the extra argument
+    :func:`jeq.pathsgd.make_rnn_train_step` with ``fused_path_sum=True``) passes it as the extra argument
     ``kappa1`` and the transform uses it instead of differentiating ``path_sum`` again; inside ``optax.chain``
     the extra argument reaches this transform and is ignored by the others.
 
@@ -68,10 +68,10 @@ def scale_by_path_norm(
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByPathNormState`.
     """
+    where = "jeq.pathsgd.scale_by_path_norm"
     if not callable(path_sum):
-        raise ValueError(f"jeq.pathsgd.scale_by_path_norm(path_sum={path_sum!r}): must be callable Gamma(u)")
-    if not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"jeq.pathsgd.scale_by_path_norm(eps={eps!r}): must be a real number >= 0")
+        validate.fail(where, "path_sum", path_sum, "must be callable Gamma(u)")
+    eps = validate.nonnegative(where, "eps", eps)
 
     def init_fn(params: PyTree) -> ScaleByPathNormState:
         leaves = jax.tree_util.tree_leaves(params)
@@ -150,12 +150,13 @@ def path_sgd(
     Returns:
       An ``optax.GradientTransformation``; its ``update`` needs ``params``.
     """
-    if not callable(learning_rate) and (not isinstance(learning_rate, numbers.Real) or not learning_rate > 0):
-        raise ValueError(f"jeq.pathsgd.path_sgd(learning_rate={learning_rate!r}): must be > 0 or a schedule")
-    if momentum is not None and (not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1):
-        raise ValueError(f"jeq.pathsgd.path_sgd(momentum={momentum!r}): must be in [0, 1) or None")
+    where = "jeq.pathsgd.path_sgd"
+    if not callable(learning_rate):
+        learning_rate = validate.positive(where, "learning_rate", learning_rate)
+    if momentum is not None:
+        momentum = validate.real(where, "momentum", momentum, low=0, high=1, high_open=True)
     if nesterov and momentum is None:
-        raise ValueError("jeq.pathsgd.path_sgd(nesterov=True): needs momentum in [0, 1)")
+        validate.fail(where, "nesterov", nesterov, "needs momentum in [0, 1)")
     parts = [
         scale_by_path_norm(
             path_sum, eps=eps, include_kappa2=include_kappa2, match_first_step_norm=match_first_step_norm

@@ -34,8 +34,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jeq.pathsgd.mlp import Dense, mlp_apply
-from jeq.pathsgd.rnn import HEADS, RNNParams, check_rnn_shapes, rnn_apply
+from jeq import validate
+from jeq.pathsgd.mlp import Dense, check_layers, mlp_apply
+from jeq.pathsgd.rnn import HEADS, RNNParams, check_rnn_shapes, check_sequence, rnn_apply
 
 __all__ = [
     "Kappa",
@@ -63,14 +64,11 @@ def _identity(x: jax.Array) -> jax.Array:
     return x
 
 
-def _check_length(fn: str, length) -> None:
-    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-        raise ValueError(f"jeq.pathsgd.{fn}(length={length!r}): must be an int >= 1 (the sequence length T)")
-
-
-def _check_head(fn: str, head) -> None:
-    if head not in HEADS:
-        raise ValueError(f"jeq.pathsgd.{fn}(head={head!r}): must be one of {HEADS}")
+def _check_length_and_head(where: str, length, head) -> int:
+    """The unrolled length T (an int >= 1) and the output-time convention (one of :data:`HEADS`)."""
+    length = validate.integer(where, "length", length, low=1)
+    validate.one_of(where, "head", head, HEADS)
+    return length
 
 
 def rnn_path_sum(
@@ -93,8 +91,7 @@ def rnn_path_sum(
     Returns:
       A scalar.
     """
-    _check_length("rnn_path_sum", length)
-    _check_head("rnn_path_sum", head)
+    length = _check_length_and_head("jeq.pathsgd.rnn_path_sum", length, head)
     ones = jnp.ones((length, squared_params.w_in.shape[1]), jnp.result_type(squared_params.w_in))
     return jnp.sum(rnn_apply(squared_params, ones, head=head, activation=_identity))
 
@@ -133,27 +130,15 @@ def rnn_apply_with_path_sum(
     Returns:
       ``(y, Gamma)``: ``y_T`` (K,) or ``y_{1..T}`` (T, K), and a scalar.
     """
-    _check_head("rnn_apply_with_path_sum", head)
-    check_rnn_shapes("rnn_apply_with_path_sum", params)
-    check_rnn_shapes("rnn_apply_with_path_sum", squared_params)
-    shapes = [tuple(jnp.shape(a)) for a in params]
-    squared_shapes = [tuple(jnp.shape(a)) for a in squared_params]
-    if shapes != squared_shapes:
-        raise ValueError(
-            f"jeq.pathsgd.rnn_apply_with_path_sum: params shapes {shapes} differ from squared_params shapes "
-            f"{squared_shapes}"
-        )
-    if xs.ndim != 2 or xs.shape[1] != params.w_in.shape[1] or xs.shape[0] < 1:
-        raise ValueError(
-            f"jeq.pathsgd.rnn_apply_with_path_sum: xs has shape {tuple(xs.shape)} but must be (T, D) with T >= 1 "
-            f"and D = w_in.shape[1] = {params.w_in.shape[1]}; vmap over a batch"
-        )
+    where = "jeq.pathsgd.rnn_apply_with_path_sum"
+    validate.one_of(where, "head", head, HEADS)
+    check_rnn_shapes(where, params)
+    for name, w in zip(RNNParams._fields, params):
+        validate.array(where, f"squared_params.{name}", getattr(squared_params, name), shape=jnp.shape(w))
+    check_sequence(where, params, xs)
     length = xs.shape[0]
-    path_length = length if path_length is None else path_length
-    if not isinstance(path_length, int) or isinstance(path_length, bool) or not 1 <= path_length <= length:
-        raise ValueError(
-            f"jeq.pathsgd.rnn_apply_with_path_sum(path_length={path_length!r}): must be an int in [1, T = {length}]"
-        )
+    path_length = length if path_length is None else validate.integer(where, "path_length", path_length, low=1,
+                                                                      high=length)
     u = squared_params
     drive = u.w_in @ jnp.ones((u.w_in.shape[1],), u.w_in.dtype) + u.b  # U_in 1 + u_b, the same at every step
     read = jnp.sum(u.w_out, axis=0)  # 1^T U_out
@@ -186,8 +171,7 @@ def mlp_path_sum(squared_params: tuple[Dense, ...]) -> jax.Array:
     ``gamma(w) = sum_{paths input -> output} prod_{e in path} w_e^2`` (Neyshabur, Salakhutdinov & Srebro,
     NIPS 2015, with biases as edges from a constant-1 unit).
     """
-    if not squared_params:
-        raise ValueError("jeq.pathsgd.mlp_path_sum: params is empty; expected at least one Dense layer")
+    check_layers("jeq.pathsgd.mlp_path_sum", squared_params, argument="squared_params")
     ones = jnp.ones((squared_params[0].w.shape[1],), jnp.result_type(squared_params[0].w))
     return jnp.sum(mlp_apply(squared_params, ones, activation=_identity))
 
@@ -216,8 +200,7 @@ def gamma(
     Returns:
       A scalar (invariant under node rescaling).
     """
-    _check_length("gamma", length)
-    _check_head("gamma", head)
+    length = _check_length_and_head("jeq.pathsgd.gamma", length, head)
     return rnn_path_sum(_square(params), length=length, head=head)
 
 
@@ -245,8 +228,7 @@ def path_kappa(
     Returns:
       :class:`Kappa` with pytrees shaped like ``params``.
     """
-    if not isinstance(kappa2_batch_size, int) or kappa2_batch_size < 1:
-        raise ValueError(f"jeq.pathsgd.path_kappa(kappa2_batch_size={kappa2_batch_size!r}): must be an int >= 1")
+    kappa2_batch_size = validate.integer("jeq.pathsgd.path_kappa", "kappa2_batch_size", kappa2_batch_size, low=1)
     u = _square(params)
     kappa1 = jax.grad(path_sum)(u)
     if not include_kappa2:
@@ -286,8 +268,7 @@ def kappa(
     Returns:
       :class:`Kappa` of :class:`RNNParams`.
     """
-    _check_length("kappa", length)
-    _check_head("kappa", head)
+    length = _check_length_and_head("jeq.pathsgd.kappa", length, head)
     return path_kappa(
         functools.partial(rnn_path_sum, length=length, head=head), params, include_kappa2=include_kappa2
     )

@@ -30,7 +30,10 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["RNNParams", "init_rnn", "rnn_apply", "HEADS", "INITS", "OUTPUT_INITS"]
+from jeq import validate
+
+__all__ = ["RNNParams", "init_rnn", "rnn_apply", "check_rnn_shapes", "check_sequence", "HEADS", "INITS",
+           "OUTPUT_INITS"]
 
 HEADS = ("many_to_one", "many_to_many")
 INITS = ("gaussian", "identity", "np")
@@ -50,11 +53,6 @@ class RNNParams(NamedTuple):
     """Hidden-to-output weights ``W_out``, shape (K, H)."""
     c: jax.Array
     """Output bias ``c``, shape (K,); for the path regulariser a weight from a constant-1 unit."""
-
-
-def _check_positive_int(fn: str, name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"jeq.pathsgd.{fn}({name}={value!r}): must be an int >= 1")
 
 
 def init_rnn(
@@ -85,14 +83,14 @@ def init_rnn(
     Returns:
       :class:`RNNParams`.
     """
-    for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
-        _check_positive_int("init_rnn", name, value)
-    if init not in INITS:
-        raise ValueError(f"jeq.pathsgd.init_rnn(init={init!r}): must be one of {INITS}")
-    if output_init not in OUTPUT_INITS:
-        raise ValueError(f"jeq.pathsgd.init_rnn(output_init={output_init!r}): must be one of {OUTPUT_INITS}")
-    if input_scale is not None and not input_scale > 0:
-        raise ValueError(f"jeq.pathsgd.init_rnn(input_scale={input_scale!r}): must be > 0 or None")
+    where = "jeq.pathsgd.init_rnn"
+    input_size = validate.integer(where, "input_size", input_size, low=1)
+    hidden_size = validate.integer(where, "hidden_size", hidden_size, low=1)
+    output_size = validate.integer(where, "output_size", output_size, low=1)
+    validate.one_of(where, "init", init, INITS)
+    validate.one_of(where, "output_init", output_init, OUTPUT_INITS)
+    if input_scale is not None:
+        input_scale = validate.positive(where, "input_scale", input_scale)
     k_in, k_rec, k_out = jax.random.split(key, 3)
     h = hidden_size
     s_in = input_size**-0.5 if input_scale is None else input_scale
@@ -134,17 +132,10 @@ def rnn_apply(
     Returns:
       ``y_T`` (K,) or ``y_{1..T}`` (T, K).
     """
-    if head not in HEADS:
-        raise ValueError(f"jeq.pathsgd.rnn_apply(head={head!r}): must be one of {HEADS}")
-    check_rnn_shapes("rnn_apply", params)
-    if xs.ndim != 2 or xs.shape[1] != params.w_in.shape[1]:
-        raise ValueError(
-            f"jeq.pathsgd.rnn_apply: xs has shape {tuple(xs.shape)} but must be (T, D) with "
-            f"D = w_in.shape[1] = {params.w_in.shape[1]} (w_in shape {tuple(params.w_in.shape)}); "
-            "vmap over a batch"
-        )
-    if xs.shape[0] < 1:
-        raise ValueError(f"jeq.pathsgd.rnn_apply: xs has shape {tuple(xs.shape)}; T must be >= 1")
+    where = "jeq.pathsgd.rnn_apply"
+    validate.one_of(where, "head", head, HEADS)
+    check_rnn_shapes(where, params)
+    check_sequence(where, params, xs)
 
     def cell(h, x_t):
         h = activation(params.w_in @ x_t + params.w_rec @ h + params.b)
@@ -157,14 +148,29 @@ def rnn_apply(
     return hs @ params.w_out.T + params.c
 
 
-def check_rnn_shapes(fn: str, params: RNNParams) -> None:
-    """Raise ``ValueError`` naming ``fn`` when the five weight shapes are inconsistent."""
-    shapes = {name: tuple(jnp.shape(p)) for name, p in zip(RNNParams._fields, params)}
-    h, d = shapes["w_in"] if len(shapes["w_in"]) == 2 else (None, None)
-    k = shapes["w_out"][0] if len(shapes["w_out"]) == 2 else None
-    expected = {"w_in": (h, d), "w_rec": (h, h), "b": (h,), "w_out": (k, h), "c": (k,)}
-    if h is None or k is None or any(shapes[n] != expected[n] for n in expected):
-        raise ValueError(
-            f"jeq.pathsgd.{fn}: inconsistent RNN weight shapes {shapes}; expected w_in (H, D), w_rec (H, H), "
-            "b (H,), w_out (K, H), c (K,)"
-        )
+def check_rnn_shapes(where: str, params: RNNParams, *, argument: str = "params") -> None:
+    """Raise :class:`jeq.validate.ArgumentError` naming ``where`` and the first inconsistent weight unless the shapes
+    are ``w_in (H, D), w_rec (H, H), b (H,), w_out (K, H), c (K,)``.
+
+    ``where`` is the public name of the call (``"jeq.pathsgd.gamma"``); the message reads
+    ``jeq.pathsgd.gamma(params.w_rec): must have shape (3, 3), got shape (3, 4) dtype float32``.
+    """
+    h, _ = validate.array(where, f"{argument}.w_in", params.w_in, ndim=2).shape
+    k, _ = validate.array(where, f"{argument}.w_out", params.w_out, ndim=2).shape
+    for name, shape in (("w_rec", (h, h)), ("b", (h,)), ("w_out", (k, h)), ("c", (k,))):
+        validate.array(where, f"{argument}.{name}", getattr(params, name), shape=shape)
+
+
+def check_sequence(where: str, params: RNNParams, xs, *, argument: str = "xs") -> None:
+    """Raise :class:`jeq.validate.ArgumentError` unless ``xs`` is ONE input sequence ``(T, D)`` with ``T >= 1`` and
+    ``D = w_in.shape[1]`` (a batch is vmapped by the caller); the message shows both shapes."""
+    d = params.w_in.shape[1]
+    hint = f"one sequence (T, D) with T >= 1 and D = w_in.shape[1] for w_in of shape {tuple(params.w_in.shape)}; " \
+        "vmap over a batch"
+    try:
+        validate.array(where, argument, xs, shape=(None, d))
+    except validate.ArgumentError as err:
+        raise validate.ArgumentError(f"{err} ({hint})") from None
+    if xs.shape[0] < 1:
+        raise validate.ArgumentError(f"{where}({argument}): must have T >= 1 steps, got shape {tuple(xs.shape)} "
+                                     f"({hint})")

@@ -15,15 +15,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jeq import validate
 from jeq.sharding import weighted_mean
 
-__all__ = ["TrainMetrics", "make_train_step", "make_eval_fn"]
+__all__ = ["RNNTrainMetrics", "check_batch", "make_eval_fn", "make_rnn_train_step"]
 
 PyTree = Any
 
 
-class TrainMetrics(NamedTuple):
-    """Metrics of one training step (scalars)."""
+class RNNTrainMetrics(NamedTuple):
+    """Metrics of one :func:`make_rnn_train_step` step (scalars)."""
 
     loss: jax.Array
     """Weighted mean loss of the batch before the update."""
@@ -33,26 +34,31 @@ class TrainMetrics(NamedTuple):
     """Global L2 norm of the applied parameter update."""
 
 
-def _check_batch(fn: str, xb, yb, weights) -> None:
+def check_batch(where: str, xb, yb, weights=None) -> None:
+    """Raise :class:`jeq.validate.ArgumentError` unless ``xb`` and ``yb`` share a leading batch axis of size n and
+    ``weights`` is ``None`` or has shape ``(n,)`` (shapes are static: this runs while tracing)."""
     n = jnp.shape(xb)[0] if jnp.ndim(xb) else None
     if n is None or jnp.ndim(yb) == 0 or jnp.shape(yb)[0] != n:
-        raise ValueError(
-            f"jeq.pathsgd.{fn}: xb shape {tuple(jnp.shape(xb))} and yb shape {tuple(jnp.shape(yb))} "
-            "must share a leading batch axis"
+        raise validate.ArgumentError(
+            f"{where}(xb, yb): must share a leading batch axis, got shapes {tuple(jnp.shape(xb))} and "
+            f"{tuple(jnp.shape(yb))}"
         )
-    if weights is not None and tuple(jnp.shape(weights)) != (n,):
-        raise ValueError(f"jeq.pathsgd.{fn}: weights shape {tuple(jnp.shape(weights))} must be ({n},)")
+    if weights is not None:
+        validate.array(where, "weights", weights, shape=(n,))
 
 
-def make_train_step(
+def make_rnn_train_step(
     loss_fn: Callable[..., Any],
     optimizer: optax.GradientTransformation,
     *,
     fused_path_sum: bool = False,
-) -> Callable[..., tuple[PyTree, PyTree, TrainMetrics]]:
-    """Build ``train_step(params, opt_state, xb, yb, weights=None) -> (params, opt_state, TrainMetrics)``.
+) -> Callable[..., tuple[PyTree, PyTree, RNNTrainMetrics]]:
+    """Build ``train_step(params, opt_state, xb, yb, weights=None) -> (params, opt_state, RNNTrainMetrics)``.
 
-    ``loss_fn(params, x, y)`` acts on ONE example; the step vmaps it over the batch axis of ``xb``/``yb``,
+    ``L(w) = sum_n m_n loss_fn(w, x_n, y_n) / sum_n m_n``, ``(w, s) <- optimizer update of (w, s) with grad L``.
+
+    ``loss_fn(params, x, y)`` acts on ONE example (an RNN sequence in the Path-SGD experiments; any per-example loss
+    works, the MLP's too); the step vmaps it over the batch axis of ``xb``/``yb``,
     averages with the optional per-example ``weights`` (shape (batch,), e.g. a 0/1 padding mask), differentiates
     and applies ``optimizer`` (which receives ``params``, as Path-SGD requires). The returned function is
     ``jax.jit``-compiled and pure: called with batch arrays placed by ``NamedSharding`` it runs data-parallel
@@ -70,10 +76,11 @@ def make_train_step(
     uses it; other transformations ignore it). ``Gamma`` must not depend on the example: it is vmapped with
     ``out_axes=None``, which raises if it does.
     """
+    where = "jeq.pathsgd.make_rnn_train_step"
     if not callable(loss_fn):
-        raise ValueError(f"jeq.pathsgd.make_train_step(loss_fn={loss_fn!r}): must be callable")
+        validate.fail(where, "loss_fn", loss_fn, "must be callable")
     if not isinstance(fused_path_sum, bool):
-        raise ValueError(f"jeq.pathsgd.make_train_step(fused_path_sum={fused_path_sum!r}): must be a bool")
+        validate.fail(where, "fused_path_sum", fused_path_sum, "must be a bool")
     optimizer = optax.with_extra_args_support(optimizer)
 
     def batch_loss(params, xb, yb, weights):
@@ -89,7 +96,7 @@ def make_train_step(
 
     @jax.jit
     def train_step(params, opt_state, xb, yb, weights=None):
-        _check_batch("train_step", xb, yb, weights)  # shapes are static: raises while tracing
+        check_batch("jeq.pathsgd.train_step", xb, yb, weights)  # shapes are static: raises while tracing
         if fused_path_sum:
             squared = jax.tree_util.tree_map(jnp.square, params)
             (_, loss), (grads, kappa1) = jax.value_and_grad(batch_objective, argnums=(0, 1), has_aux=True)(
@@ -100,7 +107,7 @@ def make_train_step(
             loss, grads = jax.value_and_grad(batch_loss)(params, xb, yb, weights)
             updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = TrainMetrics(
+        metrics = RNNTrainMetrics(
             loss=loss, grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates)
         )
         return params, opt_state, metrics
@@ -113,7 +120,7 @@ def make_eval_fn(
 ) -> Callable[..., jax.Array]:
     """Build a jitted ``evaluate(params, xb, yb, weights=None)``: weighted batch mean of a per-example metric."""
     if not callable(metric_fn):
-        raise ValueError(f"jeq.pathsgd.make_eval_fn(metric_fn={metric_fn!r}): must be callable")
+        validate.fail("jeq.pathsgd.make_eval_fn", "metric_fn", metric_fn, "must be callable")
 
     @jax.jit
     def evaluate(params, xb, yb, weights=None):

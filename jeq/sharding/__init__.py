@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jeq import validate
+
 DATA_AXIS = "data"
 """Name of the mesh axis the batch is split over."""
 
@@ -42,24 +44,23 @@ def data_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
         chosen = available
     elif isinstance(devices, int):
         if not 1 <= devices <= len(available):
-            raise ValueError(
-                f"jeq.sharding.data_mesh(devices={devices}): must be between 1 and the {len(available)} available "
-                f"{jax.default_backend()} device(s); on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N "
-                "before importing jax to simulate N devices"
+            validate.fail(
+                "jeq.sharding.data_mesh", "devices", devices,
+                f"must be between 1 and the {len(available)} available {jax.default_backend()} device(s); on CPU, set "
+                "XLA_FLAGS=--xla_force_host_platform_device_count=N before importing jax to simulate N devices",
             )
         chosen = available[:devices]
     else:
         chosen = list(devices)
         if not chosen:
-            raise ValueError("jeq.sharding.data_mesh(devices=[]): must name at least one device")
+            validate.fail("jeq.sharding.data_mesh", "devices", chosen, "must name at least one device")
     return Mesh(np.asarray(chosen), (DATA_AXIS,))
 
 
 def batch_sharding(mesh: Mesh, *, axis: int = 0) -> NamedSharding:
     """Sharding that splits array axis ``axis`` (the batch axis; 1 for stacked minibatches ``(steps, batch, ...)``)
     over the ``"data"`` axis of ``mesh``."""
-    if axis < 0:
-        raise ValueError(f"jeq.sharding.batch_sharding(axis={axis}): must be >= 0")
+    axis = validate.integer("jeq.sharding.batch_sharding", "axis", axis, low=0)
     return NamedSharding(mesh, PartitionSpec(*([None] * axis), DATA_AXIS))
 
 
@@ -76,22 +77,21 @@ def pad_batch(batch: Any, multiple: int, *, axis: int = 0) -> tuple[Any, np.ndar
     multiply per-example losses and metrics by it and divide by its sum. ``axis=1`` pads stacked minibatches
     ``(steps, batch, ...)`` as fed to a ``lax.scan`` over an epoch.
     """
-    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
-        raise ValueError(f"jeq.sharding.pad_batch(multiple={multiple!r}): must be an integer >= 1")
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis < 0:
-        raise ValueError(f"jeq.sharding.pad_batch(axis={axis!r}): must be an integer >= 0")
+    where = "jeq.sharding.pad_batch"
+    multiple = validate.integer(where, "multiple", multiple, low=1)
+    axis = validate.integer(where, "axis", axis, low=0)
     leaves = jax.tree.leaves(batch)
     if not leaves:
-        raise ValueError("jeq.sharding.pad_batch: the batch has no arrays")
+        raise validate.ArgumentError(f"{where}(batch): must hold at least one array, got none")
     heads = {tuple(np.shape(leaf)[: axis + 1]) if np.ndim(leaf) > axis else None for leaf in leaves}
     if len(heads) != 1 or None in heads:
         shapes = [np.shape(leaf) for leaf in leaves]
-        raise ValueError(f"jeq.sharding.pad_batch: every leaf needs the same sizes up to the batch axis {axis}, "
-                         f"got shapes {shapes}")
+        raise validate.ArgumentError(f"{where}(batch): every leaf must have the same sizes up to the batch axis "
+                                     f"{axis}, got shapes {shapes}")
     (head,) = heads
     n = head[axis]
     if n == 0:
-        raise ValueError("jeq.sharding.pad_batch: the batch is empty")
+        raise validate.ArgumentError(f"{where}(batch): must not be empty, got {n} examples on axis {axis}")
     padded_n = -(-n // multiple) * multiple
 
     def pad(leaf):
@@ -146,9 +146,8 @@ def data_parallel(
     ``batch_axis`` (1 for a whole epoch of stacked minibatches scanned inside ``fn``). Array arguments are
     positional; keyword arguments are static (hashable; one compilation per distinct value).
     """
-    batch_argnums = tuple(batch_argnums)
-    if any(i < 0 for i in batch_argnums):
-        raise ValueError(f"jeq.sharding.data_parallel(batch_argnums={batch_argnums}): must be non-negative positions")
+    batch_argnums = tuple(validate.integer("jeq.sharding.data_parallel", "batch_argnums", i, low=0)
+                          for i in batch_argnums)
     n_args = max(batch_argnums, default=-1) + 1
     jitted: dict[tuple, Callable] = {}
 
@@ -178,10 +177,8 @@ def weighted_mean(values: jax.Array, weight: jax.Array | None) -> jax.Array:
         values = values.astype(jnp.float32)
     if weight is None:
         return jnp.mean(values, axis=0)
-    weight = jnp.asarray(weight, values.dtype)
-    if values.shape[:1] != weight.shape:
-        raise ValueError(f"jeq.sharding.weighted_mean: values of shape {values.shape} and weight of shape "
-                         f"{weight.shape} disagree on the batch size")
+    weight = validate.array("jeq.sharding.weighted_mean", "weight", jnp.asarray(weight, values.dtype),
+                            shape=values.shape[:1])
     w = weight.reshape(weight.shape + (1,) * (values.ndim - 1))
     return jnp.sum(w * values, axis=0) / jnp.maximum(jnp.sum(weight), jnp.finfo(values.dtype).tiny)
 
@@ -201,11 +198,9 @@ def initialize_multihost(coordinator_address: str, num_processes: int, process_i
     writes its own results and checkpoints under ``--out`` (on a shared filesystem give each host its own folder).
     On SLURM/TPU pods ``jax.distributed.initialize()`` without arguments also works.
     """
-    if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise ValueError(
-            f"jeq.sharding.initialize_multihost(num_processes={num_processes}, process_id={process_id}): need "
-            "num_processes >= 1 and 0 <= process_id < num_processes"
-        )
+    where = "jeq.sharding.initialize_multihost"
+    num_processes = validate.integer(where, "num_processes", num_processes, low=1)
+    process_id = validate.integer(where, "process_id", process_id, low=0, high=num_processes - 1)
     # CPU devices of different processes need a collectives backend (GPUs and TPUs bring their own): gloo.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,

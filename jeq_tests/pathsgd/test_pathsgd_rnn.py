@@ -64,9 +64,9 @@ def test_initialisations(key):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(init="orthogonal"), r"init_rnn\(init='orthogonal'\): must be one of \('gaussian', 'identity', 'np'\)"),
+        (dict(init="orthogonal"), r"init_rnn\(init='orthogonal'\): must be one of \['gaussian', 'identity', 'np'\]"),
         (dict(hidden_size=0), r"init_rnn\(hidden_size=0\): must be an int >= 1"),
-        (dict(output_init="uniform"), r"init_rnn\(output_init='uniform'\): must be one of \('gaussian', 'equal'\)"),
+        (dict(output_init="uniform"), r"init_rnn\(output_init='uniform'\): must be one of \['equal', 'gaussian'\]"),
         (dict(input_size=2.0), r"init_rnn\(input_size=2\.0\): must be an int >= 1"),
     ],
 )
@@ -78,9 +78,10 @@ def test_init_rejects_bad_arguments(key, kwargs, message):
 
 def test_rnn_apply_rejects_bad_shapes_and_heads(key):
     params = pathsgd.init_rnn(key, input_size=2, hidden_size=3, output_size=1)
-    with pytest.raises(ValueError, match=r"xs has shape \(5, 3\) .*\(w_in shape \(3, 2\)\)"):
+    with pytest.raises(ValueError, match=r"rnn_apply\(xs\): must have shape \(\*, 2\), got shape \(5, 3\) .*"
+                                         r"w_in of shape \(3, 2\)"):
         pathsgd.rnn_apply(params, jnp.ones((5, 3)))
-    with pytest.raises(ValueError, match=r"xs has shape \(4, 5, 2\)"):
+    with pytest.raises(ValueError, match=r"rnn_apply\(xs\): .*got shape \(4, 5, 2\).*vmap over a batch"):
         pathsgd.rnn_apply(params, jnp.ones((4, 5, 2)))
     with pytest.raises(ValueError, match=r"rnn_apply\(head='last'\): must be one of"):
         pathsgd.rnn_apply(params, jnp.ones((5, 2)), head="last")
@@ -91,7 +92,8 @@ def test_mlp_apply_and_errors(key):
     x = jnp.ones((4,))
     manual = params[1].w @ jax.nn.relu(params[0].w @ x + params[0].b) + params[1].b
     np.testing.assert_allclose(pathsgd.mlp_apply(params, x), manual, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"x has shape \(3,\) but the first layer's w has shape \(8, 4\)"):
+    with pytest.raises(ValueError, match=r"mlp_apply\(x\): must have shape \(4,\), got shape \(3,\) .*first layer's "
+                                         r"w of shape \(8, 4\)"):
         pathsgd.mlp_apply(params, jnp.ones((3,)))
     with pytest.raises(ValueError, match=r"init_mlp\(layer_sizes=\(4,\)\)"):
         pathsgd.init_mlp(key, layer_sizes=(4,))
@@ -111,7 +113,7 @@ def adding_setup():
         optax.clip_by_global_norm(10.0),
         pathsgd.path_sgd(0.05, path_sum=functools.partial(pathsgd.rnn_path_sum, length=6)),
     )
-    return params, tx, pathsgd.make_train_step(mse, tx)
+    return params, tx, pathsgd.make_rnn_train_step(mse, tx)
 
 
 def test_padding_rows_with_zero_weight_do_not_change_the_step(adding_setup):
@@ -124,7 +126,7 @@ def test_padding_rows_with_zero_weight_do_not_change_the_step(adding_setup):
     for a, b in zip(plain, padded):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
     np.testing.assert_allclose(metrics.loss, metrics_pad.loss, rtol=1e-6)
-    assert isinstance(metrics, pathsgd.TrainMetrics) and metrics.grad_norm > 0 and metrics.update_norm > 0
+    assert isinstance(metrics, pathsgd.RNNTrainMetrics) and metrics.grad_norm > 0 and metrics.update_norm > 0
 
 
 def test_train_step_reduces_the_loss_without_recompiling(adding_setup):
@@ -146,9 +148,10 @@ def test_train_step_reduces_the_loss_without_recompiling(adding_setup):
 
 def test_train_step_rejects_mismatched_batches(adding_setup):
     params, tx, step = adding_setup
-    with pytest.raises(ValueError, match=r"xb shape \(4, 6, 2\) and yb shape \(3, 1\) must share"):
+    with pytest.raises(ValueError, match=r"train_step\(xb, yb\): must share a leading batch axis, got shapes "
+                                         r"\(4, 6, 2\) and \(3, 1\)"):
         step(params, tx.init(params), jnp.ones((4, 6, 2)), jnp.ones((3, 1)))
-    with pytest.raises(ValueError, match=r"weights shape \(3,\) must be \(4,\)"):
+    with pytest.raises(ValueError, match=r"train_step\(weights\): must have shape \(4,\), got shape \(3,\)"):
         step(params, tx.init(params), jnp.ones((4, 6, 2)), jnp.ones((4, 1)), jnp.ones(3))
 
 
