@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Any
 
-from experiments.harness import atomic_write_json
+from jeq.io import atomic_write_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,32 +48,22 @@ def main(argv: list[str] | None = None) -> dict:
               f"({jax.devices()[0].device_kind}); nothing was run.", file=sys.stderr)
         raise SystemExit(2)
 
-    from jeq.gemm import STRATEGIES, Cache, tune
+    from jeq.gemm import STRATEGIES, Cache, Strategy, tune, with_deadline
     from jeq.gemm import kernels as K
-    from jeq.gemm.search import Strategy
-    from jeq.gemm.tuning import _autotune_options
-    from jeq.gemm.measure import measurement_key
+    from jeq.gemm.measurement import measurement_key
+    from jeq.gemm.tuning import autotune_path
 
     start = time.perf_counter()
     out_dir = pathlib.Path(args.out)
     cache_dir = out_dir / "cache"
     json_path = out_dir / "gemm_gpu.json"
 
-    def with_deadline(name: str):
-        """The strategy, but asking for nothing once the deadline has passed (the search then stops)."""
+    def stopping_at_deadline(name: str):
+        """The strategy factory, its strategies asking for nothing once the deadline has passed (the search stops)."""
         factory = STRATEGIES[name]
 
         def make(space, **options) -> Strategy:
-            inner = factory(space, **options)
-
-            def ask(key, state, max_count):
-                if time.perf_counter() - start > args.deadline_s:
-                    import numpy as np
-
-                    return np.zeros((0, space.genome_length), dtype=np.int32), state
-                return inner.ask(key, state, max_count)
-
-            return inner._replace(ask=ask)
+            return with_deadline(factory(space, **options), start + args.deadline_s)
 
         return make
 
@@ -103,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             t0 = time.perf_counter()
             try:
-                result = tune(m, n, k, dtype=dtype, strategy=with_deadline(args.strategy), budget=budget,
+                result = tune(m, n, k, dtype=dtype, strategy=stopping_at_deadline(args.strategy), budget=budget,
                               kernel=family, cache_dir=str(cache_dir), time_budget_s=args.time_budget_s,
                               top_k=4, rerank_budget_s=0.5)
                 fam = K.family(family)
@@ -121,10 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
                     best_search_s=float(result.search.best_cost),
                 )
                 if family == "xla_flags":
-                    key = measurement_key(fam, result.config, (m, n, k), dtype)
-                    opts = _autotune_options(cache, fam, key, "load")
-                    path = opts.get("xla_gpu_load_autotune_results_from")
-                    job["autotune_results"] = pathlib.Path(path).read_text()[:3000] if path else None
+                    path = autotune_path(cache, fam, measurement_key(fam, result.config, (m, n, k), dtype))
+                    job["autotune_results"] = path.read_text()[:3000] if path is not None and path.exists() else None
             except Exception as e:  # noqa: BLE001 - record and go on with the next job
                 job.update(status=f"error: {type(e).__name__}: {e}"[:1000], traceback=traceback.format_exc()[-3000:])
             job["seconds"] = time.perf_counter() - t0

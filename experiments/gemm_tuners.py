@@ -11,7 +11,7 @@ within 5 % of the optimum, fraction of the space explored; across seeds: medians
 equal budgets against the cost-model (XGBoost-style) and random tuners.
 
 Part 2 (live CPU). The ``xla_tiled`` kernel family (``lax.map`` over M/N tiles, ``lax.scan`` over K tiles) at
-``live_size``³ with tiles ≥ ``live_min_tile`` is measured exhaustively once (``jeq.gemm.measure``, cached); every
+``live_size``³ with tiles ≥ ``live_min_tile`` is measured exhaustively once (``jeq.gemm.measurement``, cached); every
 strategy replays that table (measurements to find its best configuration, success within 25 % of the space), and a
 live ``jeq.gemm.tune`` run per seed reports the tuned kernel's speed relative to ``jnp.dot`` (interleaved timing).
 
@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import io
 import math
 import pathlib
 import sys
@@ -39,9 +40,10 @@ import numpy as np
 
 from experiments import harness
 from jeq import bench, sharding
+from jeq import io as jeq_io
 from jeq.gemm import AnalyticLandscape, ReplayLandscape, STRATEGIES, search, tune, xla_tiled
 from jeq.gemm import landscape as landscape_module
-from jeq.gemm.measure import Cache, measure, measurement_key, reference
+from jeq.gemm.measurement import Cache, measure, measurement_key, reference
 
 NAME = "gemm_tuners"
 OUT_DIRNAME = NAME
@@ -106,10 +108,9 @@ def analytic_replay(config: Config, shape: str, prune: bool) -> ReplayLandscape:
         for idx, g in harness.progress(full.space.enumerate(chunk=1 << 18, valid_only=False),
                                        total=math.ceil(full.space.size / (1 << 18)), desc=f"table {shape}"):
             costs[idx] = full.evaluate(g)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npy")
-        np.save(tmp, costs)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        np.save(buffer, costs)
+        jeq_io.atomic_write_bytes(path, buffer.getvalue())
     return ReplayLandscape(land.space, None, np.load(path, mmap_mode="r"), flops=land.flops)
 
 
@@ -370,7 +371,7 @@ def main(argv: list[str] | None = None) -> dict:
                          headline=("512x1024x1024/tvm/gbfs/to_5pct", "512x1024x1024/tvm/na2c/to_5pct",
                                    "512x1024x1024/tvm/cost_model/to_5pct", "live/tune/speedup_vs_dot"))
     summary = summarise(result)
-    harness.atomic_write_json(pathlib.Path(result["json_path"]).with_suffix(".summary.json"), summary)
+    jeq_io.atomic_write_json(pathlib.Path(result["json_path"]).with_suffix(".summary.json"), summary)
     print(format_summary(summary))
     return result
 

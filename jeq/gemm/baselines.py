@@ -15,27 +15,17 @@ the whole ordered factorisation of one (axis, prime) pair, or one knob.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from jeq.gemm.search import Strategy, rng_from_key
-from jeq.gemm.space import Space, _isin_sorted
+from jeq import validate
+from jeq.gemm.ask_tell import Strategy, rng_from_key
+from jeq.gemm.space import Space, isin_sorted
 
-__all__ = ["cost_model", "genetic", "grid_search", "random_search", "simulated_annealing"]
-
-
-def _check_int(fn: str, **kwargs: int) -> None:
-    for name, (value, low) in kwargs.items():
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"jeq.gemm.{fn}({name}={value!r}): must be an int >= {low}")
-
-
-def _check_float(fn: str, **kwargs: float) -> None:
-    for name, (value, low, high) in kwargs.items():
-        if not (isinstance(value, (int, float)) and low <= value <= high):
-            raise ValueError(f"jeq.gemm.{fn}({name}={value!r}): must lie in [{low}, {high}]")
+__all__ = ["cost_model", "forest_predictor", "genetic", "grid_search", "random_search", "simulated_annealing"]
 
 
 def _insert(visited: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -58,7 +48,7 @@ class RandomState(NamedTuple):
 
 def random_search(space: Space, *, batch_size: int = 16) -> Strategy:
     """Uniform random search without replacement over the valid configurations."""
-    _check_int("random_search", batch_size=(batch_size, 1))
+    validate.integer("jeq.gemm.random_search", "batch_size", batch_size, low=1)
 
     def init(key: jax.Array) -> RandomState:
         return RandomState(np.zeros(0, dtype=np.int64))
@@ -82,7 +72,7 @@ class GridState(NamedTuple):
 
 def grid_search(space: Space, *, batch_size: int = 16) -> Strategy:
     """Exhaustive search in index order (AutoTVM's ``GridSearchTuner``), skipping invalid configurations."""
-    _check_int("grid_search", batch_size=(batch_size, 1))
+    validate.integer("jeq.gemm.grid_search", "batch_size", batch_size, low=1)
 
     def init(key: jax.Array) -> GridState:
         return GridState(0)
@@ -134,9 +124,10 @@ def simulated_annealing(
     it with the Metropolis rule on log cost: ``P(accept) = min(1, exp(-(log c' − log c)/T))``; ``T ← cooling·T``
     after every batch. Failed configurations are never accepted.
     """
-    _check_int("simulated_annealing", num_chains=(num_chains, 1))
-    _check_float("simulated_annealing", initial_temperature=(initial_temperature, 1e-12, 1e6),
-                 cooling=(cooling, 1e-12, 1.0))
+    where = "jeq.gemm.simulated_annealing"
+    validate.integer(where, "num_chains", num_chains, low=1)
+    validate.real(where, "initial_temperature", initial_temperature, low=1e-12, high=1e6)
+    validate.real(where, "cooling", cooling, low=1e-12, high=1.0)
 
     def init(key: jax.Array) -> AnnealingState:
         g = space.sample(rng_from_key(key), num_chains)
@@ -149,11 +140,11 @@ def simulated_annealing(
         out, who = [], []
         for c in rng.permutation(state.chains.shape[0])[:max_count]:
             current = state.chains[c]
-            if not np.isfinite(state.chain_costs[c]) and not _isin_sorted(space.indices(current[None]), visited)[0]:
+            if not np.isfinite(state.chain_costs[c]) and not isin_sorted(space.indices(current[None]), visited)[0]:
                 cand = current[None]  # a chain's first point
             else:
                 nb, _ = space.neighbours(current)
-                nb = nb[~_isin_sorted(space.indices(nb), visited)] if nb.size else nb
+                nb = nb[~isin_sorted(space.indices(nb), visited)] if nb.size else nb
                 cand = nb[rng.integers(nb.shape[0])][None] if nb.shape[0] else space.sample(rng, 1, exclude=visited)
             if cand.shape[0] == 0:
                 continue
@@ -184,16 +175,6 @@ def simulated_annealing(
     return Strategy("annealing", space, init, ask, tell)
 
 
-# ------------------------------------------------------------------------------------------------------ genes
-def _digits(space: Space, genomes: np.ndarray) -> np.ndarray:
-    idx = space.indices(genomes)
-    return (idx[:, None] // space._strides[None, :]) % space._radices[None, :]
-
-
-def _from_digits(space: Space, digits: np.ndarray) -> np.ndarray:
-    return space.genomes(np.asarray(digits, dtype=np.int64) @ space._strides)
-
-
 # ---------------------------------------------------------------------------------------------------- genetic
 class GeneticState(NamedTuple):
     """State of :func:`genetic`."""
@@ -210,8 +191,6 @@ class GeneticState(NamedTuple):
     """(E,) their costs."""
     visited: np.ndarray
     """Sorted indices of every configuration asked so far."""
-    key_counter: int
-    """Number of generations bred (seeds the breeding)."""
 
 
 def genetic(space: Space, *, population_size: int = 64, elite_num: int = 3, mutation_prob: float = 0.1) -> Strategy:
@@ -221,14 +200,16 @@ def genetic(space: Space, *, population_size: int = 64, elite_num: int = 3, muta
     uniform cut ``c``; each gene re-drawn uniformly with probability ``mutation_prob``; visited or invalid children
     have a random gene re-drawn until they are new.
     """
-    _check_int("genetic", population_size=(population_size, 2), elite_num=(elite_num, 0))
-    _check_float("genetic", mutation_prob=(mutation_prob, 0.0, 1.0))
-    radices = space._radices
+    validate.integer("jeq.gemm.genetic", "population_size", population_size, low=2)
+    validate.integer("jeq.gemm.genetic", "elite_num", elite_num, low=0)
+    validate.real("jeq.gemm.genetic", "mutation_prob", mutation_prob, low=0.0, high=1.0)
+    radices = space.radices
 
     def init(key: jax.Array) -> GeneticState:
         g = space.sample(rng_from_key(key), population_size)
-        d = _digits(space, g)
-        return GeneticState(d, np.full(d.shape[0], np.nan), 0, np.zeros((0, radices.size), np.int64), np.zeros(0), np.zeros(0, np.int64), 0)
+        d = space.digits(g)
+        return GeneticState(d, np.full(d.shape[0], np.nan), 0, np.zeros((0, radices.size), np.int64), np.zeros(0),
+                            np.zeros(0, np.int64))
 
     def breed(state: GeneticState, rng: np.random.Generator) -> GeneticState:
         genes = np.concatenate([state.generation, state.elites])
@@ -247,9 +228,9 @@ def genetic(space: Space, *, population_size: int = 64, elite_num: int = 3, muta
             mutate = rng.random(radices.size) < mutation_prob
             child = np.where(mutate, rng.integers(0, radices), child)
             for _ in range(1000):
-                g = _from_digits(space, child[None])
+                g = space.from_digits(child[None])
                 i = space.indices(g)
-                if not _isin_sorted(i, visited)[0] and space.valid(g)[0]:
+                if not isin_sorted(i, visited)[0] and space.valid(g)[0]:
                     break
                 j = rng.integers(radices.size)
                 child = child.copy()
@@ -258,12 +239,12 @@ def genetic(space: Space, *, population_size: int = 64, elite_num: int = 3, muta
                 g = space.sample(rng, 1, exclude=visited)
                 if g.shape[0] == 0:
                     break
-                child, i = _digits(space, g)[0], space.indices(g)
+                child, i = space.digits(g)[0], space.indices(g)
             visited = _insert(visited, i)
             children.append(child)
         gen = np.asarray(children, dtype=np.int64).reshape(-1, radices.size)
         # children were reserved in `visited`; they are handed out by ask
-        return GeneticState(gen, np.full(gen.shape[0], np.nan), 0, elites, elite_costs, state.visited, state.key_counter + 1)
+        return GeneticState(gen, np.full(gen.shape[0], np.nan), 0, elites, elite_costs, state.visited)
 
     def ask(key: jax.Array, state: GeneticState, max_count: int) -> tuple[np.ndarray, GeneticState]:
         if state.next_position >= state.generation.shape[0]:
@@ -272,7 +253,7 @@ def genetic(space: Space, *, population_size: int = 64, elite_num: int = 3, muta
             state = breed(state, rng_from_key(key))
         lo = state.next_position
         take = state.generation[lo : lo + max_count]
-        g = _from_digits(space, take) if take.size else np.zeros((0, space.genome_length), dtype=np.int32)
+        g = space.from_digits(take) if take.size else np.zeros((0, space.genome_length), dtype=np.int32)
         return g, state._replace(next_position=lo + take.shape[0], visited=_insert(state.visited, space.indices(g)))
 
     def tell(state: GeneticState, genomes: np.ndarray, costs: np.ndarray) -> GeneticState:
@@ -285,35 +266,60 @@ def genetic(space: Space, *, population_size: int = 64, elite_num: int = 3, muta
 
 
 # ------------------------------------------------------------------------------------------------- cost model
-def _vectorised_forest(model: Any, check: np.ndarray) -> Any:
-    """A numpy predictor for a fitted ``HistGradientBoostingRegressor`` that walks all trees at once.
+WALKER_SKLEARN_VERSIONS = ((1, 5), (2, 0))
+"""scikit-learn versions ``[low, high)`` whose fitted ``HistGradientBoostingRegressor`` layout (``_predictors`` of
+``TreePredictor`` node arrays, ``_baseline_prediction``) the vectorised walker of :func:`forest_predictor` reads;
+the range that ``pyproject.toml`` allows, where the walker is tested against ``predict``."""
 
-    scikit-learn predicts tree by tree (one OpenMP region each), ~100x slower on the 128-row batches of the
-    annealing. The vectorised walk is checked against ``model.predict`` on ``check``; on any mismatch (or a model
-    without the expected tree layout) ``model.predict`` is used.
+
+def _sklearn_version() -> tuple[int, ...]:
+    import sklearn
+
+    return tuple(int(part) for part in sklearn.__version__.split(".")[:2] if part.isdigit())
+
+
+def _tree_walker(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """All trees of a fitted ``HistGradientBoostingRegressor`` walked at once from its private node arrays:
+    ``ŷ(x) = baseline + Σ_trees value(leaf_t(x))``, every (row, tree) pair descending one level per step."""
+    trees = [p[0].nodes for p in model._predictors]
+    size = max(len(t) for t in trees)
+    stack = lambda name: np.stack([np.pad(t[name], (0, size - len(t))) for t in trees])  # noqa: E731
+    offsets = (np.arange(len(trees)) * size)[:, None]
+    feat, thr = stack("feature_idx").astype(np.int64).ravel(), stack("num_threshold").ravel()
+    left = (stack("left").astype(np.int64) + offsets).ravel()
+    right = (stack("right").astype(np.int64) + offsets).ravel()
+    leaf, value = stack("is_leaf").astype(bool).ravel(), stack("value").ravel()
+    depth = int(stack("depth").max()) + 1
+    base = float(np.ravel(model._baseline_prediction)[0])
+
+    def forest(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        node = np.broadcast_to(offsets.T, (x.shape[0], len(trees))).copy()  # flat node ids, (rows, trees)
+        row_offset = (np.arange(x.shape[0]) * x.shape[1])[:, None]
+        flat_x = x.ravel()
+        for _ in range(depth):
+            go_left = flat_x.take(row_offset + feat.take(node)) <= thr.take(node)
+            node = np.where(leaf.take(node), node, np.where(go_left, left.take(node), right.take(node)))
+        return base + value.take(node).sum(axis=1)
+
+    return forest
+
+
+def forest_predictor(model: Any, check: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A predictor ``x (B, F) -> ŷ (B,)`` for a fitted regressor: ``model.predict``, or a faster equal one.
+
+    scikit-learn predicts a ``HistGradientBoostingRegressor`` tree by tree (one OpenMP region each), ~100x slower on
+    the 128-row batches of the annealing than walking all trees at once in numpy. That walker reads private
+    attributes, so it is used only when scikit-learn's version lies in :data:`WALKER_SKLEARN_VERSIONS`, the model has
+    the expected tree layout, and the walker reproduces ``model.predict`` on the first 256 rows of ``check``
+    (``rtol=1e-6``); otherwise (any other regressor or version, a missing attribute, a mismatch) the public
+    ``model.predict`` is returned.
     """
+    low, high = WALKER_SKLEARN_VERSIONS
+    if not low <= _sklearn_version() < high:
+        return model.predict
     try:
-        trees = [p[0].nodes for p in model._predictors]
-        size = max(len(t) for t in trees)
-        stack = lambda name: np.stack([np.pad(t[name], (0, size - len(t))) for t in trees])  # noqa: E731
-        offsets = (np.arange(len(trees)) * size)[:, None]
-        feat, thr = stack("feature_idx").astype(np.int64).ravel(), stack("num_threshold").ravel()
-        left = (stack("left").astype(np.int64) + offsets).ravel()
-        right = (stack("right").astype(np.int64) + offsets).ravel()
-        leaf, value = stack("is_leaf").astype(bool).ravel(), stack("value").ravel()
-        depth = int(stack("depth").max()) + 1
-        base = float(np.ravel(model._baseline_prediction)[0])
-
-        def forest(x: np.ndarray) -> np.ndarray:
-            x = np.asarray(x, dtype=np.float64)
-            node = np.broadcast_to(offsets.T, (x.shape[0], len(trees))).copy()  # flat node ids, (rows, trees)
-            row_offset = (np.arange(x.shape[0]) * x.shape[1])[:, None]
-            flat_x = x.ravel()
-            for _ in range(depth):
-                go_left = flat_x.take(row_offset + feat.take(node)) <= thr.take(node)
-                node = np.where(leaf.take(node), node, np.where(go_left, left.take(node), right.take(node)))
-            return base + value.take(node).sum(axis=1)
-
+        forest = _tree_walker(model)
         if np.allclose(forest(check[:256]), model.predict(check[:256]), rtol=1e-6, atol=1e-9):
             return forest
     except (AttributeError, KeyError, ValueError, IndexError, TypeError):
@@ -360,12 +366,11 @@ def cost_model(
     ``sa_early_stop`` steps without a change of the top-``plan_size`` heap; visited configurations are excluded. The
     last ``random_fraction`` of each plan (and everything before the first fit) is drawn at random.
     """
-    _check_int(
-        "cost_model", plan_size=(plan_size, 1), batch_size=(batch_size, 1), sa_iterations=(sa_iterations, 1),
-        sa_chains=(sa_chains, 1), sa_early_stop=(sa_early_stop, 1),
-    )
-    _check_float("cost_model", random_fraction=(random_fraction, 0.0, 1.0))
-    radices, strides = space._radices, space._strides
+    for name, value in (("plan_size", plan_size), ("batch_size", batch_size), ("sa_iterations", sa_iterations),
+                        ("sa_chains", sa_chains), ("sa_early_stop", sa_early_stop)):
+        validate.integer("jeq.gemm.cost_model", name, value, low=1)
+    validate.real("jeq.gemm.cost_model", "random_fraction", random_fraction, low=0.0, high=1.0)
+    radices, strides = space.radices, space.strides
 
     def make_model() -> Any:
         if regressor is not None:
@@ -397,7 +402,7 @@ def cost_model(
         if points.size < sa_chains:
             extra = space.indices(space.sample(rng, sa_chains - points.size))
             points = np.concatenate([points, extra])
-        forest = _vectorised_forest(model, state.features)
+        forest = forest_predictor(model, state.features)
 
         def predict(p: np.ndarray) -> np.ndarray:
             return forest(space.features(space.genomes(p)))
@@ -412,7 +417,7 @@ def cost_model(
             accept = rng.random(points.size) < np.exp(np.minimum((new_scores - scores) / (temperature + 1e-5), 1.0))
             points = np.where(accept, new, points)
             scores = np.where(accept, new_scores, scores)
-            fresh = ~_isin_sorted(new, state.visited)
+            fresh = ~isin_sorted(new, state.visited)
             merged = np.concatenate([top, new[fresh]])
             merged_scores = np.concatenate([top_scores, new_scores[fresh]])
             _, first = np.unique(merged, return_index=True)
@@ -440,7 +445,7 @@ def cost_model(
         visited, pos, out = state.visited, state.plan_position, []
         n_plan = state.plan.size
         for _ in range(min(batch_size, max_count)):
-            while pos < n_plan and _isin_sorted(state.plan[pos : pos + 1], visited)[0]:
+            while pos < n_plan and isin_sorted(state.plan[pos : pos + 1], visited)[0]:
                 pos += 1
             if pos >= n_plan - int(random_fraction * plan_size):  # no plan yet, or its last 5 %: random
                 g = space.sample(rng, 1, exclude=visited)

@@ -33,9 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jeq import validate
 from jeq.gemm.space import Axis, Knob, Space
 
-__all__ = ["KernelFamily", "family", "pallas", "pallas_matmul", "tiled_matmul", "xla_flags", "xla_tiled"]
+__all__ = ["KernelFamily", "check_operands", "family", "pallas", "pallas_matmul", "tiled_matmul", "xla_flags",
+           "xla_tiled"]
 
 
 class KernelFamily(NamedTuple):
@@ -73,6 +75,28 @@ def _tiles(config: Mapping[str, Any]) -> tuple[int, int, int]:
     return int(config["m"][1]), int(config["n"][1]), int(config["k"][1])
 
 
+def check_operands(where: str, x: Any, y: Any) -> tuple[int, int, int]:
+    """``(m, k, n)`` of the product ``x @ y`` with ``x`` (m, k) and ``y`` (k, n); else the house error of the
+    function ``where``, naming both shapes. Works on arrays and tracers (shapes are static)."""
+    validate.array(where, "x", x, ndim=2)
+    validate.array(where, "y", y, ndim=2)
+    if x.shape[1] != y.shape[0]:
+        raise validate.ArgumentError(
+            f"{where}(x, y): x shape {tuple(x.shape)} and y shape {tuple(y.shape)} do not compose: must be (m, k) "
+            "and (k, n)"
+        )
+    return int(x.shape[0]), int(x.shape[1]), int(y.shape[1])
+
+
+def _check_blocks(where: str, x: Any, y: Any, block_m: Any, block_n: Any, block_k: Any) -> tuple[int, int, int]:
+    """``(m, k, n)`` of ``x @ y`` after checking that every block size is a positive int dividing its dimension."""
+    m, k, n = check_operands(where, x, y)
+    for name, b, d in (("block_m", block_m, m), ("block_n", block_n, n), ("block_k", block_k, k)):
+        if not (isinstance(b, int) and b >= 1 and d % b == 0):
+            validate.fail(where, name, b, f"must be a positive divisor of {d}")
+    return m, k, n
+
+
 # ------------------------------------------------------------------------------------------------ XLA tiling
 def tiled_matmul(x: jax.Array, y: jax.Array, *, block_m: int, block_n: int, block_k: int) -> jax.Array:
     """``x @ y`` by explicit tiles: ``lax.map`` over M and N tiles, ``lax.scan`` over K tiles, f32 accumulation.
@@ -80,12 +104,7 @@ def tiled_matmul(x: jax.Array, y: jax.Array, *, block_m: int, block_n: int, bloc
     ``C_ij = Σ_t A_it B_tj`` with ``A_it`` the (block_m, block_k) tile ``(i, t)`` of ``x`` and ``B_tj`` the
     (block_k, block_n) tile of ``y``. Block sizes must divide the dimensions.
     """
-    (m, k), (k2, n) = x.shape, y.shape
-    if k != k2:
-        raise ValueError(f"jeq.gemm.tiled_matmul: x shape {x.shape} and y shape {y.shape} do not compose")
-    for name, b, d in (("block_m", block_m, m), ("block_n", block_n, n), ("block_k", block_k, k)):
-        if not (isinstance(b, int) and b >= 1 and d % b == 0):
-            raise ValueError(f"jeq.gemm.tiled_matmul({name}={b!r}): must be a positive divisor of {d}")
+    m, k, n = _check_blocks("jeq.gemm.tiled_matmul", x, y, block_m, block_n, block_k)
     gm, gn, gk = m // block_m, n // block_n, k // block_k
     xt = x.reshape(gm, block_m, gk, block_k).transpose(0, 2, 1, 3)  # (gm, gk, bm, bk)
     yt = y.reshape(gk, block_k, gn, block_n).transpose(2, 0, 1, 3)  # (gn, gk, bk, bn)
@@ -107,8 +126,7 @@ def tiled_matmul(x: jax.Array, y: jax.Array, *, block_m: int, block_n: int, bloc
 
 def xla_tiled(*, min_tile: int = 8) -> KernelFamily:
     """The ``xla_tiled`` family: tile sizes ``bm, bn, bk`` (≥ ``min_tile`` or the whole dimension)."""
-    if not isinstance(min_tile, int) or min_tile < 1:
-        raise ValueError(f"jeq.gemm.xla_tiled(min_tile={min_tile!r}): must be an int >= 1")
+    min_tile = validate.integer("jeq.gemm.xla_tiled", "min_tile", min_tile, low=1)
 
     def space(m: int, n: int, k: int) -> Space:
         dims = {"m": m, "n": n, "k": k}
@@ -163,12 +181,7 @@ def pallas_matmul(
     """
     from jax.experimental import pallas as pl
 
-    (m, k), (k2, n) = x.shape, y.shape
-    if k != k2:
-        raise ValueError(f"jeq.gemm.pallas_matmul: x shape {x.shape} and y shape {y.shape} do not compose")
-    for name, b, d in (("block_m", block_m, m), ("block_n", block_n, n), ("block_k", block_k, k)):
-        if not (isinstance(b, int) and b >= 1 and d % b == 0):
-            raise ValueError(f"jeq.gemm.pallas_matmul({name}={b!r}): must be a positive divisor of {d}")
+    m, k, n = _check_blocks("jeq.gemm.pallas_matmul", x, y, block_m, block_n, block_k)
     on_gpu = jax.default_backend() == "gpu"
     interpret = (not on_gpu) if interpret is None else interpret
     kwargs: dict[str, Any] = {}
@@ -205,8 +218,7 @@ def pallas(
     gpu = (jax.default_backend() == "gpu") if gpu is None else gpu
     for name, v in (("min_tile", min_tile), ("max_tile", max_tile), ("smem_bytes", smem_bytes),
                     ("max_accumulators_per_thread", max_accumulators_per_thread), ("dtype_bytes", dtype_bytes)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"jeq.gemm.pallas({name}={v!r}): must be an int >= 1")
+        validate.integer("jeq.gemm.pallas", name, v, low=1)
 
     def space(m: int, n: int, k: int) -> Space:
         dims = {"m": m, "n": n, "k": k}
@@ -263,9 +275,11 @@ def xla_flags(*, flags: tuple[Knob, ...] = XLA_GEMM_FLAGS) -> KernelFamily:
 
     Flags the installed XLA does not know are left out of the space (probed once with a trivial compile).
     """
-    flags = tuple(f for f in flags if all(_supported_option(f.name, v) for v in f.values))
-    if not flags:
-        raise ValueError("jeq.gemm.xla_flags(flags): the installed XLA supports none of them")
+    supported = tuple(f for f in flags if all(_supported_option(f.name, v) for v in f.values))
+    if not supported:
+        validate.fail("jeq.gemm.xla_flags", "flags", [f.name for f in flags],
+                      "must hold at least one flag the installed XLA supports")
+    flags = supported
 
     def space(m: int, n: int, k: int) -> Space:
         return Space([], flags, name=f"xla_flags_{m}x{n}x{k}")
@@ -292,5 +306,5 @@ def family(name: str | KernelFamily | None = None) -> KernelFamily:
         "pallas_interpret": functools.partial(pallas, gpu=False),
     }
     if name not in makers:
-        raise ValueError(f"jeq.gemm.family(name={name!r}): must be one of {sorted(makers)} or a KernelFamily")
+        validate.fail("jeq.gemm.family", "name", name, f"must be one of {sorted(makers)} or a KernelFamily")
     return makers[name]()

@@ -3,7 +3,7 @@
 A landscape maps a batch of genomes of its :class:`~jeq.gemm.space.Space` to costs in seconds (``inf`` = failed).
 The analytic and replay landscapes evaluate a whole candidate batch in one vectorised call (the analytic model is a
 per-configuration ``jnp`` function under ``jax.vmap``), so a 10-seed comparison over millions of configurations costs
-seconds, and the batch can later be sharded over devices. Live measurement is in :mod:`jeq.gemm.measure`.
+seconds, and the batch can later be sharded over devices. Live measurement is in :mod:`jeq.gemm.measurement`.
 
 Analytic model (derived from the CUDA execution model; the constants are those of an NVIDIA V100 and are
 **not** fitted to any measurement). It times the TVM GEMM template used by the paper and by NNI's OpEvo examples:
@@ -31,7 +31,7 @@ instruction-cache penalty for very long unrolled bodies. The optimum is known by
 from __future__ import annotations
 
 import functools
-import math
+import io
 import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jeq import sharding
+from jeq import io as jeq_io
+from jeq import sharding, validate
 from jeq.gemm.space import Axis, Space
 
 __all__ = [
@@ -103,8 +104,7 @@ def tvm_gemm_space(
     the resource-violating ones are failed measurements (the analytic model returns ``inf``), as on real hardware.
     """
     for name, v in (("m", m), ("n", n), ("k", k)):
-        if not (isinstance(v, (int, np.integer)) and v >= 1):
-            raise ValueError(f"jeq.gemm.tvm_gemm_space({name}={v!r}): must be an int >= 1")
+        validate.integer("jeq.gemm.tvm_gemm_space", name, v, low=1)
 
     def constraint(tiles: Mapping[str, np.ndarray]) -> np.ndarray:
         return _resources(tiles, dtype_bytes, spec, np)["valid"]
@@ -336,20 +336,20 @@ class ReplayLandscape(Landscape):
     """
 
     def __init__(self, space: Space, indices: Any, costs: Any, *, flops: float) -> None:
+        where = "jeq.gemm.ReplayLandscape"
         self.space, self.flops = space, float(flops)
-        if indices is None:
-            if np.shape(costs) != (space.size,):
-                raise ValueError(f"jeq.gemm.ReplayLandscape: a dense table needs {space.size} costs, got {np.shape(costs)}")
-            self.indices, self.costs = None, costs
+        if indices is None:  # a dense table: one cost per index of the space
+            self.indices, self.costs = None, validate.array(where, "costs", costs, shape=(space.size,))
             return
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         c = np.asarray(costs, dtype=np.float64).reshape(-1)
         if idx.shape != c.shape:
-            raise ValueError(f"jeq.gemm.ReplayLandscape: indices shape {idx.shape} != costs shape {c.shape}")
+            raise validate.ArgumentError(f"{where}(indices, costs): indices shape {idx.shape} != costs shape {c.shape}")
         order = np.argsort(idx)
         idx, c = idx[order], c[order]
         if idx.size and (np.diff(idx) == 0).any():
-            raise ValueError("jeq.gemm.ReplayLandscape(indices): must be unique")
+            repeated = np.unique(idx[1:][np.diff(idx) == 0])[:5].tolist()
+            raise validate.ArgumentError(f"{where}(indices): must be unique, {repeated} repeat")
         self.indices, self.costs = idx, c
 
     def evaluate(self, genomes: np.ndarray) -> np.ndarray:
@@ -372,24 +372,20 @@ class ReplayLandscape(Landscape):
         return (i if self.indices is None else int(self.indices[i])), float(self.costs[i])
 
     def save(self, path: str | pathlib.Path) -> None:
-        """Write the table to an ``.npz`` file (atomically: temp file + rename)."""
-        path = pathlib.Path(path)
-        tmp = path.with_suffix(".tmp.npz")
+        """Write the table to an ``.npz`` file at ``path`` (atomically, ``jeq.io.atomic_write_bytes``)."""
+        buffer = io.BytesIO()
         indices = np.zeros(0, np.int64) if self.indices is None else self.indices
-        np.savez(tmp, indices=indices, dense=self.indices is None, costs=np.asarray(self.costs), flops=self.flops,
+        np.savez(buffer, indices=indices, dense=self.indices is None, costs=np.asarray(self.costs), flops=self.flops,
                  space=repr(self.space))
-        tmp.replace(path)
+        jeq_io.atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, space: Space, path: str | pathlib.Path) -> ReplayLandscape:
         """Read a table written by :meth:`save`; the space must be the one it was recorded on."""
         data = np.load(path)
         if str(data["space"]) != repr(space):
-            raise ValueError(f"jeq.gemm.ReplayLandscape.load: table recorded on {data['space']}, not on {space!r}")
+            validate.fail("jeq.gemm.ReplayLandscape.load", "space", space,
+                          f"must be the space the table was recorded on, {data['space']}")
         indices = None if bool(data["dense"]) else data["indices"]
         return cls(space, indices, data["costs"], flops=float(data["flops"]))
 
-
-def fraction(count: int, space: Space) -> float:
-    """``count`` as a fraction of the space's size (before the constraint, as the paper counts)."""
-    return count / space.size if space.size else math.nan

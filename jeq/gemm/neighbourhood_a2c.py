@@ -28,8 +28,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jeq.gemm.search import Strategy, rng_from_key
-from jeq.gemm.space import Space, _isin_sorted
+from jeq import validate
+from jeq.gemm.ask_tell import Strategy, rng_from_key
+from jeq.gemm.space import Space, isin_sorted
 
 __all__ = ["ActorCritic", "Na2cState", "actor_critic_loss", "na2c"]
 
@@ -129,20 +130,16 @@ def na2c(
     after 4 rounds without enough new configurations the batch is filled from the incumbent's unvisited neighbours
     (then random configurations).
     """
-    for name, value, low in (
-        ("hidden_size", hidden_size, 1), ("rollout_steps", rollout_steps, 1), ("batch_size", batch_size, 1),
-        ("max_rollouts", max_rollouts, 1),
-    ):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"jeq.gemm.na2c({name}={value!r}): must be an int >= {low}")
-    if not learning_rate > 0:
-        raise ValueError(f"jeq.gemm.na2c(learning_rate={learning_rate!r}): must be > 0")
-    if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"jeq.gemm.na2c(epsilon={epsilon!r}): must lie in [0, 1]")
+    where = "jeq.gemm.na2c"
+    for name, value in (("hidden_size", hidden_size), ("rollout_steps", rollout_steps), ("batch_size", batch_size),
+                        ("max_rollouts", max_rollouts)):
+        validate.integer(where, name, value, low=1)
+    learning_rate = validate.positive(where, "learning_rate", learning_rate)
+    validate.real(where, "epsilon", epsilon, low=0.0, high=1.0)
     num_actions = space.num_actions
     if num_actions == 0:
-        raise ValueError(f"jeq.gemm.na2c(space={space!r}): the space has no actions")
-    optimizer = _adam(float(learning_rate))
+        validate.fail(where, "space", space, "must have at least one action (the space has none)")
+    optimizer = _adam(learning_rate)
     # Inputs and actions are padded (features with zeros, actions masked out) so that spaces of similar size share
     # one compiled policy and update.
     features_padded = -(-space.num_features // 16) * 16
@@ -197,7 +194,7 @@ def na2c(
             # Collect in rollout order (all T steps of rollout 0, then rollout 1, ...), as sequential rollouts would.
             for r in range(max_rollouts):
                 for f, actions, new, legal, idx in steps:
-                    if len(genomes) < want and legal[r] and not _isin_sorted(idx[r : r + 1], taken)[0]:
+                    if len(genomes) < want and legal[r] and not isin_sorted(idx[r : r + 1], taken)[0]:
                         taken = np.union1d(taken, idx[r : r + 1])
                         genomes.append(new[r])
                         feats.append(f[r])
@@ -207,7 +204,7 @@ def na2c(
                 break
         if len(genomes) < want:  # neighbourhood of the incumbent exhausted by the policy: fill the batch
             nb, nb_actions = space.neighbours(state.best_genome)
-            fresh = ~_isin_sorted(space.indices(nb), taken) if nb.size else np.zeros(0, bool)
+            fresh = ~isin_sorted(space.indices(nb), taken) if nb.size else np.zeros(0, bool)
             f0 = features_of(state.best_genome[None])[0]
             for j in rng.permutation(np.flatnonzero(fresh))[: want - len(genomes)]:
                 taken = np.union1d(taken, space.indices(nb[j : j + 1]))

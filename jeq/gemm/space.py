@@ -32,7 +32,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Axis", "Knob", "Space", "prime_factors"]
+from jeq import validate
+
+__all__ = ["Axis", "Knob", "Space", "isin_sorted", "prime_factors"]
 
 
 class Axis(NamedTuple):
@@ -114,19 +116,18 @@ class Space:
     ) -> None:
         axes = tuple(Axis(*a) for a in axes)
         knobs = tuple(Knob(k[0], tuple(k[1])) for k in knobs)
+        where = "jeq.gemm.Space"
         names = [a.name for a in axes] + [k.name for k in knobs]
         if len(set(names)) != len(names):
-            raise ValueError(f"jeq.gemm.Space(axes/knobs={names}): names must be unique")
+            validate.fail(where, "axes/knobs", names, "names must be unique")
         if not names:
-            raise ValueError("jeq.gemm.Space(axes=(), knobs=()): needs at least one axis or knob")
+            validate.fail(where, "axes", axes, "must hold at least one axis, or knobs at least one knob")
         for a in axes:
-            if not (isinstance(a.size, (int, np.integer)) and a.size >= 1):
-                raise ValueError(f"jeq.gemm.Space(axis {a.name!r} size={a.size!r}): must be an int >= 1")
-            if not (isinstance(a.parts, (int, np.integer)) and a.parts >= 1):
-                raise ValueError(f"jeq.gemm.Space(axis {a.name!r} parts={a.parts!r}): must be an int >= 1")
+            validate.integer(where, f"axis {a.name!r} size", a.size, low=1)
+            validate.integer(where, f"axis {a.name!r} parts", a.parts, low=1)
         for k in knobs:
             if not k.values or len(set(k.values)) != len(k.values):
-                raise ValueError(f"jeq.gemm.Space(knob {k.name!r} values={k.values!r}): must be non-empty and unique")
+                validate.fail(where, f"knob {k.name!r} values", k.values, "must be non-empty and unique")
         self.axes = axes
         self.knobs = knobs
         self.constraint = constraint
@@ -149,11 +150,13 @@ class Space:
         self.size = math.prod(radices)
         """Number of configurations before the constraint (closed form: ∏ C(a_p + k − 1, k − 1) · ∏ |knob|)."""
         if self.size >= 2**62:
-            raise ValueError(f"jeq.gemm.Space({name}): {self.size} configurations do not fit an int64 index")
+            validate.fail(where, "axes/knobs", names, f"{self.size} configurations do not fit an int64 index")
         strides = np.ones(len(radices), dtype=np.int64)
         for i in range(len(radices) - 2, -1, -1):
             strides[i] = strides[i + 1] * radices[i + 1]
         self._strides = strides
+        self._radices.setflags(write=False)
+        self._strides.setflags(write=False)
 
         moves, labels = [], []
         for b in blocks:
@@ -202,14 +205,34 @@ class Space:
         return f"Space({self.name}: {axes}{'; ' + knobs if knobs else ''}; size {self.size})"
 
     # ------------------------------------------------------- index <-> genome
+    @property
+    def radices(self) -> np.ndarray:
+        """(D,) read-only: how many values each *gene* takes. A gene is one digit of the mixed-radix configuration
+        index: the rank of the composition of one (axis, prime) block, in block order, then the index of each knob."""
+        return self._radices
+
+    @property
+    def strides(self) -> np.ndarray:
+        """(D,) read-only place values of the genes: ``index = Σ_j digit_j · strides_j``."""
+        return self._strides
+
+    def _index_digits(self, idx: np.ndarray) -> np.ndarray:
+        return (idx[:, None] // self._strides[None, :]) % self._radices[None, :]
+
+    def digits(self, genomes: Any) -> np.ndarray:
+        """Genes of genomes: (B, genome_length) -> (B, D) int64 index digits (``digit_j < radices_j``)."""
+        return self._index_digits(self.indices(genomes))
+
+    def from_digits(self, digits: Any) -> np.ndarray:
+        """Genomes of genes: (B, D) index digits -> (B, genome_length) int32 (inverse of :meth:`digits`)."""
+        return self.genomes(np.asarray(digits, dtype=np.int64) @ self._strides)
+
     def genomes(self, indices: Any) -> np.ndarray:
         """Genomes of configuration indices: (B,) int -> (B, genome_length) int32 (batched unrank)."""
-        idx = np.asarray(indices, dtype=np.int64)
-        if idx.ndim != 1:
-            raise ValueError(f"jeq.gemm.Space.genomes(indices shape={idx.shape}): must be 1-D")
+        idx = validate.array("jeq.gemm.Space.genomes", "indices", np.asarray(indices, dtype=np.int64), ndim=1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.size):
-            raise ValueError(f"jeq.gemm.Space.genomes(indices): must lie in [0, {self.size})")
-        digits = (idx[:, None] // self._strides[None, :]) % self._radices[None, :]
+            validate.fail("jeq.gemm.Space.genomes", "indices", idx, f"must lie in [0, {self.size})")
+        digits = self._index_digits(idx)
         out = np.empty((idx.size, self.genome_length), dtype=np.int32)
         for bi, b in enumerate(self._blocks):
             out[:, b.offset : b.offset + b.parts] = b.table[digits[:, bi]]
@@ -224,25 +247,21 @@ class Space:
         for bi, b in enumerate(self._blocks):
             part = g[:, b.offset : b.offset + b.parts].astype(np.int64)
             if part.size and (part.min() < 0 or (part.sum(axis=1) != b.exponent).any()):
-                raise ValueError(
-                    f"jeq.gemm.Space.indices: exponents of prime {b.prime} on axis {self.axes[b.axis].name!r} "
-                    f"must be >= 0 and sum to {b.exponent}"
-                )
+                validate.fail("jeq.gemm.Space.indices", "genomes", g.tolist() if g.size <= 64 else g.shape,
+                              f"the exponents of prime {b.prime} on axis {self.axes[b.axis].name!r} "
+                              f"must be >= 0 and sum to {b.exponent}")
             code = part @ (np.int64(b.exponent + 1) ** np.arange(b.parts, dtype=np.int64))
             digits[:, bi] = b.order[np.searchsorted(b.codes, code)]
         nb = len(self._blocks)
         kn = g[:, self._knob_offset :].astype(np.int64)
         if kn.size and (kn.min() < 0 or (kn >= self._knob_sizes[None, :]).any()):
-            raise ValueError(f"jeq.gemm.Space.indices: knob indices must lie in [0, {self._knob_sizes.tolist()})")
+            validate.fail("jeq.gemm.Space.indices", "genomes", g.tolist() if g.size <= 64 else g.shape,
+                          f"knob indices must lie in [0, {self._knob_sizes.tolist()})")
         digits[:, nb:] = kn
         return digits @ self._strides
 
     def _check_genomes(self, genomes: Any, where: str) -> np.ndarray:
-        g = np.asarray(genomes)
-        if g.ndim != 2 or g.shape[1] != self.genome_length:
-            raise ValueError(
-                f"jeq.gemm.Space.{where}(genomes shape={g.shape}): must be (batch, {self.genome_length})"
-            )
+        g = validate.array(f"jeq.gemm.Space.{where}", "genomes", np.asarray(genomes), shape=(None, self.genome_length))
         return g.astype(np.int32, copy=False)
 
     # --------------------------------------------------------------- decoding
@@ -281,12 +300,11 @@ class Space:
         g = np.zeros(self.genome_length, dtype=np.int32)
         for ai, a in enumerate(self.axes):
             if a.name not in config:
-                raise ValueError(f"jeq.gemm.Space.genome_of: missing axis {a.name!r}")
+                validate.fail("jeq.gemm.Space.genome_of", "config", dict(config), f"must have the axis {a.name!r}")
             parts = tuple(int(v) for v in config[a.name])
             if len(parts) != a.parts or math.prod(parts) != a.size or min(parts) < 1:
-                raise ValueError(
-                    f"jeq.gemm.Space.genome_of({a.name}={parts}): must be {a.parts} positive ints with product {a.size}"
-                )
+                validate.fail("jeq.gemm.Space.genome_of", a.name, parts,
+                              f"must be {a.parts} positive ints with product {a.size}")
             for b in self._blocks:
                 if b.axis == ai:
                     for i, v in enumerate(parts):
@@ -295,9 +313,8 @@ class Space:
                             v //= b.prime
         for ki, k in enumerate(self.knobs):
             if k.name not in config or config[k.name] not in k.values:
-                raise ValueError(
-                    f"jeq.gemm.Space.genome_of({k.name}={config.get(k.name)!r}): must be one of {list(k.values)}"
-                )
+                validate.fail("jeq.gemm.Space.genome_of", k.name, config.get(k.name),
+                              f"must be one of {list(k.values)}")
             g[self._knob_offset + ki] = k.values.index(config[k.name])
         return g
 
@@ -323,9 +340,8 @@ class Space:
 
     def from_features(self, features: Any) -> np.ndarray:
         """Genomes from :meth:`features` vectors (rounds to the nearest integer part / knob index)."""
-        f = np.asarray(features, dtype=np.float64)
-        if f.ndim != 2 or f.shape[1] != self.num_features:
-            raise ValueError(f"jeq.gemm.Space.from_features(shape={f.shape}): must be (batch, {self.num_features})")
+        f = validate.array("jeq.gemm.Space.from_features", "features", np.asarray(features, dtype=np.float64),
+                           shape=(None, self.num_features))
         g = np.zeros((f.shape[0], self.genome_length), dtype=np.int32)
         col = 0
         for ai, a in enumerate(self.axes):
@@ -359,7 +375,7 @@ class Space:
         g = self._check_genomes(genomes, "step")
         a = np.asarray(actions, dtype=np.int64).reshape(g.shape[0])
         if a.size and (a.min() < 0 or a.max() >= self.num_actions):
-            raise ValueError(f"jeq.gemm.Space.step(actions): must lie in [0, {self.num_actions})")
+            validate.fail("jeq.gemm.Space.step", "actions", a, f"must lie in [0, {self.num_actions})")
         new = g + self.moves[a]
         legal = self._in_range(new)
         if legal.any():
@@ -401,14 +417,14 @@ class Space:
             if chosen.size >= n:
                 break
             draw = rng.integers(0, self.size, size=max(4 * (n - chosen.size), 16), dtype=np.int64)
-            draw = draw[~_isin_sorted(draw, exclude)]
+            draw = draw[~isin_sorted(draw, exclude)]
             draw = draw[self.valid(self.genomes(draw))] if draw.size else draw
             _, first = np.unique(draw, return_index=True)
             draw = draw[np.sort(first)]
             draw = draw[~np.isin(draw, chosen)]
             chosen = np.concatenate([chosen, draw[: n - chosen.size]])
         if chosen.size < n:  # dense exclusion or a tight constraint: enumerate what is left
-            rest = [idx[~_isin_sorted(idx, exclude) & ~np.isin(idx, chosen)] for idx, _ in self.enumerate()]
+            rest = [idx[~isin_sorted(idx, exclude) & ~np.isin(idx, chosen)] for idx, _ in self.enumerate()]
             rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.int64)
             if rest.size:
                 chosen = np.concatenate([chosen, rng.choice(rest, size=min(n - chosen.size, rest.size), replace=False)])
@@ -425,8 +441,12 @@ class Space:
             yield idx, g
 
 
-def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """Membership of ``values`` in a sorted int array (O(B log n))."""
+def isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``values[i] ∈ sorted_set`` for every ``i`` (bool, shape of ``values``) by binary search, O(B log n).
+
+    ``sorted_set`` must be sorted ascending (the ``visited`` arrays of the strategies are kept sorted with
+    ``np.union1d``); ``np.isin`` gives the same answer but sorts the set on every call.
+    """
     if sorted_set.size == 0:
         return np.zeros(values.shape, dtype=bool)
     pos = np.searchsorted(sorted_set, values)

@@ -1,16 +1,18 @@
 """User API: tune a GEMM shape live (``tune``) and call the tuned kernel (``matmul``).
 
 ``tune(m, n, k)`` searches the configuration space of a kernel family with an ask/tell strategy, measuring every
-proposed configuration through the on-disk cache of :mod:`jeq.gemm.measure` (so a second tune measures nothing and a
+proposed configuration through the on-disk cache of :mod:`jeq.gemm.measurement` (so a second tune measures nothing and a
 killed tune resumes: the strategy is deterministic given its seed and the cached costs, so it replays its trajectory
 from the cache and continues where it stopped). The ``top_k`` fastest configurations are then re-ranked with paired,
 interleaved timing together with ``jnp.dot`` (``jeq.bench.interleave``), which decides the winner and its speed
 relative to ``jnp.dot``. The outcome is recorded per (shape, dtype, machine); ``matmul(x, y)`` uses it when the tuned
-kernel beat ``jnp.dot`` and falls back to ``jnp.dot`` otherwise.
+kernel beat ``jnp.dot`` and falls back to ``jnp.dot`` otherwise (:func:`record_tuned` writes that record,
+:func:`tuned_kernel` reads it).
 """
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -18,15 +20,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jeq import bench
-from jeq.gemm import kernels as _kernels
+from jeq import bench, validate
+from jeq.gemm.ask_tell import SearchResult, Strategy, search
 from jeq.gemm.baselines import cost_model, genetic, grid_search, random_search, simulated_annealing
-from jeq.gemm.gbfs import gbfs
-from jeq.gemm.kernels import KernelFamily
-from jeq.gemm.measure import Cache, Measurement, _digest, environment, measure, measurement_key, reference, tolerance
-from jeq.gemm.search import SearchResult, Strategy, search
+from jeq.gemm.best_first import gbfs
+from jeq.gemm.kernels import KernelFamily, check_operands, family
+from jeq.gemm.measurement import (
+    DTYPES, Cache, Measurement, digest, dtype_name, environment, measure, measurement_key, reference,
+)
 
-__all__ = ["STRATEGIES", "TuneResult", "matmul", "tune"]
+__all__ = ["STRATEGIES", "TuneResult", "autotune_path", "matmul", "record_tuned", "tune", "tuned_kernel"]
 
 def _na2c(space: Any, **options: Any) -> Strategy:
     """:func:`jeq.gemm.neighbourhood_a2c.na2c`, imported on first use (it needs flax and optax)."""
@@ -73,29 +76,30 @@ class TuneResult(NamedTuple):
         return self.reference_s / self.time_s
 
 
-def _validate(fn: str, m: Any, n: Any, k: Any, dtype: Any) -> str:
-    for name, v in (("m", m), ("n", n), ("k", k)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"jeq.gemm.{fn}({name}={v!r}): must be a positive int")
-    try:
-        name = jnp.dtype(dtype).name
-        tolerance(name)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"jeq.gemm.{fn}(dtype={dtype!r}): must be one of float32, bfloat16, float16") from e
-    return name
-
-
 def _best_key(shape: tuple[int, int, int], dtype: str) -> dict[str, Any]:
     return {"shape": list(shape), "dtype": dtype, **environment()}
 
 
-def _autotune_options(cache: Cache, kernel: KernelFamily, key: Mapping[str, Any], mode: str) -> dict[str, Any]:
-    """XLA autotune-results file of one configuration (GPU only): dumped when measured, loaded when rebuilt."""
+def autotune_path(cache: Cache, kernel: KernelFamily, key: Mapping[str, Any]) -> pathlib.Path | None:
+    """Where XLA's GEMM autotune results of one measured configuration live: ``<cache>/xla_autotune/<digest>.textproto``
+    for an ``xla_flags`` configuration with autotuning on, on a GPU backend; ``None`` otherwise (nothing is dumped).
+
+    ``key`` is the configuration's :func:`~jeq.gemm.measurement.measurement_key`. :func:`tune` dumps the file when it
+    measures the configuration and loads it when it rebuilds the kernel, so the final kernel uses the tiling that was
+    timed.
+    """
     if kernel.name != "xla_flags" or jax.default_backend() != "gpu" or not key["config"].get("xla_gpu_autotune_level"):
+        return None
+    return cache.directory / "xla_autotune" / f"{digest(key)}.textproto"
+
+
+def _autotune_options(cache: Cache, kernel: KernelFamily, key: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    """XLA options that dump (``mode="dump"``) or load (``"load"``, when it exists) :func:`autotune_path`."""
+    path = autotune_path(cache, kernel, key)
+    if path is None:
         return {}
-    path = cache.directory / "xla_autotune" / f"{_digest(key)}.textproto"
-    path.parent.mkdir(parents=True, exist_ok=True)
     if mode == "dump":
+        path.parent.mkdir(parents=True, exist_ok=True)
         return {"xla_gpu_dump_autotune_results_to": str(path)}
     return {"xla_gpu_load_autotune_results_from": str(path)} if path.exists() else {}
 
@@ -140,22 +144,21 @@ def tune(
     Returns:
         :class:`TuneResult` (best configuration, jitted kernel, times, number of new measurements, history).
     """
-    dtype = _validate("tune", m, n, k, dtype)
-    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget <= 0:
-        raise ValueError(f"jeq.gemm.tune(budget={budget!r}): must be a positive int")
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"jeq.gemm.tune(top_k={top_k!r}): must be an int >= 1")
-    if not time_budget_s > 0 or not rerank_budget_s > 0:
-        raise ValueError(f"jeq.gemm.tune(time_budget_s={time_budget_s!r}, rerank_budget_s={rerank_budget_s!r}): must be > 0")
+    where = "jeq.gemm.tune"
+    for name, value in (("m", m), ("n", n), ("k", k)):
+        validate.integer(where, name, value, low=1)
+    dtype = dtype_name(where, dtype)
+    validate.integer(where, "budget", budget, low=1)
+    validate.integer(where, "top_k", top_k, low=1)
+    validate.positive(where, "time_budget_s", time_budget_s)
+    validate.positive(where, "rerank_budget_s", rerank_budget_s)
     if isinstance(strategy, str):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"jeq.gemm.tune(strategy={strategy!r}): must be one of {sorted(STRATEGIES)} or a factory")
-        factory = STRATEGIES[strategy]
+        factory = STRATEGIES[validate.one_of(where, "strategy", strategy, STRATEGIES)]
     elif callable(strategy):
         factory = strategy
     else:
-        raise ValueError(f"jeq.gemm.tune(strategy={strategy!r}): must be a name or a callable factory")
-    fam = _kernels.family(kernel)
+        validate.fail(where, "strategy", strategy, f"must be one of {sorted(STRATEGIES)} or a factory")
+    fam = family(kernel)
     shape = (int(m), int(n), int(k))
     space = fam.space(*shape)
     cache = Cache(cache_dir)
@@ -209,44 +212,77 @@ def tune(
     win = int(np.argmin(ranked["times"]))
     best, best_s, ref_s = candidates[win], float(ranked["times"][win]), float(ranked["reference_s"])
     if fam.name in _BUILTIN:
-        cache.put(
-            "best", _best_key(shape, dtype),
-            {"family": fam.name, "source": fam.source, "config": best if best_s < ref_s else None,
-             "time_s": best_s, "reference_s": ref_s},
-        )
-        _MATMUL.clear()
+        record_tuned(*shape, dtype=dtype, kernel=fam, config=best, time_s=best_s, reference_s=ref_s,
+                     cache_dir=cache_dir)
     kernel_fn = _jit(fam, best, _autotune_options(cache, fam, keys[win], "load"))
     return TuneResult(best, kernel_fn, best_s, ref_s, counters["measured"], history, fam.name)
 
 
 _MATMUL: dict[str, Callable] = {}
+"""Kernels :func:`tuned_kernel` has looked up in this process, by cache folder and record key (cleared on a record)."""
+
+
+def record_tuned(
+    m: int,
+    n: int,
+    k: int,
+    *,
+    dtype: Any,
+    kernel: KernelFamily,
+    config: Mapping[str, Any],
+    time_s: float,
+    reference_s: float,
+    cache_dir: str | None = None,
+) -> None:
+    """Record the outcome of tuning ``C = A B`` (``A`` (m, k), ``B`` (k, n)) on this machine for :func:`matmul`.
+
+    The record keeps ``config`` only when the tuned kernel won, ``time_s < reference_s`` (``jnp.dot``'s time in the
+    same interleaved run); :func:`tune` calls this for its built-in families. ``kernel`` must be a built-in family
+    (``matmul`` rebuilds the kernel from the family's name and checks its source hash).
+    """
+    where = "jeq.gemm.record_tuned"
+    for name, value in (("m", m), ("n", n), ("k", k)):
+        validate.integer(where, name, value, low=1)
+    dtype = dtype_name(where, dtype)
+    if kernel.name not in _BUILTIN:
+        validate.fail(where, "kernel", kernel.name, f"must be a built-in family, one of {list(_BUILTIN)}")
+    won = validate.positive(where, "time_s", time_s) < validate.positive(where, "reference_s", reference_s)
+    Cache(cache_dir).put(
+        "best", _best_key((int(m), int(n), int(k)), dtype),
+        {"family": kernel.name, "source": kernel.source, "config": dict(config) if won else None,
+         "time_s": time_s, "reference_s": reference_s},
+    )
+    _MATMUL.clear()
+
+
+def tuned_kernel(m: int, n: int, k: int, *, dtype: Any = "float32", cache_dir: str | None = None) -> Callable:
+    """The kernel :func:`matmul` uses for ``(m, k) @ (k, n)`` in ``dtype`` on this machine: the tuned kernel recorded
+    by :func:`record_tuned` (jitted with its XLA options) when it beat ``jnp.dot`` and its family's source is
+    unchanged, else ``jnp.dot`` itself. Looked up once per process."""
+    dtype = jnp.dtype(dtype).name
+    shape = (int(m), int(n), int(k))
+    memo = f"{cache_dir}|{digest(_best_key(shape, dtype))}"
+    fn = _MATMUL.get(memo)
+    if fn is None:
+        fn = jnp.dot
+        record = Cache(cache_dir).get("best", _best_key(shape, dtype)) if dtype in DTYPES else None
+        if record is not None and record["config"] is not None and record["family"] in _BUILTIN:
+            fam = family(record["family"])
+            if fam.source == record["source"]:
+                config = {a: tuple(v) if isinstance(v, list) else v for a, v in record["config"].items()}
+                key = measurement_key(fam, config, shape, dtype)
+                fn = _jit(fam, config, _autotune_options(Cache(cache_dir), fam, key, "load"))
+        _MATMUL[memo] = fn
+    return fn
 
 
 def matmul(x: jax.Array, y: jax.Array, *, cache_dir: str | None = None) -> jax.Array:
     """``x @ y`` with the tuned kernel recorded for this shape, dtype and machine, else ``jnp.dot``.
 
     The recorded kernel is used only if it beat ``jnp.dot`` in :func:`tune`'s interleaved re-ranking and its family's
-    source is unchanged. Works on concrete arrays and under ``jax.jit`` (shapes are static).
+    source is unchanged (see :func:`tuned_kernel`). Works on concrete arrays and under ``jax.jit`` (shapes are static).
     """
-    if getattr(x, "ndim", None) != 2 or getattr(y, "ndim", None) != 2 or x.shape[1] != y.shape[0]:
-        raise ValueError(
-            f"jeq.gemm.matmul: x shape {getattr(x, 'shape', None)} and y shape {getattr(y, 'shape', None)} "
-            "must be (m, k) and (k, n)"
-        )
+    m, k, n = check_operands("jeq.gemm.matmul", x, y)
     if x.dtype != y.dtype:
-        raise ValueError(f"jeq.gemm.matmul: x dtype {x.dtype} and y dtype {y.dtype} differ")
-    dtype = jnp.dtype(x.dtype).name
-    shape = (int(x.shape[0]), int(y.shape[1]), int(x.shape[1]))
-    memo = f"{cache_dir}|{_digest(_best_key(shape, dtype))}"
-    fn = _MATMUL.get(memo)
-    if fn is None:
-        fn = jnp.dot
-        record = Cache(cache_dir).get("best", _best_key(shape, dtype)) if dtype in ("float32", "bfloat16", "float16") else None
-        if record is not None and record["config"] is not None and record["family"] in _BUILTIN:
-            fam = _kernels.family(record["family"])
-            if fam.source == record["source"]:
-                config = {a: tuple(v) if isinstance(v, list) else v for a, v in record["config"].items()}
-                key = measurement_key(fam, config, shape, dtype)
-                fn = _jit(fam, config, _autotune_options(Cache(cache_dir), fam, key, "load"))
-        _MATMUL[memo] = fn
-    return fn(x, y)
+        raise validate.ArgumentError(f"jeq.gemm.matmul(x, y): x dtype {x.dtype} and y dtype {y.dtype} differ")
+    return tuned_kernel(m, n, k, dtype=x.dtype, cache_dir=cache_dir)(x, y)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,8 +23,8 @@ def test_batched_model_equals_per_configuration(small):
     batched = small.evaluate(g)
     tiles = small.space.decode(g)
     one = jax.jit(lambda t: tvm_gemm_time(t, m=16, n=32, k=16))
-    single = [float(one({a: tiles[a][i] for a in ("m", "n", "k")})) for i in range(0, g.shape[0], 10)]
-    np.testing.assert_allclose(batched[::10], single, rtol=1e-6)
+    single = np.asarray([float(one({a: tiles[a][i] for a in ("m", "n", "k")})) for i in range(0, g.shape[0], 10)])
+    chex.assert_trees_all_close(batched[::10], single, rtol=1e-6)
 
 
 def test_no_recompilation_for_same_padded_batch(small):
@@ -83,12 +87,21 @@ def test_dense_replay_equals_sparse(small, tmp_path):
     assert a.optimum() == b.optimum()
     a.save(tmp_path / "dense.npz")
     assert ReplayLandscape.load(small.space, tmp_path / "dense.npz").optimum() == a.optimum()
-    with pytest.raises(ValueError, match="dense table needs"):
+    with pytest.raises(ValueError, match=rf"ReplayLandscape\(costs\): must have shape \({small.space.size},\)"):
         ReplayLandscape(small.space, None, dense[:-1], flops=1.0)
 
 
-def test_model_is_jittable_and_vmappable():
-    tiles = {"m": np.array([[1, 1, 8, 2]] * 3), "n": np.array([[1, 2, 8, 2]] * 3), "k": np.array([[2, 4, 2]] * 3)}
-    f = jax.jit(jax.vmap(lambda t: tvm_gemm_time(t, m=16, n=32, k=16)))
-    out = f(tiles)
-    assert out.shape == (3,) and out.dtype == np.float32 and np.all(np.isfinite(out))
+class TestModelJitAndVmap(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_model_is_jittable_and_vmappable(self):
+        """The per-configuration model under ``jax.vmap``, jitted or not, gives the landscape's batched costs."""
+        tiles = {"m": np.array([[1, 1, 8, 2], [2, 1, 4, 2], [1, 2, 8, 1]]),
+                 "n": np.array([[1, 2, 8, 2], [2, 2, 4, 2], [4, 1, 8, 1]]),
+                 "k": np.array([[2, 4, 2], [1, 4, 4], [16, 1, 1]])}
+        out = self.variant(jax.vmap(functools.partial(tvm_gemm_time, m=16, n=32, k=16)))(tiles)
+        chex.assert_shape(out, (3,))
+        chex.assert_type(out, jnp.float32)
+        chex.assert_tree_all_finite(out)
+        land = AnalyticLandscape.tvm_gemm(16, 32, 16, prune=False)
+        genomes = np.stack([land.space.genome_of({a: tuple(tiles[a][i]) for a in tiles}) for i in range(3)])
+        chex.assert_trees_all_close(np.asarray(out, np.float64), land.evaluate(genomes), rtol=1e-6)

@@ -72,6 +72,10 @@ def test_codecs_round_trip_on_whole_space():
     np.testing.assert_array_equal(space.from_features(space.features(g)), g)
     for i in range(0, space.size, 17):
         assert space.indices(space.genome_of(space.config(g[i]))[None])[0] == i
+    genes = space.digits(g)  # the genetic algorithm's genes: the mixed-radix digits of the index
+    assert genes.shape == (space.size, space.radices.size) and (genes < space.radices).all() and (genes >= 0).all()
+    np.testing.assert_array_equal(genes @ space.strides, idx)
+    np.testing.assert_array_equal(space.from_digits(genes), g)
 
 
 @settings(max_examples=25, deadline=None)
@@ -147,7 +151,7 @@ def test_bad_input_errors():
         space.genome_of({"m": (2, 2, 2), "k": (18, 1), "w": 1})
     with pytest.raises(ValueError, match=r"genome_of\(w=3\)"):
         space.genome_of({"m": (1, 12, 1), "k": (18, 1), "w": 3})
-    with pytest.raises(ValueError, match=r"genomes shape=\(3,\)"):
+    with pytest.raises(ValueError, match=r"Space.indices\(genomes\): must have shape \(\*, 11\), got shape \(3,\)"):
         space.indices(np.zeros(3))
     with pytest.raises(ValueError, match="must lie in"):
         space.genomes([space.size])

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sklearn
+from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from jeq.gemm import (
+    STRATEGIES,
     AnalyticLandscape,
     Axis,
     Knob,
@@ -16,22 +23,15 @@ from jeq.gemm import (
     cost_model,
     gbfs,
     genetic,
-    grid_search,
     na2c,
     random_search,
     search,
     simulated_annealing,
+    with_deadline,
 )
+from jeq.gemm.baselines import forest_predictor
 
-FACTORIES = {
-    "random": random_search,
-    "grid": grid_search,
-    "annealing": simulated_annealing,
-    "genetic": genetic,
-    "cost_model": cost_model,
-    "gbfs": gbfs,
-    "na2c": na2c,
-}
+FACTORIES = STRATEGIES  # every strategy jeq.gemm.tune knows, by name
 
 
 def bowl_space() -> Space:
@@ -117,19 +117,26 @@ def test_gbfs_and_na2c_beat_random_on_the_analytic_model(paper_landscape):
     assert g < rand and n < rand, (g, n, rand)
 
 
-def test_actor_critic_loss_has_the_correct_sign():
-    """One gradient step on the loss raises log π(a|s) for a positive advantage and lowers it for a negative one;
-    NNI's sign (+log π · A) would do the opposite."""
-    logits = jnp.zeros((1, 4))
-    action = jnp.array([2])
-    mask = jnp.ones(1)
-    for reward, direction in ((1.0, 1.0), (-1.0, -1.0)):
-        grad = jax.grad(lambda l: actor_critic_loss(l, jnp.zeros(1), action, jnp.array([reward]), mask))(logits)
-        after = jax.nn.log_softmax(logits - 0.1 * grad)[0, 2] - jax.nn.log_softmax(logits)[0, 2]
-        assert direction * after > 0
-    # the critic is regressed on the reward: d/dV (r − V)² = −2 (r − V)
-    dv = jax.grad(lambda v: actor_critic_loss(logits, v, action, jnp.array([1.0]), mask))(jnp.zeros(1))
-    np.testing.assert_allclose(dv, [-2.0])
+class TestActorCriticLoss(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_actor_critic_loss_has_the_correct_sign(self):
+        """One gradient step on the loss raises log π(a|s) for a positive advantage and lowers it for a negative one;
+        NNI's sign (+log π · A) would do the opposite."""
+        loss = self.variant(actor_critic_loss)
+        logits = jnp.zeros((1, 4))
+        action = jnp.array([2])
+        mask = jnp.ones(1)
+        for reward, direction in ((1.0, 1.0), (-1.0, -1.0)):
+            grad = jax.grad(lambda l: loss(l, jnp.zeros(1), action, jnp.array([reward]), mask))(logits)
+            after = jax.nn.log_softmax(logits - 0.1 * grad)[0, 2] - jax.nn.log_softmax(logits)[0, 2]
+            assert direction * after > 0
+        # the critic is regressed on the reward: d/dV (r − V)² = −2 (r − V)
+        dv = jax.grad(lambda v: loss(logits, v, action, jnp.array([1.0]), mask))(jnp.zeros(1))
+        chex.assert_trees_all_close(dv, jnp.array([-2.0]))
+        # rows outside the mask do not count: the loss is the mean over the masked rows only
+        two = loss(jnp.zeros((2, 4)), jnp.zeros(2), jnp.array([2, 0]), jnp.array([1.0, 5.0]), jnp.array([1.0, 0.0]))
+        one = loss(logits, jnp.zeros(1), action, jnp.array([1.0]), mask)
+        chex.assert_trees_all_close(two, one)
 
 
 def test_bad_hyper_parameters_and_budget():
@@ -152,6 +159,53 @@ def test_bad_hyper_parameters_and_budget():
         cost_model(space, plan_size=0)
     with pytest.raises(ValueError, match=r"jeq.gemm.search\(budget=0\)"):
         search(random_search(space), Bowl(space, TARGET), budget=0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"jeq.gemm.with_deadline\(deadline=nan\): must be finite"):
+        with_deadline(random_search(space), float("nan"))
+
+
+def test_a_search_with_a_deadline_stops_when_the_clock_passes_it():
+    """The strategy asks for nothing once ``clock() > deadline``: the search keeps the batches asked before it, the
+    same ones the search without a deadline measures first."""
+    space = bowl_space()
+    ticks = iter(range(1000))
+    strategy = with_deadline(random_search(space, batch_size=4), 2.5, clock=lambda: next(ticks))
+    stopped = search(strategy, Bowl(space, TARGET), budget=100, key=jax.random.key(0))
+    full = search(random_search(space, batch_size=4), Bowl(space, TARGET), budget=100, key=jax.random.key(0))
+    assert stopped.indices.size == 12  # asks at clock 0, 1, 2; the ask at clock 3 > 2.5 ends the search
+    np.testing.assert_array_equal(stopped.indices, full.indices[:12])
+
+
+@functools.cache
+def fitted_forest(rows: int = 400, features: int = 6) -> tuple[HistGradientBoostingRegressor, np.ndarray]:
+    """The cost model's regressor (AutoTVM's depth and step) fitted on a smooth function of features in [-0.5, 0.5]."""
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (rows, features)).astype(np.float32)
+    y = np.sin(3 * x[:, 0]) + x[:, 1] * x[:, 2] - x[:, 3] ** 2
+    model = HistGradientBoostingRegressor(max_depth=3, learning_rate=0.3, max_iter=100, early_stopping=False)
+    with threadpool_limits(1):  # as in the cost model: OpenMP start-up dominates such small fits
+        return model.fit(x, y), x
+
+
+def test_vectorised_forest_predicts_what_scikit_learn_predicts():
+    """In the supported scikit-learn versions the cost model walks all trees at once; on unseen rows it gives
+    scikit-learn's own predictions."""
+    model, x = fitted_forest()
+    fast = forest_predictor(model, x)
+    assert fast != model.predict  # the walker, not the public fallback
+    unseen = np.random.default_rng(1).uniform(-0.6, 0.6, (1000, x.shape[1])).astype(np.float32)
+    chex.assert_trees_all_close(fast(unseen), model.predict(unseen), rtol=1e-6, atol=1e-9)
+
+
+def test_forest_predictor_falls_back_to_public_predict(monkeypatch):
+    """Without the private tree layout (another regressor) or outside the tested scikit-learn versions, the public
+    ``predict`` is used."""
+    model, x = fitted_forest()
+
+    class PublicOnly:  # a regressor with only the public API
+        predict = staticmethod(model.predict)
+
+    assert forest_predictor(PublicOnly(), x) == model.predict
+    monkeypatch.setattr(sklearn, "__version__", "2.0.0")
+    assert forest_predictor(model, x) == model.predict
 
 
 def test_search_rejects_a_strategy_that_repeats():

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import tempfile
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jeq.gemm.tuning as tune_module
-from jeq.gemm import Cache, family, matmul, measure, pallas, pallas_matmul, tiled_matmul, tune, xla_tiled
-from jeq.gemm.measure import measurement_key
+from jeq.gemm import (
+    Cache, family, matmul, measure, pallas, pallas_matmul, record_tuned, tiled_matmul, tune, tuned_kernel, xla_tiled,
+)
+from jeq.gemm.measurement import measurement_key
 
 SHAPE = (32, 32, 32)
 FAST = dict(time_budget_s=0.01, rerank_budget_s=0.05, top_k=2)
@@ -27,23 +32,44 @@ def inputs(dtype=jnp.float32):
             jax.random.normal(ky, (48, 16), jnp.float32).astype(dtype))
 
 
-@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
-def test_kernels_match_jnp_dot_jit_and_vmap(dtype, tol):
-    x, y = inputs(dtype)
+def assert_product(out, x, y, tol):
+    """``out`` has the shape and dtype of ``x @ y`` and its value within ``tol`` of the float32 product."""
+    chex.assert_shape(out, (x.shape[0], y.shape[1]))
+    chex.assert_type(out, x.dtype)
+    chex.assert_tree_all_finite(out)
     ref = jnp.dot(x.astype(jnp.float32), y.astype(jnp.float32))
-    kernels = [jax.jit(lambda a, b: tiled_matmul(a, b, block_m=8, block_n=16, block_k=12))]
-    if dtype == jnp.float32:  # Pallas interpret mode is slow to trace: one dtype is enough
-        kernels.append(jax.jit(lambda a, b: pallas_matmul(a, b, block_m=16, block_n=8, block_k=16)))
-    for fn in kernels:
-        out = fn(x, y)
-        assert out.shape == (32, 16) and out.dtype == dtype
-        np.testing.assert_allclose(out.astype(jnp.float32), ref, rtol=tol, atol=tol * 8)
-    batched = jax.vmap(lambda a, b: tiled_matmul(a, b, block_m=16, block_n=16, block_k=16))(
-        jnp.stack([x, 2 * x]), jnp.stack([y, y])
-    )
-    np.testing.assert_allclose(batched[1].astype(jnp.float32), 2 * ref, rtol=tol, atol=tol * 16)
-    with pytest.raises(ValueError, match=r"block_k=5.*divisor of 48"):
-        tiled_matmul(x, y, block_m=8, block_n=8, block_k=5)
+    chex.assert_trees_all_close(out.astype(jnp.float32), ref, rtol=tol, atol=tol * 8)
+
+
+class TestKernelsEqualJnpDot(chex.TestCase):
+    """Every GEMM op, jitted and not jitted, computes ``x @ y`` in the input dtype."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_tiled_matmul(self):
+        for dtype, tol in ((jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)):
+            x, y = inputs(dtype)
+            assert_product(self.variant(functools.partial(tiled_matmul, block_m=8, block_n=16, block_k=12))(x, y),
+                           x, y, tol)
+            batched = self.variant(jax.vmap(functools.partial(tiled_matmul, block_m=16, block_n=16, block_k=16)))(
+                jnp.stack([x, 2 * x]), jnp.stack([y, y])
+            )
+            chex.assert_shape(batched, (2, 32, 16))
+            assert_product(batched[1] / 2, x, y, 2 * tol)
+        with pytest.raises(ValueError, match=r"block_k=5.*divisor of 48"):
+            self.variant(functools.partial(tiled_matmul, block_m=8, block_n=8, block_k=5))(x, y)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_pallas_matmul(self):
+        x, y = inputs(jnp.float32)  # Pallas interpret mode is slow to trace: one dtype is enough
+        assert_product(self.variant(functools.partial(pallas_matmul, block_m=16, block_n=8, block_k=16))(x, y),
+                       x, y, 1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matmul_without_a_record(self):
+        with tempfile.TemporaryDirectory() as cache_dir:
+            for dtype, tol in ((jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)):
+                x, y = inputs(dtype)
+                assert_product(self.variant(functools.partial(matmul, cache_dir=cache_dir))(x, y), x, y, tol)
 
 
 def test_second_tune_measures_nothing(fam, tmp_path):
@@ -119,19 +145,24 @@ def test_suspiciously_fast_result_is_remeasured(fam):
 
 
 def test_matmul_falls_back_then_uses_recorded_kernel(tmp_path):
-    tune_module._MATMUL.clear()
     x, y = jax.random.normal(jax.random.key(3), (32, 64)), jax.random.normal(jax.random.key(4), (64, 16))
     np.testing.assert_allclose(matmul(x, y, cache_dir=tmp_path), x @ y, rtol=1e-5, atol=1e-4)
-    assert jnp.dot in tune_module._MATMUL.values()  # no record: jnp.dot
+    assert tuned_kernel(32, 16, 64, cache_dir=tmp_path) is jnp.dot  # no record: jnp.dot
     fam = family("xla_tiled")
     config = {"m": (2, 16), "n": (1, 16), "k": (4, 16)}
-    Cache(tmp_path).put("best", tune_module._best_key((32, 16, 64), "float32"),
-                        {"family": "xla_tiled", "source": fam.source, "config": config, "time_s": 1.0, "reference_s": 2.0})
-    tune_module._MATMUL.clear()
+    record_tuned(32, 16, 64, dtype="float32", kernel=fam, config=config, time_s=2.0, reference_s=1.0,
+                 cache_dir=tmp_path)
+    assert tuned_kernel(32, 16, 64, cache_dir=tmp_path) is jnp.dot  # recorded, but jnp.dot was faster
+    record_tuned(32, 16, 64, dtype="float32", kernel=fam, config=config, time_s=1.0, reference_s=2.0,
+                 cache_dir=tmp_path)
+    assert tuned_kernel(32, 16, 64, cache_dir=tmp_path) is not jnp.dot  # the tuned kernel won: matmul uses it
+    assert tuned_kernel(32, 16, 64, dtype="bfloat16", cache_dir=tmp_path) is jnp.dot  # recorded per dtype
     np.testing.assert_allclose(matmul(x, y, cache_dir=tmp_path), x @ y, rtol=1e-5, atol=1e-4)
-    assert jnp.dot not in tune_module._MATMUL.values()
     np.testing.assert_allclose(jax.jit(lambda a, b: matmul(a, b, cache_dir=tmp_path))(x, y), x @ y, rtol=1e-5, atol=1e-4)
-    tune_module._MATMUL.clear()
+    other = fam._replace(source="edited-kernel")  # a kernel whose source changed since it was tuned is not used
+    record_tuned(32, 16, 64, dtype="float32", kernel=other, config=config, time_s=1.0, reference_s=2.0,
+                 cache_dir=tmp_path)
+    assert tuned_kernel(32, 16, 64, cache_dir=tmp_path) is jnp.dot
 
 
 def test_xla_flags_family_passes_compile_options(tmp_path):
@@ -143,7 +174,7 @@ def test_xla_flags_family_passes_compile_options(tmp_path):
 
 
 def test_bad_input_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"jeq.gemm.tune\(m=0\): must be a positive int"):
+    with pytest.raises(ValueError, match=r"jeq.gemm.tune\(m=0\): must be an int >= 1"):
         tune(0, 8, 8, cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"jeq.gemm.tune\(k=-3\)"):
         tune(8, 8, -3, cache_dir=tmp_path)
@@ -161,3 +192,8 @@ def test_bad_input_errors(tmp_path):
         matmul(jnp.ones((4, 5)), jnp.ones((4, 5)))
     with pytest.raises(ValueError, match="dtype"):
         matmul(jnp.ones((4, 5)), jnp.ones((5, 4), jnp.bfloat16))
+    with pytest.raises(ValueError, match=r"jeq.gemm.matmul\(x\): must have 2 axes, got shape \(4,\)"):
+        matmul(jnp.ones(4), jnp.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"jeq.gemm.record_tuned\(kernel='faulty'\): must be a built-in family"):
+        record_tuned(8, 8, 8, dtype="float32", kernel=xla_tiled()._replace(name="faulty"), config={}, time_s=1.0,
+                     reference_s=2.0, cache_dir=tmp_path)

@@ -10,7 +10,8 @@ Protocol (spec §7, §9):
    ``suspicious_ratio`` × the incumbent is re-measured with twice the budget and the slower median kept.
 4. One JSON file per configuration, named by the SHA-256 of its key (kernel family and source hash, shape, dtype,
    backend, device kind, jax/jaxlib versions, ``XLA_FLAGS``, compile options, configuration), written atomically
-   (temp file + rename). Changing any key component measures again; a killed run loses nothing it finished.
+   (``jeq.io.atomic_write_json``: temp file + rename). Changing any key component measures again; a killed run loses
+   nothing it finished.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 import traceback
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -29,21 +29,34 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from jeq import bench
+from jeq import bench, io, validate
 from jeq.gemm.kernels import KernelFamily
 
-__all__ = ["Cache", "Measurement", "default_cache_dir", "environment", "measure", "tolerance"]
+__all__ = ["DTYPES", "Cache", "Measurement", "default_cache_dir", "digest", "dtype_name", "environment", "measure",
+           "measurement_key", "reference", "tolerance"]
 
 _TOLERANCE = {"float32": 5e-3, "bfloat16": 3e-2, "float16": 1e-2}
 """Relative error allowed vs an f32 HIGHEST-precision product (f32 allows TF32 kernels on GPU: 10-bit mantissa)."""
 
+DTYPES = tuple(_TOLERANCE)
+"""The GEMM dtypes jeq.gemm measures and tunes (those with a tolerance)."""
+
+
+def dtype_name(where: str, dtype: Any) -> str:
+    """The name of one of :data:`DTYPES` given as a name or a dtype (``"bfloat16"``, ``jnp.bfloat16``), else the
+    house error for the function ``where``."""
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in _TOLERANCE:
+        validate.fail(where, "dtype", dtype, f"must be one of {list(DTYPES)}")
+    return name
+
 
 def tolerance(dtype: Any) -> float:
-    """Allowed relative error of a GEMM in ``dtype``."""
-    name = jnp.dtype(dtype).name
-    if name not in _TOLERANCE:
-        raise ValueError(f"jeq.gemm.tolerance(dtype={name!r}): must be one of {sorted(_TOLERANCE)}")
-    return _TOLERANCE[name]
+    """Allowed relative error ``max|C − C_ref| / max|C_ref|`` of a GEMM in ``dtype`` (one of :data:`DTYPES`)."""
+    return _TOLERANCE[dtype_name("jeq.gemm.tolerance", dtype)]
 
 
 class Measurement(NamedTuple):
@@ -105,20 +118,9 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _digest(key: Mapping[str, Any]) -> str:
+def digest(key: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a cache key as sorted JSON: the file name of its record (numpy scalars as Python numbers)."""
     return hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode()).hexdigest()
-
-
-def _atomic_write_json(path: pathlib.Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Cache:
@@ -128,7 +130,7 @@ class Cache:
         self.directory = pathlib.Path(directory) if directory is not None else default_cache_dir()
 
     def _path(self, kind: str, key: Mapping[str, Any]) -> pathlib.Path:
-        return self.directory / kind / f"{_digest(key)}.json"
+        return self.directory / kind / f"{digest(key)}.json"
 
     def get(self, kind: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
         """The stored value for ``key`` (``None`` if absent or unreadable)."""
@@ -141,7 +143,7 @@ class Cache:
 
     def put(self, kind: str, key: Mapping[str, Any], value: Mapping[str, Any]) -> None:
         """Store ``value`` under ``key`` atomically."""
-        _atomic_write_json(self._path(kind, key), {"key": _jsonable(key), "value": _jsonable(value)})
+        io.atomic_write_json(self._path(kind, key), {"key": _jsonable(key), "value": _jsonable(value)}, sort_keys=True)
 
     def get_measurement(self, key: Mapping[str, Any]) -> Measurement | None:
         """A cached :class:`Measurement`."""
@@ -185,7 +187,7 @@ def measure(
     suspicious_ratio: float = 0.5,
     compiler_options: Mapping[str, Any] | None = None,
 ) -> Measurement:
-    """Build, check and time one configuration (no cache; see :func:`cached_measure`).
+    """Build, check and time one configuration (no cache: :func:`jeq.gemm.tune` stores results in a :class:`Cache`).
 
     ``expected`` is the reference product (computed if omitted). ``compiler_options`` are added to the
     configuration's own (e.g. an autotune-results dump path).

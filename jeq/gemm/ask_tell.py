@@ -13,15 +13,17 @@ and returns none only when the space is exhausted. The budget is the number of d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
+from jeq import validate
 from jeq.gemm.space import Space
 
-__all__ = ["SearchResult", "Strategy", "rng_from_key", "search"]
+__all__ = ["SearchResult", "Strategy", "rng_from_key", "search", "with_deadline"]
 
 
 class Strategy(NamedTuple):
@@ -66,6 +68,26 @@ def rng_from_key(key: jax.Array) -> np.random.Generator:
     return np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint32).tolist())
 
 
+def with_deadline(
+    strategy: Strategy, deadline: float, *, clock: Callable[[], float] = time.perf_counter
+) -> Strategy:
+    """``strategy`` that proposes nothing once the clock has passed ``deadline``, so :func:`search` stops there.
+
+    ``ask'(key, state, n) = (no genomes, state)`` if ``clock() > deadline``, else ``ask(key, state, n)``; ``init``
+    and ``tell`` are unchanged. A search under a wall-clock limit thus ends with a shorter history, never with a
+    half-measured batch. ``deadline`` is a time on ``clock`` (default ``time.perf_counter``).
+    """
+    deadline = validate.real("jeq.gemm.with_deadline", "deadline", deadline)
+    space = strategy.space
+
+    def ask(key: jax.Array, state: Any, max_count: int) -> tuple[np.ndarray, Any]:
+        if clock() > deadline:
+            return np.zeros((0, space.genome_length), dtype=np.int32), state
+        return strategy.ask(key, state, max_count)
+
+    return strategy._replace(ask=ask)
+
+
 def search(
     strategy: Strategy,
     evaluate: Callable[[np.ndarray], np.ndarray],
@@ -80,8 +102,7 @@ def search(
     shape), evaluates the batch in one call and tells the costs back. Stops early only if the space is exhausted.
     ``callback(indices, costs)`` sees every evaluated batch.
     """
-    if not isinstance(budget, (int, np.integer)) or budget <= 0:
-        raise ValueError(f"jeq.gemm.search(budget={budget!r}): must be an int > 0")
+    validate.integer("jeq.gemm.search", "budget", budget, low=1)
     space = strategy.space
     ask_key, init_key = jax.random.split(key)
     state = strategy.init(init_key)

@@ -20,8 +20,9 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jeq.gemm.search import Strategy, rng_from_key
-from jeq.gemm.space import Space, _isin_sorted
+from jeq import validate
+from jeq.gemm.ask_tell import Strategy, rng_from_key
+from jeq.gemm.space import Space, isin_sorted
 
 __all__ = ["GbfsState", "gbfs"]
 
@@ -43,18 +44,17 @@ def gbfs(space: Space, *, num_neighbours: int = 5, start: np.ndarray | None = No
     ``start`` is a genome; by default the canonical ``[d, 1, …, 1]`` factorisation (a random valid configuration
     if that one violates the space's constraint).
     """
-    if not isinstance(num_neighbours, (int, np.integer)) or num_neighbours < 1:
-        raise ValueError(f"jeq.gemm.gbfs(num_neighbours={num_neighbours!r}): must be an int >= 1")
+    validate.integer("jeq.gemm.gbfs", "num_neighbours", num_neighbours, low=1)
     if start is not None:
         given = np.asarray(start)
         try:
             start = given.astype(np.int32).reshape(space.genome_length)
             space.indices(start[None])  # exponents must factor every dimension exactly
         except ValueError as err:
-            raise ValueError(f"jeq.gemm.gbfs(start={given.tolist()!r}): not a genome of this space "
-                             f"(length {space.genome_length}): {err}") from err
+            validate.fail("jeq.gemm.gbfs", "start", given.tolist(),
+                          f"not a genome of this space (length {space.genome_length}): {err}")
         if not space.valid(start[None])[0]:
-            raise ValueError(f"jeq.gemm.gbfs(start={space.config(start)}): violates the space's constraint")
+            validate.fail("jeq.gemm.gbfs", "start", space.config(start), "violates the space's constraint")
 
     def init(key: jax.Array) -> GbfsState:
         return GbfsState((), np.zeros(0, dtype=np.int64), False)
@@ -71,7 +71,7 @@ def gbfs(space: Space, *, num_neighbours: int = 5, start: np.ndarray | None = No
             _, idx = heapq.heappop(queue)
             neighbours, _ = space.neighbours(space.genomes(np.asarray([idx]))[0])
             picked = neighbours[rng.permutation(neighbours.shape[0])[:num_neighbours]]
-            new = picked[~_isin_sorted(space.indices(picked), visited)][:max_count] if picked.size else picked
+            new = picked[~isin_sorted(space.indices(picked), visited)][:max_count] if picked.size else picked
             if new.shape[0]:
                 return new, GbfsState(tuple(queue), np.union1d(visited, space.indices(new)), True)
         g = space.sample(rng, 1, exclude=visited)  # queue exhausted: restart at random
