@@ -259,8 +259,12 @@ def tuned_kernel(m: int, n: int, k: int, *, dtype: Any = "float32", cache_dir: s
     """The kernel :func:`matmul` uses for ``(m, k) @ (k, n)`` in ``dtype`` on this machine: the tuned kernel recorded
     by :func:`record_tuned` (jitted with its XLA options) when it beat ``jnp.dot`` and its family's source is
     unchanged, else ``jnp.dot`` itself. Looked up once per process."""
-    dtype = jnp.dtype(dtype).name
-    shape = (int(m), int(n), int(k))
+    where = "jeq.gemm.tuned_kernel"
+    shape = tuple(validate.integer(where, name, value, low=1) for name, value in (("m", m), ("n", n), ("k", k)))
+    try:
+        dtype = jnp.dtype(dtype).name
+    except TypeError:
+        validate.fail(where, "dtype", dtype, "must be a dtype or its name")
     memo = f"{cache_dir}|{digest(_best_key(shape, dtype))}"
     fn = _MATMUL.get(memo)
     if fn is None:

@@ -194,6 +194,8 @@ def test_bad_input_errors(tmp_path):
         matmul(jnp.ones((4, 5)), jnp.ones((5, 4), jnp.bfloat16))
     with pytest.raises(ValueError, match=r"jeq.gemm.matmul\(x\): must have 2 axes, got shape \(4,\)"):
         matmul(jnp.ones(4), jnp.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"jeq.gemm.tuned_kernel\(dtype='float33'\): must be a dtype"):
+        tuned_kernel(8, 8, 8, dtype="float33", cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"jeq.gemm.record_tuned\(kernel='faulty'\): must be a built-in family"):
         record_tuned(8, 8, 8, dtype="float32", kernel=xla_tiled()._replace(name="faulty"), config={}, time_s=1.0,
                      reference_s=2.0, cache_dir=tmp_path)
