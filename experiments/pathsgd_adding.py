@@ -49,8 +49,6 @@ and the other weights' by ~5e3 while the output bias c's is exact; from the np-R
 
 Path-SGD runs use ``jeq.pathsgd.make_rnn_train_step(..., fused_path_sum=True)``: kappa1 comes from the same
 ``lax.scan`` as the loss (same numbers as the separate kappa pass).
-
-This module also holds the training loop the other Path-SGD experiments share (:func:`train_method`).
 """
 
 from __future__ import annotations
@@ -59,41 +57,34 @@ import dataclasses
 import functools
 import math
 import pathlib
-import sys
-import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
 
 from experiments import harness
-from jeq import data, pathsgd, sharding
+from experiments.pathsgd_common import RNNMethodsConfig, plot_curves, train_methods
+from jeq import data, pathsgd
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.BaseConfig):
+class Config(RNNMethodsConfig):
+    """The adding problem: fresh sequences every step (``batch_size`` of them), a fixed test set per seed and T."""
+
     lengths: tuple[int, ...] = (100, 400, 750)
     """Sequence lengths T of the adding problem."""
-    hidden: int = 100
-    """Hidden units H of the ReLU RNN (the paper: 100)."""
     steps: int = 20_000
     """Training steps per method (same budget for every method)."""
-    batch_size: int = 50
-    """Sequences per step (fresh ones every step)."""
     eval_every: int = 250
     """Steps between test evaluations."""
     test_size: int = 1000
     """Test sequences (fixed per seed)."""
-    max_norm: float = 1.0
-    """Global-norm clipping of the raw gradient, the same for every method (see jeq.pathsgd.methods)."""
     path_length: int = 0
     """T_kappa: the unrolled length of the graph whose path sum Gamma defines kappa1 (0: the sequence length T;
     the paper does not say whether it used T or a truncated length, see the module docstring)."""
     methods: tuple[str, ...] = ("path_sgd/np+equal", "path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "sgd/np",
                                 "sgd/np+equal", "adam/gaussian")
-    """``optimizer/init[+equal]``: optimizer in jeq.pathsgd.METHODS, init in jeq.pathsgd.INITS, ``+equal`` for
-    equal-magnitude output weights (``init_rnn(output_init="equal")``). The spec's baselines: SGD from the Gaussian,
+    """The spec's baselines: SGD from the Gaussian,
     IRNN and np-RNN initialisations, plus Adam; Path-SGD from the np-RNN init with equal output weights and
     momentum 0.5 (the configuration that solves the task, session-4 screen in
     ``results/pathsgd_adding/variants/NOTES.md``), from the Gaussian init (the paper's plain protocol, which does
@@ -104,164 +95,7 @@ class Config(harness.BaseConfig):
     {0.1, 0.3, 0.6}, SGD {0.003, 0.01, 0.03, 0.1}, Adam {3e-4, 1e-3, 3e-3}; SGD from np-RNN: 2000 steps, {0.01, 0.03,
     0.1, 0.3}); the SGD control takes sgd/np's 0.1 halved for momentum 0.5 (same effective step)."""
     momenta: tuple[float, ...] = (0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0)
-    """Heavy-ball momentum per method (empty: none)."""
-
-
-# ----------------------------------------------------------------------------------------- shared machinery
-
-
-class Method(NamedTuple):
-    """One compared method: ``optimizer/init[+equal]`` with its learning rate and momentum."""
-
-    name: str
-    optimizer: str
-    """One of jeq.pathsgd.METHODS."""
-    init: str
-    """Recurrent initialisation, one of jeq.pathsgd.INITS."""
-    output_init: str
-    """``"equal"`` for a ``+equal`` suffix (``W_out = +-1/sqrt(H)``), else ``"gaussian"``."""
-    learning_rate: float
-    momentum: float
-    """Heavy-ball momentum (0: none)."""
-
-    @property
-    def is_path(self) -> bool:
-        return self.optimizer.startswith("path_sgd")
-
-    def init_params(self, key: jax.Array, *, input_size: int, hidden_size: int, output_size: int):
-        return pathsgd.init_rnn(key, input_size=input_size, hidden_size=hidden_size, output_size=output_size,
-                                init=self.init, output_init=self.output_init)
-
-    def make_optimizer(self, *, max_norm: float, path_sum: Callable):
-        return pathsgd.make_optimizer(self.optimizer, learning_rate=self.learning_rate, max_norm=max_norm,
-                                      path_sum=path_sum, momentum=self.momentum)
-
-
-def parse_methods(methods: tuple[str, ...], learning_rates: tuple[float, ...],
-                  momenta: tuple[float, ...] = ()) -> list[Method]:
-    """:class:`Method` s from ``optimizer/init`` or ``optimizer/init+equal`` strings; clear errors otherwise.
-
-    ``momenta`` is empty (no momentum anywhere) or one value per method.
-    """
-    if len(methods) != len(learning_rates):
-        raise ValueError(
-            f"experiments: {len(methods)} methods {methods} but {len(learning_rates)} learning rates {learning_rates}"
-        )
-    if momenta and len(momenta) != len(methods):
-        raise ValueError(f"experiments: {len(methods)} methods {methods} but {len(momenta)} momenta {momenta}")
-    if len(set(methods)) != len(methods):
-        raise ValueError(f"experiments: methods {methods} list a method twice (each name is one run; compare "
-                         "learning rates in separate runs)")
-    out = []
-    for i, (name, lr) in enumerate(zip(methods, learning_rates)):
-        optimizer, _, init = name.partition("/")
-        init, plus, output = init.partition("+")
-        if optimizer not in pathsgd.METHODS or init not in pathsgd.INITS or (plus and output != "equal"):
-            raise ValueError(
-                f"experiments: method {name!r} must be 'optimizer/init' or 'optimizer/init+equal' with optimizer in "
-                f"{pathsgd.METHODS} and init in {pathsgd.INITS}"
-            )
-        out.append(Method(name, optimizer, init, "equal" if plus else "gaussian", float(lr),
-                          float(momenta[i]) if momenta else 0.0))
-    return out
-
-
-def train_method(
-    *,
-    run_name: str,
-    params: Any,
-    optimizer,
-    loss_fn: Callable,
-    evaluate: Callable[[Any], dict[str, float]],
-    next_batch: Callable[[int], tuple[np.ndarray, np.ndarray]],
-    steps: int,
-    eval_every: int,
-    ckpt: harness.Checkpoint,
-    state: dict,
-    fused_loss_fn: Callable | None = None,
-    devices: int = 1,
-) -> dict:
-    """Train one (method, task) run with periodic evaluation, resumable through ``state['current']``.
-
-    ``fused_loss_fn(params, squared_params, x, y) -> (loss, Gamma)`` (Path-SGD only): train with
-    ``make_rnn_train_step(..., fused_path_sum=True)``, which takes kappa1 from the same scan as the loss (same
-    numbers as the separate kappa pass, fewer sequential scans on an accelerator).
-
-    ``state`` is the seed's checkpoint dict: finished runs live in ``state['finished'][run_name]``; the run in
-    progress in ``state['current']`` (params, optimizer state, step, curve), saved after every evaluation.
-    The run stops early, with ``diverged = True`` and a message on stderr, when the training loss turns NaN/inf.
-    ``devices`` > 1 runs the same jitted step data-parallel (``jeq.sharding``: parameters replicated, each batch
-    split over the devices, padding weighted out).
-
-    Returns:
-      ``{"curve/step": [...], "curve/<metric>": [...], "final/<metric>": x, "best/<metric>": x, "diverged": bool,
-      "seconds_per_step": s}``.
-    """
-    if run_name in state["finished"]:
-        return state["finished"][run_name]
-    if fused_loss_fn is None:
-        train_step = pathsgd.make_rnn_train_step(loss_fn, optimizer)
-    else:
-        train_step = pathsgd.make_rnn_train_step(fused_loss_fn, optimizer, fused_path_sum=True)
-    mesh = sharding.data_mesh(devices)
-    train_step = sharding.data_parallel(train_step, mesh, batch_argnums=(2, 3, 4))
-    current = state.get("current")
-    if current is None or current["name"] != run_name:
-        current = {"name": run_name, "params": params, "opt_state": optimizer.init(params), "step": 0,
-                   "curve": {"step": [], "train_loss": []}, "train_seconds": 0.0, "timed_steps": 0,
-                   "diverged": False}
-        first = evaluate(params)
-        current["curve"]["step"].append(0)
-        current["curve"]["train_loss"].append(math.nan)
-        for k, v in first.items():
-            current["curve"].setdefault(k, []).append(v)
-    params, opt_state = sharding.replicate((current["params"], current["opt_state"]), mesh)
-    bar = harness.progress(range(current["step"], steps), desc=run_name, initial=current["step"], total=steps)
-    losses = []
-    t0, timed_from = None, None  # the first step of a (resumed) run compiles: it is not timed
-    for step in bar:
-        params, opt_state, metrics = train_step(params, opt_state, *sharding.shard_batch(next_batch(step), mesh))
-        losses.append(metrics.loss)
-        if t0 is None:
-            jax.block_until_ready(metrics.loss)
-            t0, timed_from = time.perf_counter(), step + 1
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            loss = float(np.mean(jax.device_get(losses)))
-            losses = []
-            current["train_seconds"] += time.perf_counter() - t0
-            current["timed_steps"] = current.get("timed_steps", 0) + (step + 1 - timed_from)
-            if not math.isfinite(loss):
-                print(f"[{run_name}] training loss is {loss} at step {step + 1}: stopping this run (diverged)",
-                      file=sys.stderr)
-                current["diverged"] = True
-                current["step"] = steps
-                break
-            results = evaluate(params)
-            current["curve"]["step"].append(step + 1)
-            current["curve"]["train_loss"].append(loss)
-            for k, v in results.items():
-                current["curve"][k].append(v)
-            current.update(params=params, opt_state=opt_state, step=step + 1)
-            state["current"] = current
-            ckpt.save(state)
-            t0, timed_from = time.perf_counter(), step + 1
-    curve = current["curve"]
-    out: dict[str, Any] = {f"curve/{k}": v for k, v in curve.items()}
-    for k, v in curve.items():
-        if k in ("step", "train_loss"):
-            continue
-        finite = [x for x in v if math.isfinite(x)]
-        out[f"final/{k}"] = v[-1] if not current["diverged"] else math.nan
-        out[f"best/{k}"] = (min(finite) if "loss" in k or "mse" in k or "bpc" in k else max(finite)) if finite \
-            else math.nan
-    out["diverged"] = current["diverged"]
-    # steps actually run after compilation (a diverged run stops early; its budget is not its step count)
-    timed = current.get("timed_steps", 0)
-    out["seconds_per_step"] = current["train_seconds"] / timed if timed else math.nan
-    state["finished"][run_name] = out
-    state["current"] = None
-    ckpt.save(state)
-    return out
+    """Heavy-ball momentum per method: 0.5 for Path-SGD np+equal and its SGD control."""
 
 
 def first_step_below(steps: list[int], values: list[float], threshold: float) -> int | None:
@@ -270,34 +104,6 @@ def first_step_below(steps: list[int], values: list[float], threshold: float) ->
         if math.isfinite(v) and v < threshold:
             return int(s)
     return None
-
-
-def plot_curves(result: dict, path: pathlib.Path, *, metric: str, ylabel: str, panels: list[str],
-                log: bool = False, hline: float | None = None) -> None:
-    """One panel per task prefix (e.g. ``T100``), one line per method and seed, from the results JSON."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    methods = result["config"]["methods"]
-    colors = {m: f"C{i}" for i, m in enumerate(methods)}
-    for ax, panel in zip(axes[0], panels):
-        for seed, metrics in result["per_seed"].items():
-            for m in methods:
-                steps = metrics.get(f"{panel}/{m}/curve/step")
-                values = metrics.get(f"{panel}/{m}/curve/{metric}")
-                if steps is None:
-                    continue
-                ax.plot(steps, values, color=colors[m], alpha=0.8, label=m if seed == str(result["seeds"][0]) else None)
-        if hline is not None:
-            ax.axhline(hline, color="gray", ls="--", lw=1)
-        if log:
-            ax.set_yscale("log")
-        ax.set_title(panel)
-        ax.set_xlabel("training step")
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 # ----------------------------------------------------------------------------------------- the adding problem
@@ -318,7 +124,6 @@ def mse_loss_and_path_sum(params: pathsgd.RNNParams, squared_params: pathsgd.RNN
 
 def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     state = ckpt.load(default=None) or {"finished": {}, "current": None}
-    methods = parse_methods(config.methods, config.learning_rates, config.momenta)
     out: dict[str, Any] = {}
     key = jax.random.key(seed)
     evaluate_mse = pathsgd.make_eval_fn(mse_loss)
@@ -345,17 +150,13 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
             raise ValueError(f"experiments.pathsgd_adding: path_length={config.path_length} must be in [0, T={length}]")
         path_sum = functools.partial(pathsgd.rnn_path_sum, length=path_length, head="many_to_one")
         fused = functools.partial(mse_loss_and_path_sum, path_length=path_length)
-        for method in methods:
-            params = method.init_params(k_init, input_size=2, hidden_size=config.hidden, output_size=1)
-            optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=path_sum)
-            res = train_method(run_name=f"T{length}/{method.name}", params=params, optimizer=optimizer,
-                               loss_fn=mse_loss, evaluate=evaluate, next_batch=next_batch, steps=config.steps,
-                               eval_every=config.eval_every, ckpt=ckpt, state=state,
-                               fused_loss_fn=fused if method.is_path else None, devices=config.devices)
-            prefix = f"T{length}/{method.name}"
-            for k, v in res.items():
-                out[f"{prefix}/{k}"] = v
-            solved = first_step_below(res["curve/step"], res["curve/test_mse"], 0.01)
+        out.update(train_methods(config, prefix=f"T{length}", key=k_init, input_size=2, output_size=1,
+                                 path_sum=path_sum, loss_fn=mse_loss, fused_loss_fn=fused, evaluate=evaluate,
+                                 next_batch=next_batch, steps=config.steps, eval_every=config.eval_every, ckpt=ckpt,
+                                 state=state))
+        for name in config.methods:
+            prefix = f"T{length}/{name}"
+            solved = first_step_below(out[f"{prefix}/curve/step"], out[f"{prefix}/curve/test_mse"], 0.01)
             out[f"{prefix}/steps_to_mse_0.01"] = solved
             out[f"{prefix}/solved"] = float(solved is not None)
     return out

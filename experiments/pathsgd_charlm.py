@@ -27,28 +27,26 @@ import numpy as np
 import optax
 
 from experiments import harness
-from experiments.pathsgd_adding import parse_methods, plot_curves, train_method
+from experiments.pathsgd_common import RNNMethodsConfig, plot_curves, train_methods
 from jeq import data, pathsgd
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.BaseConfig):
+class Config(RNNMethodsConfig):
+    """Character-level LM: ``batch_size`` windows per step, sampled uniformly from the training text."""
+
     hidden: int = 1024
     """Hidden units."""
+    batch_size: int = 32
+    """Windows per step, sampled uniformly from the training text."""
     window: int = 100
     """Window length (characters per training sequence; each starts from h = 0)."""
     steps: int = 50_000
     """Training steps per method."""
-    batch_size: int = 32
-    """Windows per step, sampled uniformly from the training text."""
     eval_every: int = 1000
     """Steps between test evaluations."""
     test_chars: int = 100_000
     """Characters of the test split evaluated (from its start; 0 = all)."""
-    max_norm: float = 1.0
-    """Global-norm clipping of the raw gradient, the same for every method."""
-    methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
-    """``optimizer/init`` pairs."""
     learning_rates: tuple[float, ...] = (1000.0, 1.0, 1.0, 0.01)
     """One learning rate per method (best of a 300-step sweep on the quick task, seed 0: path-SGD {0.01 ... 3000},
     SGD {0.1, 0.3, 1, 3}, Adam {2e-3, 5e-3, 1e-2}). Path-SGD's is large because kappa is: every one of the 80
@@ -83,7 +81,6 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     state = ckpt.load(default=None) or {"finished": {}, "current": None}
     corpus = data.char_corpus()
     vocab = len(corpus.vocab)
-    methods = parse_methods(config.methods, config.learning_rates)
     test_ids = corpus.test if config.test_chars == 0 else corpus.test[: config.test_chars + 1]
     x_test, y_test = windows(test_ids, config.window)
     evaluate_ce = pathsgd.make_eval_fn(cross_entropy_nats)
@@ -101,18 +98,10 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
 
     path_sum = functools.partial(pathsgd.rnn_path_sum, length=config.window, head="many_to_many")
     out: dict[str, Any] = {"vocab_size": vocab, "test_windows": int(len(x_test))}
-    for method in methods:
-        name = method.name
-        params = method.init_params(jax.random.key(seed), input_size=vocab, hidden_size=config.hidden,
-                                    output_size=vocab)
-        optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=path_sum)
-        res = train_method(run_name=f"charlm/{name}", params=params, optimizer=optimizer,
-                           loss_fn=cross_entropy_nats, evaluate=evaluate, next_batch=next_batch,
-                           steps=config.steps, eval_every=config.eval_every, ckpt=ckpt, state=state,
-                           fused_loss_fn=cross_entropy_nats_and_path_sum if method.is_path
-                           else None, devices=config.devices)
-        for k, v in res.items():
-            out[f"charlm/{name}/{k}"] = v
+    out.update(train_methods(config, prefix="charlm", key=jax.random.key(seed), input_size=vocab, output_size=vocab,
+                             path_sum=path_sum, loss_fn=cross_entropy_nats,
+                             fused_loss_fn=cross_entropy_nats_and_path_sum, evaluate=evaluate, next_batch=next_batch,
+                             steps=config.steps, eval_every=config.eval_every, ckpt=ckpt, state=state))
     return out
 
 

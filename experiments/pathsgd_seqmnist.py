@@ -20,12 +20,14 @@ import numpy as np
 import optax
 
 from experiments import harness
-from experiments.pathsgd_adding import parse_methods, plot_curves, train_method
+from experiments.pathsgd_common import RNNMethodsConfig, plot_curves, train_methods
 from jeq import data, pathsgd
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.BaseConfig):
+class Config(RNNMethodsConfig):
+    """Sequential / permuted MNIST: epochs over a fixed training set, ``batch_size`` images per step."""
+
     dataset: Literal["mnist", "mnist5k"] = "mnist"
     """``mnist`` (60k/10k from --data-path or $JEQ_DATA) or ``mnist5k`` (embedded 4000/1000 subset)."""
     data_path: str = ""
@@ -34,18 +36,10 @@ class Config(harness.BaseConfig):
     """Images are average-pooled to image_size x image_size (28 or 14); T = image_size^2."""
     variants: tuple[str, ...] = ("sequential", "permuted")
     """Pixel orders: ``sequential`` (row-major) and/or ``permuted`` (one fixed random permutation)."""
-    hidden: int = 100
-    """Hidden units."""
     epochs: int = 20
     """Training epochs per method."""
-    batch_size: int = 50
-    """Images per step."""
     evals_per_epoch: int = 1
     """Test evaluations per epoch."""
-    max_norm: float = 1.0
-    """Global-norm clipping of the raw gradient, the same for every method."""
-    methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
-    """``optimizer/init`` pairs."""
     learning_rates: tuple[float, ...] = (0.3, 0.03, 0.1, 0.001)
     """One learning rate per method (best of a 2-epoch sweep on the quick task, seed 0: path-SGD {0.1, 0.3, 1, 3},
     SGD {0.01, 0.03, 0.1}, Adam {3e-4, 1e-3, 3e-3})."""
@@ -86,7 +80,6 @@ def correct(params, xs, label):
 def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     state = ckpt.load(default=None) or {"finished": {}, "current": None}
     split = load(config)
-    methods = parse_methods(config.methods, config.learning_rates)
     length = config.image_size**2
     steps_per_epoch = len(split.x_train) // config.batch_size
     steps = config.epochs * steps_per_epoch
@@ -111,18 +104,10 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
             return {"test_accuracy": float(evaluate_acc(params, x_test, split.y_test)),
                     "test_loss": float(evaluate_ce(params, x_test, split.y_test))}
 
-        for method in methods:
-            name = method.name
-            params = method.init_params(jax.random.key(seed), input_size=1, hidden_size=config.hidden,
-                                        output_size=10)
-            optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=path_sum)
-            res = train_method(run_name=f"{variant}/{name}", params=params, optimizer=optimizer,
-                               loss_fn=cross_entropy, evaluate=evaluate, next_batch=next_batch, steps=steps,
-                               eval_every=eval_every, ckpt=ckpt, state=state,
-                               fused_loss_fn=cross_entropy_and_path_sum if method.is_path
-                               else None, devices=config.devices)
-            for k, v in res.items():
-                out[f"{variant}/{name}/{k}"] = v
+        out.update(train_methods(config, prefix=variant, key=jax.random.key(seed), input_size=1, output_size=10,
+                                 path_sum=path_sum, loss_fn=cross_entropy, fused_loss_fn=cross_entropy_and_path_sum,
+                                 evaluate=evaluate, next_batch=next_batch, steps=steps, eval_every=eval_every,
+                                 ckpt=ckpt, state=state))
     return out
 
 

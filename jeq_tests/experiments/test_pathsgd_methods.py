@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
-from experiments.pathsgd_adding import Config, parse_methods
+from experiments.pathsgd_adding import Config
+from experiments.pathsgd_common import parse_methods
 
 
 def test_parse_methods_builds_inits_and_optimizers():
@@ -35,3 +38,39 @@ def test_parse_methods_builds_inits_and_optimizers():
 def test_parse_methods_rejects_bad_specs(args, match):
     with pytest.raises(ValueError, match=match):
         parse_methods(*args)
+
+
+def test_train_methods_starts_every_method_from_the_same_network_and_resumes_finished_runs(tmp_path):
+    """One task, two methods: same initial test loss, metrics under <prefix>/<method>/, a rerun trains nothing."""
+    import functools
+
+    from experiments import harness
+    from experiments.pathsgd_adding import mse_loss, mse_loss_and_path_sum
+    from experiments.pathsgd_common import RNNMethodsConfig, train_methods
+    from jeq import data, pathsgd
+
+    config = RNNMethodsConfig(hidden=4, batch_size=8, methods=("path_sgd/gaussian", "sgd/gaussian"),
+                              learning_rates=(0.1, 0.1))
+    x, y = data.adding_problem(jax.random.key(0), 8, 5)
+    evaluate_mse = pathsgd.make_eval_fn(mse_loss)
+    calls = []
+
+    def next_batch(step):
+        calls.append(step)
+        return x, y
+
+    task = dict(prefix="T5", key=jax.random.key(1), input_size=2, output_size=1,
+                path_sum=functools.partial(pathsgd.rnn_path_sum, length=5), loss_fn=mse_loss,
+                fused_loss_fn=functools.partial(mse_loss_and_path_sum, path_length=5),
+                evaluate=lambda p: {"test_mse": float(evaluate_mse(p, x, y))}, next_batch=next_batch, steps=4,
+                eval_every=2)
+    ckpt = harness.Checkpoint(tmp_path / "seed.ckpt")
+    state = {"finished": {}, "current": None}
+    out = train_methods(config, ckpt=ckpt, state=state, **task)
+    path, sgd = (out[f"T5/{m}/curve/test_mse"] for m in config.methods)
+    assert path[0] == sgd[0] and len(path) == len(sgd) == 3  # step 0, 2, 4
+    assert path[-1] != sgd[-1] and out["T5/sgd/gaussian/curve/step"] == [0, 2, 4]
+    assert calls == [0, 1, 2, 3] * 2
+    again = train_methods(config, ckpt=ckpt, state=ckpt.load(), **task)
+    assert json.dumps(again, sort_keys=True) == json.dumps(out, sort_keys=True)  # as text: NaN == NaN
+    assert calls == [0, 1, 2, 3] * 2  # finished runs are read back, not retrained
