@@ -42,9 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from jeq.io import atomic_write_bytes, atomic_write_json, device_info, git_sha, versions
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+from jeq.io import REPO_ROOT, atomic_write_bytes, atomic_write_json, device_info, git_sha, versions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +65,9 @@ class BaseConfig:
     """Multi-host runs: this process's index, 0 .. num_processes - 1."""
 
 
-_NOT_RESULTS = ("seeds", "out", "coordinator", "num_processes", "process_id")
-"""Config fields that do not change results (left out of the resume hash)."""
+NOT_RESULTS = ("seeds", "out", "coordinator", "num_processes", "process_id")
+"""Config fields that do not change results: left out of the resume hash (:func:`config_hash`) and of the command
+that identifies a run in the README table (``experiments.report``)."""
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -203,11 +202,8 @@ def parse_config(config_cls: type, argv: list[str] | None, *, quick: Mapping[str
 def config_hash(config: Any) -> str:
     """A short hash of everything in the config that changes results (not the seeds, the output folder or the
     multi-host addressing)."""
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_RESULTS}
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_RESULTS}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-# ----------------------------------------------------------------------------------------------- provenance
 
 
 # ----------------------------------------------------------------------------------------------- aggregation

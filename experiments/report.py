@@ -13,7 +13,8 @@ import pathlib
 import shlex
 import sys
 
-from experiments.harness import _NOT_RESULTS, REPO_ROOT, seed_count
+from experiments.harness import NOT_RESULTS, REPO_ROOT, seed_count
+from jeq.io import atomic_write_text
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SPEED_BEGIN, SPEED_END = "<!-- speed:begin -->", "<!-- speed:end -->"
@@ -22,7 +23,7 @@ SPEED_BEGIN, SPEED_END = "<!-- speed:begin -->", "<!-- speed:end -->"
 def canonical_command(command: str) -> str:
     """The command without the options that do not change results (``--out``, ``--seeds`` and the multi-host
     addressing), e.g. ``python -m experiments.x --quick --out /tmp/r`` -> ``python -m experiments.x --quick``."""
-    drop = {"--" + name.replace("_", "-") for name in _NOT_RESULTS}
+    drop = {"--" + name.replace("_", "-") for name in NOT_RESULTS}
     kept, skipping = [], False
     for token in shlex.split(command):
         if token.startswith("--"):
@@ -51,7 +52,7 @@ def newest_results(out: pathlib.Path) -> list[dict]:
             result["command"] = canonical_command(result["command"])
             identity = result["command"]
         else:
-            identity = json.dumps({k: v for k, v in result["config"].items() if k not in _NOT_RESULTS},
+            identity = json.dumps({k: v for k, v in result["config"].items() if k not in NOT_RESULTS},
                                   sort_keys=True)
         key = (result.get("name", path.parent.name), identity)
         if key not in newest or result.get("timestamp", "") >= newest[key].get("timestamp", ""):
@@ -150,7 +151,7 @@ def write_readme(block: str, readme: pathlib.Path = REPO_ROOT / "README.md", spe
     text = _replace_block(readme.read_text(), BEGIN, END, block, readme)
     if speed is not None:
         text = _replace_block(text, SPEED_BEGIN, SPEED_END, speed, readme)
-    readme.write_text(text)
+    atomic_write_text(readme, text)
 
 
 def main(argv: list[str] | None = None) -> str:
