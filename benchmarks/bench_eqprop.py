@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments.harness import atomic_write_json
 from jeq import bench, data
 from jeq.eqprop import hopfield
+from jeq.io import atomic_write_json
 
 PYTORCH_SECONDS_PER_EPOCH = 3.1
 PYTORCH_TEST_ACCURACY = 0.903
@@ -141,8 +141,8 @@ def ablations(budget_s: float) -> dict:
         return free, jax.vmap(lambda s, a, b: relax_fn(p, s, a, b, 0.1, 10))(free, xb, yb)
 
     def library_relax(p, s, a, b, beta, steps):
-        return hopfield.relax(p, s, a, b, beta=beta, steps=steps, step_size=1.0,
-                              activation=hopfield.scaled_sigmoid).state
+        return hopfield.relax_energy(p, s, a, b, beta=beta, steps=steps, step_size=1.0,
+                                     activation=hopfield.scaled_sigmoid).state
 
     def naive_relax(p, s, a, b, beta, steps):
         return _naive_relax(p, s, a, b, beta, steps, 1.0, hopfield.scaled_sigmoid)
@@ -163,7 +163,7 @@ def ablations(budget_s: float) -> dict:
     def recomputed_drive(p, o, k, xb, yb):
         free, nudged = phases(p, xb, jax.nn.one_hot(yb, 10), naive_relax)
         objective = lambda q: jnp.mean(jax.vmap(  # noqa: E731
-            lambda lo, hi, a: hopfield._ep_objective(q, lo, hi, a, 0.1))(free, nudged, xb))
+            lambda lo, hi, a: hopfield.ep_objective(q, lo, hi, a, 0.1))(free, nudged, xb))
         return update(p, o, jax.grad(objective)(p))
 
     out = {}

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import harness
+from jeq import validate
 from jeq.data import logic_gates
 from jeq.eqprop import (
     boltzmann_prune,
@@ -96,7 +97,7 @@ def _learner(method: str, graph, config: Config):
         return deep(graph, learning_rate=200.0, **dict(common, beta=1.0))
     if method == "ep_asym":
         return ep_asym(graph, learning_rate=1.0, **common)
-    raise ValueError(f"experiments.eqprop_gates: unknown method {method!r}; choose from {METHODS}")
+    validate.fail("experiments.eqprop_gates", "methods", method, f"must be one of {list(METHODS)}")
 
 
 @functools.lru_cache(maxsize=None)

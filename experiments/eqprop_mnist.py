@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import harness
-from jeq import data, sharding
+from jeq import data, sharding, validate
 from jeq.eqprop import boltzmann_prune, hopfield
 
 NETWORKS = {
@@ -81,20 +81,17 @@ class Config(harness.BaseConfig):
 
 
 def _load(config: Config) -> data.Split:
+    validate.one_of("experiments.eqprop_mnist", "dataset", config.dataset, ("mnist_subset", "mnist", "fashion_mnist"))
     if config.dataset == "mnist_subset":
         split = data.mnist_subset()
-    elif config.dataset in ("mnist", "fashion_mnist"):
-        split = getattr(data, config.dataset)(config.data_path)
     else:
-        raise ValueError(f"experiments.eqprop_mnist(dataset={config.dataset!r}): must be mnist_subset, mnist or "
-                         "fashion_mnist")
+        split = getattr(data, config.dataset)(config.data_path)
     flat = lambda x: x.reshape(len(x), -1).astype(np.float32)  # noqa: E731
     return data.Split(flat(split.x_train), split.y_train, flat(split.x_test), split.y_test)
 
 
 def _settings(config: Config, network: str) -> dict:
-    if network not in NETWORKS:
-        raise ValueError(f"experiments.eqprop_mnist(networks): unknown {network!r}; choose from {list(NETWORKS)}")
+    validate.one_of("experiments.eqprop_mnist", "networks", network, NETWORKS)
     settings = dict(NETWORKS[network])
     i = config.networks.index(network)
     if config.epochs:

@@ -2,13 +2,14 @@
 
 Modules (each holds one paper's equations):
 
-* :mod:`jeq.eqprop.directed` - graphs/masks, clipped Euler relaxation, generic directed learner.
+* :mod:`jeq.eqprop.directed` - graphs/masks, clipped Euler relaxation of a vector field (``relax_field``), generic
+  directed learner.
 * :mod:`jeq.eqprop.deep` - DEEP (Farinha et al., ESANN 2020): vector field, STDP trajectory / endpoint rules.
 * :mod:`jeq.eqprop.ep_asym` - vector-field EP baseline (Scellier et al. 2018).
 * :mod:`jeq.eqprop.pruning` - Boltzmann pruning of weak incoming edges.
 * :mod:`jeq.eqprop.lyapunov` - system matrix, spectral abscissa, Gershgorin, Lyapunov equation, stability report.
-* :mod:`jeq.eqprop.hopfield` - Hopfield energy, free/nudged phases, EP gradient (one-sided, random sign, centered),
-  jitted training step.
+* :mod:`jeq.eqprop.hopfield` - Hopfield energy and its relaxation (``relax_energy``), free/nudged phases, energy
+  certificate, EP gradient (one-sided, random sign, centered), jitted training step (one module per concept).
 """
 
 from jeq.eqprop import hopfield
@@ -23,7 +24,7 @@ from jeq.eqprop.directed import (
     directed_learner,
     init_weights,
     layered_graph,
-    relax,
+    relax_field,
 )
 from jeq.eqprop.ep_asym import asym_rule, ep_asym, leaky_field
 from jeq.eqprop.hopfield import (
@@ -37,9 +38,9 @@ from jeq.eqprop.hopfield import (
     ep_trainer,
     eqprop_grad,
     free_phase,
-    hard_sigmoid,
     layer_sgd,
     nudged_phase,
+    rho,
     scaled_sigmoid,
 )
 from jeq.eqprop.lyapunov import (
@@ -59,9 +60,9 @@ __all__ = [
     "DirectedInfo", "DirectedLearner", "EPInfo", "EPTrainer", "Gershgorin", "Graph", "HopfieldParams",
     "LyapunovSolution", "Phase", "Pruning", "Relaxation", "Stability", "StepMetrics", "asym_rule",
     "boltzmann_prune", "class_error", "complete_graph", "deep", "deep_field", "directed_learner",
-    "endpoint_rule", "energy", "energy_certificate", "ep_asym", "ep_trainer", "eqprop_grad", 
-    "free_phase", "free_phase_stability", "gershgorin", "hard_sigmoid", "hopfield", "init_weights",
+    "endpoint_rule", "energy", "energy_certificate", "ep_asym", "ep_trainer", "eqprop_grad",
+    "free_phase", "free_phase_stability", "gershgorin", "hopfield", "init_weights",
     "layer_sgd", "layered_graph", "leaky_field", "lyapunov_along", "nudged_phase",
-    "pruning_probabilities", "relax", "scaled_sigmoid", "solve_lyapunov", "sparsity", "spectral_abscissa",
+    "pruning_probabilities", "relax_field", "rho", "scaled_sigmoid", "solve_lyapunov", "sparsity", "spectral_abscissa",
     "system_matrix", "trajectory_rule",
 ]

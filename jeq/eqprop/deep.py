@@ -17,11 +17,13 @@ The graph/mask, Euler relaxation and generic learner live in :mod:`jeq.eqprop.di
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jeq.eqprop.directed import DirectedLearner, Graph, _check_nonnegative, _fail, directed_learner
+from jeq import validate
+from jeq.eqprop.directed import DirectedLearner, Graph, directed_learner
 
 __all__ = ["deep", "deep_field", "endpoint_rule", "trajectory_rule"]
 
@@ -62,47 +64,29 @@ def endpoint_rule(states: jax.Array, *, stdp_beta0: float = 0.0, stdp_beta1: flo
 def deep(
     graph: Graph,
     *,
-    dt: float = 0.05,
-    free_steps: int = 1000,
-    nudged_steps: int = 1000,
-    beta: float = 10.0,
     learning_rate: float = 100.0,
+    rule: str = "trajectory",
     stdp_beta0: float = 0.0,
     stdp_beta1: float = 1.0,
-    rule: str = "trajectory",
-    l1_strength: float = 0.0,
-    sign_update: bool = False,
-    init_std: float = 0.05,
-    init_state_max: float = 0.1,
+    **settings: Any,
 ) -> DirectedLearner:
-    """DEEP learner: free phase, nudged phase, STDP rule (trajectory or endpoint), L1 / sign options, masks.
+    """DEEP learner: W <- mask * (W + learning_rate * [sign](dW) - l1_strength * sign(W)), dW = mean_b rule(s_b).
 
-    Defaults are the notebook's logic-gate hyper-parameters (spec §2 table): dt 0.05, T1 = T2 = 1000, beta 10,
-    dt_W (``learning_rate``) 100, beta0 0, beta1 1, W ~ N(0, 0.05^2), s0 ~ U(0, 0.1). ``l1_strength`` is the
-    notebook's ``reg_W`` (1.5e-4 when ``regularized``). Returns jitted ``init``, ``update``, ``predict``
-    (:class:`jeq.eqprop.directed.DirectedLearner`); ``update`` is batched over examples (full batch in the paper).
-
-        W <- mask * (W + learning_rate * [sign](dW) - l1_strength * sign(W)),  dW from :func:`trajectory_rule`.
+    ``rule`` is "trajectory" (:func:`trajectory_rule`, the paper's STDP sum) or "endpoint" (:func:`endpoint_rule`),
+    with the STDP weights ``stdp_beta0`` and ``stdp_beta1``; ``learning_rate`` is the notebook's dt_W (100).
+    ``settings`` are the phases and options every directed learner takes, with the notebook's logic-gate defaults
+    (spec §2 table): ``dt`` 0.05, ``free_steps`` = ``nudged_steps`` = 1000, ``beta`` 10, ``l1_strength`` 0 (the
+    notebook's ``reg_W``, 1.5e-4 when ``regularized``), ``sign_update`` False, ``init_std`` 0.05 (W ~ N(0, 0.05^2)),
+    ``init_state_max`` 0.1 (s0 ~ U(0, 0.1)); see :func:`jeq.eqprop.directed.directed_learner`. Returns jitted
+    ``init``, ``update``, ``predict`` (:class:`~jeq.eqprop.directed.DirectedLearner`); ``update`` is batched over
+    examples (full batch in the paper).
     """
-    if rule not in ("trajectory", "endpoint"):
-        _fail("deep", "rule", rule, "must be 'trajectory' or 'endpoint'")
-    _check_nonnegative("deep", "stdp_beta0", stdp_beta0)
-    _check_nonnegative("deep", "stdp_beta1", stdp_beta1)
+    where = "jeq.eqprop.deep"
+    validate.one_of(where, "rule", rule, ("trajectory", "endpoint"))
+    validate.nonnegative(where, "stdp_beta0", stdp_beta0)
+    validate.nonnegative(where, "stdp_beta1", stdp_beta1)
     if stdp_beta0 == 0 and stdp_beta1 == 0:
-        _fail("deep", "stdp_beta1", stdp_beta1, "stdp_beta0 and stdp_beta1 cannot both be 0 (no learning)")
+        validate.fail(where, "stdp_beta1", stdp_beta1, "stdp_beta0 and stdp_beta1 cannot both be 0 (no learning)")
     base = trajectory_rule if rule == "trajectory" else endpoint_rule
-    return directed_learner(
-        graph,
-        deep_field,
-        functools.partial(base, stdp_beta0=stdp_beta0, stdp_beta1=stdp_beta1),
-        dt=dt,
-        free_steps=free_steps,
-        nudged_steps=nudged_steps,
-        beta=beta,
-        learning_rate=learning_rate,
-        l1_strength=l1_strength,
-        sign_update=sign_update,
-        init_std=init_std,
-        init_state_max=init_state_max,
-        name="deep",
-    )
+    dw = functools.partial(base, stdp_beta0=stdp_beta0, stdp_beta1=stdp_beta1)
+    return directed_learner(graph, deep_field, dw, learning_rate=learning_rate, name="deep", **settings)

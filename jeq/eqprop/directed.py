@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jeq import validate
+
 __all__ = [
     "DirectedInfo",
     "DirectedLearner",
@@ -35,30 +37,11 @@ __all__ = [
     "directed_learner",
     "init_weights",
     "layered_graph",
-    "relax",
+    "relax_field",
 ]
 
 Field = Callable[[jax.Array, jax.Array], jax.Array]
 Rule = Callable[[jax.Array], jax.Array]
-
-
-def _fail(function: str, argument: str, value, allowed: str) -> None:
-    raise ValueError(f"jeq.eqprop.{function}({argument}={value!r}): {allowed}")
-
-
-def _check_positive_int(function: str, argument: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        _fail(function, argument, value, "must be an integer >= 1")
-
-
-def _check_positive(function: str, argument: str, value) -> None:
-    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not value > 0:
-        _fail(function, argument, value, "must be a number > 0")
-
-
-def _check_nonnegative(function: str, argument: str, value) -> None:
-    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not value >= 0:
-        _fail(function, argument, value, "must be a number >= 0")
 
 
 class Graph(NamedTuple):
@@ -82,10 +65,10 @@ def complete_graph(*, num_inputs: int, num_hidden: int, num_outputs: int) -> Gra
 
     ``mask[i, j] = [i != j] * [j >= num_inputs]`` (Farinha et al. 2020; this also removes input -> input edges).
     """
-    _check_positive_int("complete_graph", "num_inputs", num_inputs)
-    _check_positive_int("complete_graph", "num_outputs", num_outputs)
-    if isinstance(num_hidden, bool) or not isinstance(num_hidden, (int, np.integer)) or num_hidden < 0:
-        _fail("complete_graph", "num_hidden", num_hidden, "must be an integer >= 0")
+    where = "jeq.eqprop.complete_graph"
+    validate.integer(where, "num_inputs", num_inputs, low=1)
+    validate.integer(where, "num_outputs", num_outputs, low=1)
+    validate.integer(where, "num_hidden", num_hidden, low=0)
     n = num_inputs + num_hidden + num_outputs
     i, j = np.indices((n, n))
     mask = ((i != j) & (j >= num_inputs)).astype(np.float32)
@@ -98,10 +81,11 @@ def layered_graph(*, num_inputs: int, hidden_sizes: Sequence[int], num_outputs: 
     Layers are ``[inputs, hidden_sizes..., outputs]``; ``i -> j`` exists iff ``j`` is not an input and
     ``|layer(i) - layer(j)| == 1``, except that the bias neuron (the last input) feeds every non-input neuron.
     """
-    _check_positive_int("layered_graph", "num_inputs", num_inputs)
-    _check_positive_int("layered_graph", "num_outputs", num_outputs)
+    where = "jeq.eqprop.layered_graph"
+    validate.integer(where, "num_inputs", num_inputs, low=1)
+    validate.integer(where, "num_outputs", num_outputs, low=1)
     for h in hidden_sizes:
-        _check_positive_int("layered_graph", "hidden_sizes", h)
+        validate.integer(where, "hidden_sizes", h, low=1)
     sizes = [num_inputs, *hidden_sizes, num_outputs]
     layer = np.repeat(np.arange(len(sizes)), sizes)
     n = layer.size
@@ -114,7 +98,7 @@ def layered_graph(*, num_inputs: int, hidden_sizes: Sequence[int], num_outputs: 
 
 def init_weights(key: jax.Array, graph: Graph, *, std: float = 0.05, dtype=jnp.float32) -> jax.Array:
     """W ~ N(0, std^2) on the graph's edges, 0 elsewhere (the notebooks' ``weights_init`` + ``constrain_weights``)."""
-    _check_nonnegative("init_weights", "std", std)
+    validate.nonnegative("jeq.eqprop.init_weights", "std", std)
     return std * jax.random.normal(key, graph.mask.shape, dtype) * jnp.asarray(graph.mask, dtype)
 
 
@@ -131,7 +115,7 @@ class Relaxation(NamedTuple):
     """(steps,) 0.5 * ||s_out - y||^2 after each step (0 when no target is given)."""
 
 
-def relax(
+def relax_field(
     field: Field,
     weights: jax.Array,
     state: jax.Array,
@@ -143,33 +127,28 @@ def relax(
     dt: float,
     beta: float | jax.Array = 0.0,
 ) -> Relaxation:
-    """Euler integration of a directed network with clipping, clamped inputs and output nudging (one example).
+    """Euler integration of a directed network's vector field with clipping, clamped inputs and output nudging:
 
         ds/dt = field(W, s) + beta * (y - s_out) on outputs;   s_free <- clip(s_free + dt * ds/dt, 0, 1)
 
-    ``field`` maps ``(W, s) -> ds/dt`` for all N neurons (e.g. :func:`jeq.eqprop.deep.deep_field`). ``target`` is
-    ``y`` with shape (num_outputs,); without it there is no nudging (free phase). A ``lax.scan`` of ``steps`` steps;
-    vmap over examples.
+    One example. ``field`` maps ``(W, s) -> ds/dt`` for all N neurons (e.g. :func:`jeq.eqprop.deep.deep_field`);
+    there is no energy (compare :func:`jeq.eqprop.hopfield.relax_energy`). ``target`` is ``y`` with shape
+    (num_outputs,); without it there is no nudging (free phase). A ``lax.scan`` of ``steps`` steps; vmap over examples.
     """
-    _check_positive_int("relax", "steps", steps)
-    _check_positive("relax", "dt", dt)
+    where = "jeq.eqprop.relax_field"
+    validate.integer(where, "steps", steps, low=1)
+    validate.positive(where, "dt", dt)
     dtype = jnp.result_type(weights, state)
     weights = jnp.asarray(weights, dtype)
     state = jnp.asarray(state, dtype)
-    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
-        raise ValueError(f"jeq.eqprop.relax(weights): must be a square (N, N) matrix, got shape {weights.shape}")
+    validate.array(where, "weights", weights, ndim=2)
     n = weights.shape[0]
-    if state.shape != (n,):
-        raise ValueError(f"jeq.eqprop.relax(state): shape {state.shape} does not match weights {weights.shape}; "
-                         f"expected ({n},)")
-    if num_inputs < 0 or num_outputs < 1 or num_inputs + num_outputs > n:
-        raise ValueError(f"jeq.eqprop.relax(num_inputs={num_inputs}, num_outputs={num_outputs}): need "
-                         f"num_inputs >= 0, num_outputs >= 1 and num_inputs + num_outputs <= N = {n}")
+    validate.array(where, "weights", weights, shape=(n, n))
+    validate.array(where, "state", state, shape=(n,))
+    validate.integer(where, "num_inputs", num_inputs, low=0, high=n - 1)
+    validate.integer(where, "num_outputs", num_outputs, low=1, high=n - num_inputs)
     if target is not None:
-        target = jnp.asarray(target, state.dtype)
-        if target.shape != (num_outputs,):
-            raise ValueError(f"jeq.eqprop.relax(target): shape {target.shape} does not match num_outputs "
-                             f"{num_outputs}; expected ({num_outputs},)")
+        target = validate.array(where, "target", jnp.asarray(target, state.dtype), shape=(num_outputs,))
     free = jnp.arange(n) >= num_inputs
     dt = jnp.asarray(dt, state.dtype)
 
@@ -227,52 +206,54 @@ class DirectedLearner(NamedTuple):
     """The network's structure."""
 
 
-def _check_batch(function: str, graph: Graph, x: jax.Array, y: jax.Array | None = None) -> None:
-    if x.ndim != 2 or x.shape[1] != graph.num_inputs:
-        raise ValueError(f"jeq.eqprop.{function}(x): shape {x.shape} does not match the graph's num_inputs "
-                         f"{graph.num_inputs}; expected (batch, {graph.num_inputs})")
-    if y is not None and (y.ndim != 2 or y.shape != (x.shape[0], graph.num_outputs)):
-        raise ValueError(f"jeq.eqprop.{function}(y): shape {y.shape} does not match x {x.shape} and num_outputs "
-                         f"{graph.num_outputs}; expected ({x.shape[0]}, {graph.num_outputs})")
-
-
 def directed_learner(
     graph: Graph,
     field: Field,
     rule: Rule,
     *,
-    dt: float,
-    free_steps: int,
-    nudged_steps: int,
-    beta: float,
     learning_rate: float,
+    dt: float = 0.05,
+    free_steps: int = 1000,
+    nudged_steps: int = 1000,
+    beta: float = 10.0,
     l1_strength: float = 0.0,
     sign_update: bool = False,
     init_std: float = 0.05,
     init_state_max: float = 0.1,
     name: str = "directed_learner",
 ) -> DirectedLearner:
-    """Generic learner for directed networks (used by :func:`jeq.eqprop.deep.deep` and :func:`~.ep_asym.ep_asym`).
-
-    Per step: free states ``s(0) = [x, U(0, init_state_max)]`` relax ``free_steps`` Euler steps; the nudged phase
-    continues from the free state for ``nudged_steps`` steps with ``beta * (y - s_out)``; then
+    """Generic learner for directed networks (:func:`jeq.eqprop.deep.deep` and :func:`~.ep_asym.ep_asym` are this
+    learner with their own field and rule):
 
         dW = mean_b rule(s_b(T1), ..., s_b(T1 + T2));  W <- mask * (W + eta * [sign](dW) - l1_strength * sign(W)).
 
-    ``rule`` maps one example's nudged trajectory (nudged_steps + 1, N) to (N, N).
+    Per step: free states ``s(0) = [x, U(0, init_state_max)]`` relax ``free_steps`` Euler steps
+    (:func:`relax_field`); the nudged phase continues from the free state for ``nudged_steps`` steps with
+    ``beta * (y - s_out)``. ``rule`` maps one example's nudged trajectory (nudged_steps + 1, N) to (N, N).
+
+    Defaults are the DEEP and EP_asym notebooks' shared logic-gate settings (spec §2, §4): dt 0.05,
+    T1 = T2 = 1000, beta 10, W ~ N(0, 0.05^2) on the edges, s0 ~ U(0, 0.1); ``l1_strength`` is the notebooks'
+    ``reg_W`` and ``sign_update`` applies sign(dW). ``name`` is the public name the error messages give.
     """
+    where = f"jeq.eqprop.{name}"
     if not isinstance(graph, Graph):
-        raise TypeError(f"jeq.eqprop.{name}(graph): must be a jeq.eqprop.Graph, got {type(graph).__name__}")
-    _check_positive(name, "dt", dt)
-    _check_positive_int(name, "free_steps", free_steps)
-    _check_positive_int(name, "nudged_steps", nudged_steps)
-    _check_positive(name, "beta", beta)
-    _check_positive(name, "learning_rate", learning_rate)
-    _check_nonnegative(name, "l1_strength", l1_strength)
-    _check_nonnegative(name, "init_std", init_std)
-    _check_nonnegative(name, "init_state_max", init_state_max)
+        raise validate.ArgumentError(f"{where}(graph): must be a jeq.eqprop.Graph, got {type(graph).__name__}")
+    validate.positive(where, "dt", dt)
+    validate.integer(where, "free_steps", free_steps, low=1)
+    validate.integer(where, "nudged_steps", nudged_steps, low=1)
+    validate.positive(where, "beta", beta)
+    validate.positive(where, "learning_rate", learning_rate)
+    validate.nonnegative(where, "l1_strength", l1_strength)
+    validate.nonnegative(where, "init_std", init_std)
+    validate.nonnegative(where, "init_state_max", init_state_max)
     n, n_in, n_out = graph.size, graph.num_inputs, graph.num_outputs
-    run = functools.partial(relax, field, num_inputs=n_in, num_outputs=n_out, dt=dt)
+    run = functools.partial(relax_field, field, num_inputs=n_in, num_outputs=n_out, dt=dt)
+
+    def check_batch(weights, x, y=None):
+        validate.array(where, "weights", weights, shape=(n, n))
+        validate.array(where, "x", x, shape=(None, n_in))
+        if y is not None:
+            validate.array(where, "y", y, shape=(x.shape[0], n_out))
 
     def init(key):
         return init_weights(key, graph, std=init_std)
@@ -281,24 +262,17 @@ def directed_learner(
         noise = jax.random.uniform(key, (x.shape[0], n - n_in), x.dtype, 0.0, init_state_max)
         return jnp.concatenate([x, noise], axis=1)
 
-    def _check_weights(weights):
-        if weights.shape != (n, n):
-            raise ValueError(f"jeq.eqprop.{name}(weights): shape {weights.shape} does not match the graph; "
-                             f"expected ({n}, {n})")
-
     @jax.jit
     def predict(weights, key, x):
         x = jnp.asarray(x, weights.dtype)
-        _check_weights(weights)
-        _check_batch(name, graph, x)
+        check_batch(weights, x)
         return jax.vmap(lambda s: run(weights, s, steps=free_steps))(initial_states(key, x))
 
     @jax.jit
     def update(weights, key, x, y):
         x = jnp.asarray(x, weights.dtype)
         y = jnp.asarray(y, weights.dtype)
-        _check_weights(weights)
-        _check_batch(name, graph, x, y)
+        check_batch(weights, x, y)
         free = jax.vmap(lambda s: run(weights, s, steps=free_steps))(initial_states(key, x))
         nudged = jax.vmap(lambda s, t: run(weights, s, t, steps=nudged_steps, beta=beta))(free.final, y)
         delta = jnp.mean(jax.vmap(rule)(nudged.states), axis=0)

@@ -12,10 +12,14 @@ while here the bias row is drawn like every other weight, N(0, init_std^2).
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from jeq.eqprop.directed import DirectedLearner, Graph, _check_positive, directed_learner
+from jeq import validate
+from jeq.eqprop.directed import DirectedLearner, Graph, directed_learner
 
 __all__ = ["asym_rule", "ep_asym", "leaky_field"]
 
@@ -31,36 +35,15 @@ def asym_rule(states: jax.Array, *, beta: float) -> jax.Array:
 
 
 def ep_asym(
-    graph: Graph,
-    *,
-    dt: float = 0.05,
-    free_steps: int = 1000,
-    nudged_steps: int = 1000,
-    beta: float = 10.0,
-    learning_rate: float = 1.0,
-    l1_strength: float = 0.0,
-    init_std: float = 0.05,
-    init_state_max: float = 0.1,
+    graph: Graph, *, learning_rate: float = 1.0, beta: float = 10.0, **settings: Any
 ) -> DirectedLearner:
-    """EP_asym learner on a directed graph; defaults are the notebook's (dt_W = ``learning_rate`` = 1).
+    """EP_asym learner: W <- mask * (W + learning_rate * mean_b s0 (x) (s_beta - s0) / beta - l1_strength * sign(W)).
 
-        W <- mask * (W + learning_rate * mean_b s0 (x) (s_beta - s0) / beta - l1_strength * sign(W))
-
+    Defaults are the notebook's: dt_W = ``learning_rate`` = 1, ``beta`` 10 (the nudging strength, which also
+    scales the rule :func:`asym_rule`); ``settings`` are the phases and options every directed learner takes, with
+    the same defaults as DEEP's (:func:`jeq.eqprop.directed.directed_learner`: dt 0.05, T1 = T2 = 1000, ...).
     Returns jitted ``init``, ``update``, ``predict`` (:class:`jeq.eqprop.directed.DirectedLearner`), batched.
     """
-    _check_positive("ep_asym", "beta", beta)
-    return directed_learner(
-        graph,
-        leaky_field,
-        lambda states: asym_rule(states, beta=beta),
-        dt=dt,
-        free_steps=free_steps,
-        nudged_steps=nudged_steps,
-        beta=beta,
-        learning_rate=learning_rate,
-        l1_strength=l1_strength,
-        sign_update=False,
-        init_std=init_std,
-        init_state_max=init_state_max,
-        name="ep_asym",
-    )
+    validate.positive("jeq.eqprop.ep_asym", "beta", beta)
+    dw = functools.partial(asym_rule, beta=beta)
+    return directed_learner(graph, leaky_field, dw, learning_rate=learning_rate, beta=beta, name="ep_asym", **settings)

@@ -34,8 +34,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jeq import validate
 from jeq.eqprop.deep import deep_field
-from jeq.eqprop.directed import Field, _check_positive
+from jeq.eqprop.directed import Field
 
 __all__ = [
     "Gershgorin",
@@ -51,17 +52,10 @@ __all__ = [
 
 
 def _square(function: str, name: str, a: jax.Array) -> jax.Array:
-    a = jnp.asarray(a)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"jeq.eqprop.{function}({name}): must be a square matrix, got shape {a.shape}")
-    return a
-
-
-def _check_inputs(function: str, weights: jax.Array, num_inputs: int) -> None:
-    n = weights.shape[0]
-    if isinstance(num_inputs, bool) or not isinstance(num_inputs, int) or not 0 <= num_inputs < n:
-        raise ValueError(f"jeq.eqprop.{function}(num_inputs={num_inputs!r}): must be an integer in [0, N) with "
-                         f"N = {n}")
+    """``a`` as an array, when it is a square matrix (the package-specific check, built on jeq.validate.array)."""
+    where = f"jeq.eqprop.{function}"
+    a = validate.array(where, name, jnp.asarray(a), ndim=2)
+    return validate.array(where, name, a, shape=(a.shape[0], a.shape[0]))
 
 
 def system_matrix(weights: jax.Array, *, num_inputs: int, field: Field = deep_field) -> jax.Array:
@@ -72,7 +66,7 @@ def system_matrix(weights: jax.Array, *, num_inputs: int, field: Field = deep_fi
     ``field`` (exact because the fields are linear in s).
     """
     weights = _square("system_matrix", "weights", weights)
-    _check_inputs("system_matrix", weights, num_inputs)
+    validate.integer("jeq.eqprop.system_matrix", "num_inputs", num_inputs, low=0, high=weights.shape[0] - 1)
     full = jax.jacobian(field, argnums=1)(weights, jnp.zeros(weights.shape[0], weights.dtype))
     return full[num_inputs:, num_inputs:]
 
@@ -128,9 +122,10 @@ def solve_lyapunov(a: jax.Array, q: jax.Array | None = None) -> LyapunovSolution
     """
     a = _square("solve_lyapunov", "a", a)
     n = a.shape[0]
-    q = jnp.eye(n, dtype=a.dtype) if q is None else _square("solve_lyapunov", "q", q).astype(a.dtype)
-    if q.shape != a.shape:
-        raise ValueError(f"jeq.eqprop.solve_lyapunov(q): shape {q.shape} does not match a {a.shape}")
+    if q is None:
+        q = jnp.eye(n, dtype=a.dtype)
+    else:
+        q = validate.array("jeq.eqprop.solve_lyapunov", "q", jnp.asarray(q), shape=a.shape).astype(a.dtype)
     eye = jnp.eye(n, dtype=a.dtype)
     kron = jnp.kron(a.T, eye) + jnp.kron(eye, a.T)
     p = jnp.linalg.solve(kron, -q.reshape(-1)).reshape(n, n)
@@ -144,12 +139,9 @@ def solve_lyapunov(a: jax.Array, q: jax.Array | None = None) -> LyapunovSolution
 def lyapunov_along(p: jax.Array, states: jax.Array, equilibrium: jax.Array) -> jax.Array:
     """V(s(t)) = (s(t) - s*)^T P (s(t) - s*) for each row of ``states`` (T, n) (free neurons only)."""
     p = _square("lyapunov_along", "p", p)
-    states = jnp.asarray(states, p.dtype)
-    equilibrium = jnp.asarray(equilibrium, p.dtype)
-    if states.ndim != 2 or states.shape[1] != p.shape[0] or equilibrium.shape != (p.shape[0],):
-        raise ValueError(f"jeq.eqprop.lyapunov_along(states, equilibrium): shapes {states.shape}, "
-                         f"{equilibrium.shape} do not match P {p.shape}; expected (T, {p.shape[0]}) and "
-                         f"({p.shape[0]},)")
+    where, n = "jeq.eqprop.lyapunov_along", p.shape[0]
+    states = validate.array(where, "states", jnp.asarray(states, p.dtype), shape=(None, n))
+    equilibrium = validate.array(where, "equilibrium", jnp.asarray(equilibrium, p.dtype), shape=(n,))
     d = states - equilibrium
     return jnp.einsum("ti,ij,tj->t", d, p, d)
 
@@ -201,13 +193,10 @@ def free_phase_stability(
     ``tolerance`` separates saturated neurons (within it of 0 or 1) from interior ones and bounds the fixed-point
     residual. One example; vmap over inputs.
     """
-    _check_positive("free_phase_stability", "dt", dt)
+    validate.positive("jeq.eqprop.free_phase_stability", "dt", dt)
     a = system_matrix(weights, num_inputs=num_inputs, field=field)
     n = weights.shape[0]
-    state = jnp.asarray(state, a.dtype)
-    if state.shape != (n,):
-        raise ValueError(f"jeq.eqprop.free_phase_stability(state): shape {state.shape} does not match weights "
-                         f"{weights.shape}; expected ({n},)")
+    state = validate.array("jeq.eqprop.free_phase_stability", "state", jnp.asarray(state, a.dtype), shape=(n,))
     free = state[num_inputs:]
     velocity = field(weights, state)[num_inputs:]
     residual = jnp.max(jnp.abs(jnp.clip(free + dt * velocity, 0.0, 1.0) - free))

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jeq.eqprop.directed import _check_nonnegative, _check_positive
+from jeq import validate
 
 __all__ = ["Pruning", "boltzmann_prune", "pruning_probabilities", "sparsity"]
 
@@ -38,14 +38,13 @@ class Pruning(NamedTuple):
     """Fraction of the existing edges (mask = 1) removed in this round."""
 
 
-def _validate(function: str, weights, mask, threshold, temperature) -> None:
-    if weights.ndim != 2:
-        raise ValueError(f"jeq.eqprop.{function}(weights): must be 2-D (W[i, j] = edge i -> j), got shape "
-                         f"{weights.shape}")
-    if mask.shape != weights.shape:
-        raise ValueError(f"jeq.eqprop.{function}(mask): shape {mask.shape} does not match weights {weights.shape}")
-    _check_nonnegative(function, "threshold", threshold)
-    _check_positive(function, "temperature", temperature)
+def _check_arguments(function: str, weights, mask, threshold, temperature) -> None:
+    """The checks both public functions share (on jeq.validate): W 2-D (W[i, j] = edge i -> j), mask like W."""
+    where = f"jeq.eqprop.{function}"
+    validate.array(where, "weights", weights, ndim=2)
+    validate.array(where, "mask", mask, shape=weights.shape)
+    validate.nonnegative(where, "threshold", threshold)
+    validate.positive(where, "temperature", temperature)
 
 
 def pruning_probabilities(weights: jax.Array, mask: jax.Array, *, threshold: float, temperature: float) -> jax.Array:
@@ -54,7 +53,7 @@ def pruning_probabilities(weights: jax.Array, mask: jax.Array, *, threshold: flo
     Columns index the receiving neuron j; a column without weak edges is all zeros.
     """
     weights, mask = jnp.asarray(weights), jnp.asarray(mask)
-    _validate("pruning_probabilities", weights, mask, threshold, temperature)
+    _check_arguments("pruning_probabilities", weights, mask, threshold, temperature)
     weak = (mask > 0) & (jnp.abs(weights) < threshold)
     logits = jnp.where(weak, -jnp.abs(weights) / temperature, -jnp.inf)
     top = jnp.max(logits, axis=0, keepdims=True)
@@ -71,7 +70,7 @@ def boltzmann_prune(
     Defaults are the notebooks' tol_W = 0.01 and temp = 5. Strong edges (|W_ij| >= threshold) are never removed.
     """
     weights, mask = jnp.asarray(weights), jnp.asarray(mask, weights.dtype)
-    _validate("boltzmann_prune", weights, mask, threshold, temperature)
+    _check_arguments("boltzmann_prune", weights, mask, threshold, temperature)
     p = pruning_probabilities(weights, mask, threshold=threshold, temperature=temperature)
     removed = (p > jax.random.uniform(key, p.shape, p.dtype)) & (p > 0)
     new_mask = jnp.where(removed, 0.0, mask).astype(mask.dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +20,7 @@ from jeq.eqprop import (
     layered_graph,
     leaky_field,
     lyapunov_along,
-    relax,
+    relax_field,
     solve_lyapunov,
     spectral_abscissa,
     system_matrix,
@@ -47,20 +48,35 @@ def test_lyapunov_solution_satisfies_the_equation_and_is_positive_definite(seed,
         np.testing.assert_allclose(p, scipy.linalg.solve_continuous_lyapunov(a.T, -q), rtol=1e-8, atol=1e-10)
 
 
-def test_lyapunov_detects_an_unstable_matrix(x64):
-    a = _hurwitz(0, 4) + 1.0 * np.eye(4)  # abscissa +0.5
-    sol = solve_lyapunov(jnp.asarray(a))
-    assert float(sol.residual) < 1e-10  # the equation is solvable, but P is indefinite
-    assert not bool(sol.positive_definite) and float(sol.min_eigenvalue) < 0
-    assert float(spectral_abscissa(jnp.asarray(a))) == pytest.approx(0.5, abs=1e-9)
+class TestLyapunovOpsJittedAndNot(chex.TestCase):
+    """The Lyapunov solver, the spectral abscissa, the system matrix and Gershgorin, each jitted and not."""
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_lyapunov_detects_an_unstable_matrix(self):
+        with jax.enable_x64(True):
+            a = jnp.asarray(_hurwitz(0, 4) + 1.0 * np.eye(4))  # abscissa +0.5
+            sol = self.variant(solve_lyapunov)(a)
+            assert float(sol.residual) < 1e-10  # the equation is solvable, but P is indefinite
+            assert not bool(sol.positive_definite) and float(sol.min_eigenvalue) < 0
+            assert float(self.variant(spectral_abscissa)(a)) == pytest.approx(0.5, abs=1e-9)
 
-def test_system_matrix_is_the_jacobian_of_the_free_flow(x64):
-    g = complete_graph(num_inputs=3, num_hidden=4, num_outputs=2)
-    w = init_weights(jax.random.key(1), g, std=0.7, dtype=jnp.float64)
-    s = jnp.linspace(0.1, 0.9, g.size)
-    jac = jax.jacobian(deep_field, argnums=1)(w, s)
-    np.testing.assert_allclose(system_matrix(w, num_inputs=3), jac[3:, 3:], atol=1e-14)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_system_matrix_is_the_jacobian_of_the_free_flow(self):
+        with jax.enable_x64(True):
+            g = complete_graph(num_inputs=3, num_hidden=4, num_outputs=2)
+            w = init_weights(jax.random.key(1), g, std=0.7, dtype=jnp.float64)
+            s = jnp.linspace(0.1, 0.9, g.size)
+            jac = jax.jacobian(deep_field, argnums=1)(w, s)
+            a = self.variant(system_matrix, static_argnames=("num_inputs", "field"))(w, num_inputs=3)
+            chex.assert_trees_all_close(a, jac[3:, 3:], atol=1e-14, rtol=0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_gershgorin_flags_on_hand_checked_matrices(self):
+        flags = self.variant(gershgorin)(jnp.array([[-3.0, 1.0], [1.0, -3.0]]))
+        assert bool(flags.row_dominant) and bool(flags.column_dominant) and bool(flags.hurwitz_certified)
+        flags = self.variant(gershgorin)(jnp.array([[-1.0, 1.5], [0.2, -2.0]]))  # dominant by columns only
+        assert not bool(flags.row_dominant) and bool(flags.column_dominant)
+        assert bool(flags.hurwitz_certified) and not bool(self.variant(gershgorin)(-jnp.eye(2) + 3.0).hurwitz_certified)
 
 
 @settings(max_examples=25, deadline=None)
@@ -89,17 +105,13 @@ def test_gershgorin_certificate_implies_hurwitz(x64):
     certified, abscissa = jax.jit(jax.vmap(lambda m: (gershgorin(m).hurwitz_certified, spectral_abscissa(m))))(a)
     assert int(certified.sum()) > 10
     assert np.all(np.asarray(abscissa)[np.asarray(certified)] < 0)
-    flags = gershgorin(jnp.array([[-3.0, 1.0], [1.0, -3.0]]))
-    assert bool(flags.row_dominant) and bool(flags.column_dominant) and bool(flags.hurwitz_certified)
-    flags = gershgorin(jnp.array([[-1.0, 1.5], [0.2, -2.0]]))  # dominant by columns only
-    assert not bool(flags.row_dominant) and bool(flags.column_dominant)
 
 
 def test_v_decreases_along_a_deep_trajectory_where_the_free_phase_is_certified_stable(x64):
     """V(s) = (s - s*)^T P (s - s*) from A_loc^T P + P A_loc = -I decreases along DEEP's clipped Euler flow near s*."""
     g = complete_graph(num_inputs=2, num_hidden=4, num_outputs=1)
     x = jnp.array([0.7, 1.0])
-    run = jax.jit(lambda w, s, steps: relax(deep_field, w, s, num_inputs=2, num_outputs=1, steps=steps, dt=0.05),
+    run = jax.jit(lambda w, s, steps: relax_field(deep_field, w, s, num_inputs=2, num_outputs=1, steps=steps, dt=0.05),
                   static_argnums=2)
     for seed in range(40):
         w = init_weights(jax.random.key(seed), g, std=0.5, dtype=jnp.float64)
@@ -112,7 +124,7 @@ def test_v_decreases_along_a_deep_trajectory_where_the_free_phase_is_certified_s
     lyap = report.lyapunov
     assert bool(report.hurwitz) and bool(lyap.positive_definite)
     a = report.system_matrix
-    np.testing.assert_allclose(a.T @ lyap.P + lyap.P @ a + jnp.eye(a.shape[0]), 0, atol=1e-9)
+    chex.assert_trees_all_close(a.T @ lyap.P + lyap.P @ a + jnp.eye(a.shape[0]), jnp.zeros_like(a), atol=1e-9)
     bump = jnp.where(report.interior, 0.02 * jnp.cos(jnp.arange(5.0)), 0.0)
     traj = run(w, eq.at[2:].add(bump), 600).states[:, 2:]
     v = np.asarray(lyapunov_along(lyap.P, traj, eq[2:]))
@@ -127,23 +139,27 @@ def test_global_contraction_is_never_certified_on_deep_graphs(key):
     s = jnp.concatenate([jnp.ones(3), jnp.full(6, 0.5)])
     report = STABILITY(w, s, num_inputs=3, dt=0.05)
     assert float(report.contraction_norm) >= 1 - 1e-6 and not bool(report.globally_stable)
-    assert report.system_matrix.shape == (6, 6) and report.interior.shape == (6,)
+    chex.assert_shape([report.system_matrix, report.interior], [(6, 6), (6,)])
     # A state that is not a fixed point is not certified, whatever the matrix.
     assert float(report.fixed_point_residual) > 1e-3 and not bool(report.locally_stable)
 
 
 def test_bad_input_gives_clear_errors():
-    with pytest.raises(ValueError, match=r"system_matrix\(weights\): must be a square matrix, got shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"system_matrix\(weights\): must have shape \(3, 3\), got shape \(3, 4\)"):
         system_matrix(jnp.zeros((3, 4)), num_inputs=1)
-    with pytest.raises(ValueError, match=r"solve_lyapunov\(a\): must be a square matrix"):
+    with pytest.raises(ValueError, match=r"solve_lyapunov\(a\): must have shape \(2, 2\)"):
         solve_lyapunov(jnp.zeros((2, 3)))
-    with pytest.raises(ValueError, match=r"system_matrix\(num_inputs=5\)"):
+    with pytest.raises(ValueError, match=r"solve_lyapunov\(a\): must have 2 axes"):
+        solve_lyapunov(jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"solve_lyapunov\(q\): must have shape \(2, 2\), got shape \(3, 3\)"):
+        solve_lyapunov(jnp.eye(2), jnp.eye(3))
+    with pytest.raises(ValueError, match=r"system_matrix\(num_inputs=5\): must be an int in \[0, 3\]"):
         system_matrix(jnp.zeros((4, 4)), num_inputs=5)
-    with pytest.raises(ValueError, match=r"free_phase_stability\(dt=-0.1\)"):
+    with pytest.raises(ValueError, match=r"jeq.eqprop.free_phase_stability\(dt=-0.1\): must be > 0"):
         free_phase_stability(jnp.zeros((4, 4)), jnp.zeros(4), num_inputs=1, dt=-0.1)
-    with pytest.raises(ValueError, match=r"free_phase_stability\(state\): shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"free_phase_stability\(state\): must have shape \(4,\), got shape \(3,\)"):
         free_phase_stability(jnp.zeros((4, 4)), jnp.zeros(3), num_inputs=1, dt=0.1)
-    with pytest.raises(ValueError, match=r"lyapunov_along"):
+    with pytest.raises(ValueError, match=r"lyapunov_along\(states\): must have shape \(\*, 3\), got shape \(5, 2\)"):
         lyapunov_along(jnp.eye(3), jnp.zeros((5, 2)), jnp.zeros(3))
 
 
@@ -151,12 +167,12 @@ def test_a_leaky_ep_asym_network_with_small_weights_is_a_global_contraction(x64)
     """||I + dt A||_p < 1 for A = W^T - I: every initial state relaxes to the same fixed point."""
     g = complete_graph(num_inputs=3, num_hidden=5, num_outputs=1)
     w = init_weights(jax.random.key(4), g, std=0.1, dtype=jnp.float64)
-    np.testing.assert_allclose(system_matrix(w, num_inputs=3, field=leaky_field), w[3:, 3:].T - jnp.eye(6),
-                               atol=1e-14)
+    chex.assert_trees_all_close(system_matrix(w, num_inputs=3, field=leaky_field), w[3:, 3:].T - jnp.eye(6),
+                                atol=1e-14, rtol=0)
     x = jnp.array([1.0, 0.0, 1.0])
-    run = jax.jit(jax.vmap(lambda s: relax(leaky_field, w, s, num_inputs=3, num_outputs=1, steps=800, dt=0.05)))
+    run = jax.jit(jax.vmap(lambda s: relax_field(leaky_field, w, s, num_inputs=3, num_outputs=1, steps=800, dt=0.05)))
     starts = jnp.concatenate([jnp.tile(x, (4, 1)), jax.random.uniform(jax.random.key(5), (4, 6))], axis=1)
     finals = run(starts).final
-    np.testing.assert_allclose(finals, jnp.tile(finals[:1], (4, 1)), atol=1e-9)
+    chex.assert_trees_all_close(finals, jnp.tile(finals[:1], (4, 1)), atol=1e-9, rtol=0)
     report = STABILITY(w, finals[0], num_inputs=3, dt=0.05, field=leaky_field)
     assert float(report.contraction_norm) < 1 and bool(report.globally_stable) and bool(report.locally_stable)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,13 +58,34 @@ def test_removal_frequency_matches_the_probabilities(key):
     np.testing.assert_allclose(freq[GRAPH.mask > 0], np.asarray(outs.probabilities[0])[GRAPH.mask > 0], atol=0.04)
 
 
-def test_pruning_is_deterministic_given_the_key():
-    w = jnp.asarray(np.random.default_rng(2).normal(0, 0.01, (9, 9)).astype(np.float32)) * GRAPH.mask
-    a = PRUNE(jax.random.key(3), w, jnp.asarray(GRAPH.mask), threshold=0.01, temperature=0.01)
-    b = PRUNE(jax.random.key(3), w, jnp.asarray(GRAPH.mask), threshold=0.01, temperature=0.01)
-    c = PRUNE(jax.random.key(4), w, jnp.asarray(GRAPH.mask), threshold=0.01, temperature=0.01)
-    np.testing.assert_array_equal(a.mask, b.mask)
-    assert not np.array_equal(np.asarray(a.mask), np.asarray(c.mask))
+class TestPruningOpsJittedAndNot(chex.TestCase):
+    """Pruning and sparsity, each checked jitted and not jitted."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_pruning_is_deterministic_given_the_key(self):
+        w = jnp.asarray(np.random.default_rng(2).normal(0, 0.01, (9, 9)).astype(np.float32)) * GRAPH.mask
+        prune = self.variant(boltzmann_prune, static_argnames=("threshold", "temperature"))
+        a, b, c = (prune(jax.random.key(k), w, jnp.asarray(GRAPH.mask), threshold=0.01, temperature=0.01)
+                   for k in (3, 3, 4))
+        chex.assert_trees_all_equal(a, b)
+        assert not np.array_equal(np.asarray(a.mask), np.asarray(c.mask))
+        chex.assert_trees_all_close(a, PRUNE(jax.random.key(3), w, jnp.asarray(GRAPH.mask), threshold=0.01,
+                                             temperature=0.01))  # the same result jitted and not
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_sparsity_counts_zero_weights_on_allowed_edges(self):
+        mask = jnp.array([[0.0, 1.0], [1.0, 1.0]])
+        assert float(self.variant(sparsity)(jnp.array([[5.0, 0.0], [2.0, 0.0]]), mask)) == pytest.approx(2 / 3)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_probabilities_of_a_column_are_its_weak_edges_boltzmann_weights(self):
+        w = jnp.array([[0.0, 0.004], [0.0, 0.002], [0.0, 0.5]])  # column 1: two weak edges, one strong
+        mask = jnp.array([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+        p = self.variant(pruning_probabilities, static_argnames=("threshold", "temperature"))(
+            w, mask, threshold=0.01, temperature=0.001)
+        e = np.exp([-4.0, -2.0])
+        chex.assert_trees_all_close(p, jnp.array([[0.0, e[0] / e.sum()], [0.0, e[1] / e.sum()], [0.0, 0.0]]),
+                                    rtol=1e-5)
 
 
 def test_masks_are_respected_after_training_with_l1_and_pruning(key):
@@ -85,20 +107,15 @@ def test_masks_are_respected_after_training_with_l1_and_pruning(key):
     assert float(sparse[-1]) > 0 and np.all(np.diff(np.asarray(sparse)) >= 0)  # permanent pruning only grows
 
 
-def test_sparsity_counts_zero_weights_on_allowed_edges():
-    mask = jnp.array([[0.0, 1.0], [1.0, 1.0]])
-    assert float(sparsity(jnp.array([[5.0, 0.0], [2.0, 0.0]]), mask)) == pytest.approx(2 / 3)
-
-
 def test_bad_input_gives_clear_errors(key):
     w = jnp.zeros((3, 3))
-    with pytest.raises(ValueError, match=r"pruning_probabilities\(threshold=-1.0\): must be a number >= 0"):
+    with pytest.raises(ValueError, match=r"jeq.eqprop.pruning_probabilities\(threshold=-1.0\): must be >= 0"):
         pruning_probabilities(w, w, threshold=-1.0, temperature=1.0)
-    with pytest.raises(ValueError, match=r"pruning_probabilities\(temperature=0.0\): must be a number > 0"):
+    with pytest.raises(ValueError, match=r"jeq.eqprop.pruning_probabilities\(temperature=0.0\): must be > 0"):
         pruning_probabilities(w, w, threshold=0.1, temperature=0.0)
-    with pytest.raises(ValueError, match=r"boltzmann_prune\(threshold=-1.0\): must be a number >= 0"):
+    with pytest.raises(ValueError, match=r"jeq.eqprop.boltzmann_prune\(threshold=-1.0\): must be >= 0"):
         boltzmann_prune(key, w, w, threshold=-1.0)
-    with pytest.raises(ValueError, match=r"mask\): shape \(2, 3\) does not match weights \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"boltzmann_prune\(mask\): must have shape \(3, 3\), got shape \(2, 3\)"):
         boltzmann_prune(key, w, jnp.zeros((2, 3)))
-    with pytest.raises(ValueError, match=r"must be 2-D"):
+    with pytest.raises(ValueError, match=r"boltzmann_prune\(weights\): must have 2 axes"):
         boltzmann_prune(key, jnp.zeros(3), jnp.zeros(3))
