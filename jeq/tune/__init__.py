@@ -6,7 +6,10 @@ best objective. The pieces:
 - :mod:`jeq.tune.algorithms`: the registry :data:`ALGORITHMS` and its tunable :class:`HyperParameter` s;
 - :mod:`jeq.tune.problems`: shifted Sphere/Rosenbrock/Rastrigin/Ackley, random-key TSP and knapsack, tuning vs
   held-out instances (:func:`make_problem`);
-- :mod:`jeq.tune.evaluate`: :func:`evaluate` runs a batch of (θ, seed) runs in one vmapped call per shape group.
+- :mod:`jeq.tune.evaluate`: :func:`evaluate` runs a batch of (θ, seed) runs in one vmapped call per shape group;
+- :mod:`jeq.tune.search`: the ask/tell :class:`Strategy` and the budgeted, checkpointed loop :func:`tune`;
+- :mod:`jeq.tune.policy`: the sequential policy and the REINFORCE tuner :func:`reinforce`;
+- :mod:`jeq.tune.baselines`: optuna :func:`tpe` and a scikit-learn GP-EI :func:`gp_ei` (random search is in search).
 """
 
 from jeq.tune.algorithms import (
@@ -19,11 +22,16 @@ from jeq.tune.algorithms import (
     hyperparameter,
     validate_theta,
 )
+from jeq.tune.baselines import decode_unit, encode_unit, gp_ei, tpe
 from jeq.tune.evaluate import evaluate, group_thetas
+from jeq.tune.policy import action_to_theta, entropy, init_policy, log_prob, reinforce, sample
 from jeq.tune.problems import PROBLEMS, Problem, knapsack_decode, knapsack_value, make_problem, tour_length, tsp_decode
+from jeq.tune.search import Strategy, TuneResult, batch_evaluator, random_search, rng_from_key, sample_uniform, tune
 
 __all__ = [
-    "ALGORITHMS", "KINDS", "PROBLEMS", "Algorithm", "HyperParameter", "Problem", "default_theta", "evaluate",
-    "get_algorithm", "group_thetas", "hyperparameter", "knapsack_decode", "knapsack_value", "make_problem",
-    "tour_length", "tsp_decode", "validate_theta",
+    "ALGORITHMS", "KINDS", "PROBLEMS", "Algorithm", "HyperParameter", "Problem", "Strategy", "TuneResult",
+    "action_to_theta", "batch_evaluator", "decode_unit", "default_theta", "encode_unit", "entropy", "evaluate",
+    "get_algorithm", "gp_ei", "group_thetas", "hyperparameter", "init_policy", "knapsack_decode", "knapsack_value",
+    "log_prob", "make_problem", "random_search", "reinforce", "rng_from_key", "sample", "sample_uniform", "tour_length",
+    "tpe", "tsp_decode", "tune", "validate_theta",
 ]

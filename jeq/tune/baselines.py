@@ -1,0 +1,209 @@
+"""Baseline tuners at equal target-algorithm runs (ask/tell :class:`~jeq.tune.search.Strategy` s).
+
+- :func:`jeq.tune.random_search` (in :mod:`jeq.tune.search`): independent uniform θ.
+- :func:`tpe`: optuna's ``TPESampler`` through optuna's own ask/tell, a batch of ``batch_size`` trials per ask with the
+  constant-liar strategy for the pending ones (optuna defaults otherwise: 10 random start-up trials, γ(n) =
+  min(⌈0.1 n⌉, 25), 24 EI candidates). The study lives in the strategy state, so it is checkpointed with it.
+- :func:`gp_ei`: Gaussian-process Bayesian optimisation with expected improvement. optuna 5.1's ``GPSampler`` needs
+  PyTorch, which jeq does not depend on, so this is scikit-learn's ``GaussianProcessRegressor`` (constant × Matérn-5/2
+  with one length scale per input, plus white noise; marginal-likelihood fit, 2 restarts) on θ encoded in the unit
+  cube (log scale for ``log-float``, one-hot for categorical), fitted to the standardised log (or raw) mean objective.
+  EI is maximised over 1024 uniform candidates plus 1024 perturbations of the 4 best θ seen; a batch is filled by the
+  kriging believer (the chosen point's predicted mean is added as an observation, the GP refitted with the kernel fixed,
+  repeat). The first batch is uniform random.
+
+Every objective handed to ``tell`` is the (n, R) matrix of runs; these tuners see the mean over R per θ.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jeq import validate
+from jeq.tune.algorithms import Algorithm, HyperParameter
+from jeq.tune.search import Strategy, rng_from_key, sample_uniform
+
+__all__ = ["GPState", "decode_unit", "encode_unit", "gp_ei", "tpe"]
+
+
+def _hps(space: Algorithm | Sequence[HyperParameter]) -> tuple[HyperParameter, ...]:
+    return space.hyperparameters if isinstance(space, Algorithm) else tuple(space)
+
+
+def _scalar_objectives(objectives: np.ndarray, log_objective: bool) -> np.ndarray:
+    mean = np.mean(np.asarray(objectives, np.float64), axis=1)
+    if log_objective:
+        mean = np.log(np.maximum(mean, 1e-30))
+    worst = np.max(mean[np.isfinite(mean)]) if np.isfinite(mean).any() else 0.0
+    return np.where(np.isfinite(mean), mean, worst + 1.0)
+
+
+# --------------------------------------------------------------------------------------------------------- TPE
+
+def _distributions(hps: Sequence[HyperParameter]) -> dict[str, Any]:
+    import optuna
+
+    out = {}
+    for hp in hps:
+        if hp.kind == "categorical":
+            out[hp.name] = optuna.distributions.CategoricalDistribution(hp.choices)
+        elif hp.kind == "int":
+            out[hp.name] = optuna.distributions.IntDistribution(int(hp.low), int(hp.high))
+        else:
+            out[hp.name] = optuna.distributions.FloatDistribution(hp.low, hp.high, log=hp.kind == "log-float")
+    return out
+
+
+class TPEState(NamedTuple):
+    """State of :func:`tpe`."""
+
+    study: Any
+    """The in-memory ``optuna.Study``."""
+    pending: tuple[int, ...]
+    """Trial numbers of the last ask."""
+
+
+def tpe(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, log_objective: bool = True,
+        n_startup_trials: int = 10) -> Strategy:
+    """Optuna TPE (Bergstra et al. 2011) asked for ``batch_size`` θ at a time (constant liar for pending trials).
+
+    ``log_objective``: tell optuna log M̄ rather than M̄ (the same reward transform as the RL tuner).
+    """
+    where = "jeq.tune.tpe"
+    batch_size = validate.integer(where, "batch_size", batch_size, low=1)
+    n_startup_trials = validate.integer(where, "n_startup_trials", n_startup_trials, low=1)
+    hps = _hps(space)
+    distributions = _distributions(hps)
+
+    def init(key: jax.Array) -> TPEState:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        seed = int(rng_from_key(key).integers(2**31 - 1))
+        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=n_startup_trials)
+        return TPEState(optuna.create_study(direction="minimize", sampler=sampler), ())
+
+    def ask(key: jax.Array, state: TPEState, max_count: int) -> tuple[list[dict], TPEState]:
+        trials = [state.study.ask(distributions) for _ in range(min(batch_size, max_count))]
+        thetas = [{hp.name: t.params[hp.name] for hp in hps} for t in trials]
+        return thetas, TPEState(state.study, tuple(t.number for t in trials))
+
+    def tell(state: TPEState, thetas: list[dict], objectives: np.ndarray) -> TPEState:
+        for number, value in zip(state.pending, _scalar_objectives(objectives, log_objective)):
+            state.study.tell(number, float(value))
+        return TPEState(state.study, ())
+
+    return Strategy("tpe", hps, batch_size, init, ask, tell)
+
+
+# ------------------------------------------------------------------------------------------------------- GP-EI
+
+def encode_unit(theta: dict, space: Algorithm | Sequence[HyperParameter]) -> np.ndarray:
+    """θ as a point of the unit cube: (v − lo)/(hi − lo) (of log v for ``log-float``), one-hot for categorical."""
+    out: list[float] = []
+    for hp in _hps(space):
+        v = theta[hp.name]
+        if hp.kind == "categorical":
+            out.extend(float(c == v) for c in hp.choices)
+        elif hp.kind == "log-float":
+            out.append((math.log(v) - math.log(hp.low)) / (math.log(hp.high) - math.log(hp.low)))
+        else:
+            out.append((float(v) - hp.low) / (hp.high - hp.low))
+    return np.asarray(out)
+
+
+def decode_unit(u: np.ndarray, space: Algorithm | Sequence[HyperParameter]) -> dict[str, Any]:
+    """Inverse of :func:`encode_unit` (clipped into the cube; argmax of a categorical block; nearest integer)."""
+    theta, i = {}, 0
+    for hp in _hps(space):
+        if hp.kind == "categorical":
+            theta[hp.name] = hp.choices[int(np.argmax(u[i:i + len(hp.choices)]))]
+            i += len(hp.choices)
+            continue
+        x = float(np.clip(u[i], 0.0, 1.0))
+        i += 1
+        if hp.kind == "log-float":
+            theta[hp.name] = float(np.clip(math.exp(math.log(hp.low) + x * (math.log(hp.high) - math.log(hp.low))),
+                                           hp.low, hp.high))
+        elif hp.kind == "int":
+            theta[hp.name] = int(round(hp.low + x * (hp.high - hp.low)))
+        else:
+            theta[hp.name] = float(hp.low + x * (hp.high - hp.low))
+    return theta
+
+
+class GPState(NamedTuple):
+    """State of :func:`gp_ei`."""
+
+    x: np.ndarray
+    """(n, D) unit-cube encodings of the θ told so far."""
+    y: np.ndarray
+    """(n,) their (log) mean objectives."""
+
+
+def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    from scipy.stats import norm
+
+    std = np.maximum(std, 1e-12)
+    z = (best - mean) / std
+    return (best - mean) * norm.cdf(z) + std * norm.pdf(z)
+
+
+def gp_ei(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, log_objective: bool = True,
+          candidates: int = 1024) -> Strategy:
+    """GP-BO with expected improvement and kriging-believer batches (module docstring); scikit-learn's GP."""
+    where = "jeq.tune.gp_ei"
+    batch_size = validate.integer(where, "batch_size", batch_size, low=1)
+    candidates = validate.integer(where, "candidates", candidates, low=1)
+    hps = _hps(space)
+
+    def init(key: jax.Array) -> GPState:
+        width = len(encode_unit({hp.name: hp.default for hp in hps}, hps))
+        return GPState(np.zeros((0, width)), np.zeros(0))
+
+    def ask(key: jax.Array, state: GPState, max_count: int) -> tuple[list[dict], GPState]:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        rng = rng_from_key(key)
+        n = min(batch_size, max_count)
+        if state.x.shape[0] < 2:
+            return [sample_uniform(rng, hps) for _ in range(n)], state
+        width = state.x.shape[1]
+        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.full(width, 0.5), (1e-2, 1e2), nu=2.5)
+                  + WhiteKernel(1e-2, (1e-6, 1.0)))
+        gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
+                                      random_state=int(rng.integers(2**31 - 1)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gp.fit(state.x, state.y)
+        x, y = state.x, state.y
+        chosen: list[dict] = []
+        for _ in range(n):
+            pool = [encode_unit(sample_uniform(rng, hps), hps) for _ in range(candidates)]
+            for centre in x[np.argsort(y)[:4]]:
+                for _ in range(candidates // 4):
+                    pool.append(encode_unit(decode_unit(centre + rng.normal(0.0, 0.1, width), hps), hps))
+            pool = np.unique(np.asarray(pool), axis=0)
+            mean, std = gp.predict(pool, return_std=True)
+            best_pool = pool[int(np.argmax(_expected_improvement(mean, std, float(np.min(y)))))]
+            chosen.append(decode_unit(best_pool, hps))
+            # kriging believer: pretend the prediction was observed, refit with the kernel fixed
+            x = np.vstack([x, best_pool])
+            y = np.append(y, gp.predict(best_pool[None])[0])
+            believer = GaussianProcessRegressor(gp.kernel_, normalize_y=True, optimizer=None)
+            gp = believer.fit(x, y)
+        return chosen, state
+
+    def tell(state: GPState, thetas: list[dict], objectives: np.ndarray) -> GPState:
+        new_x = np.asarray([encode_unit(t, hps) for t in thetas]).reshape(len(thetas), state.x.shape[1])
+        return GPState(np.vstack([state.x, new_x]), np.append(state.y, _scalar_objectives(objectives, log_objective)))
+
+    return Strategy("gp", hps, batch_size, init, ask, tell)

@@ -1,0 +1,209 @@
+"""Ask/tell tuning of a target algorithm's θ with one budget accounting for every tuner (the RL policy and baselines).
+
+A :class:`Strategy` is a triple of functions over an explicit state (evosax style, as ``jeq.gemm.search``)::
+
+    state = strategy.init(key)
+    thetas, state = strategy.ask(key, state, max_count)     # 1..max_count θ dicts
+    state = strategy.tell(state, thetas, objectives)         # objectives (n, R): R seeds per θ
+
+:func:`tune` runs a strategy for a budget counted in target-algorithm runs (θ count × R seeds per θ, the same R for
+every tuner), checks the contract (1..max_count θ, each inside its ranges/choices), evaluates each batch in one call,
+and checkpoints after every tell: a tuning killed at any point and restarted with the same arguments resumes from its
+last finished batch and spends exactly the budget (keys are derived from the batch index, so the resumed run is the
+uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jeq import validate
+from jeq.io import atomic_write_bytes
+from jeq.tune.algorithms import Algorithm, HyperParameter, validate_theta
+
+__all__ = ["Strategy", "TuneResult", "batch_evaluator", "random_search", "rng_from_key", "sample_uniform", "tune"]
+
+
+class Strategy(NamedTuple):
+    """An ask/tell tuner over one hyper-parameter space."""
+
+    name: str
+    """Short name, e.g. ``"rl"``, ``"tpe"``."""
+    space: tuple[HyperParameter, ...]
+    """The hyper-parameters tuned."""
+    batch_size: int
+    """Largest number of θ one ask returns (the budget must cover one full batch)."""
+    init: Callable[[jax.Array], Any]
+    """``init(key) -> state``."""
+    ask: Callable[[jax.Array, Any, int], tuple[list[dict], Any]]
+    """``ask(key, state, max_count) -> (thetas, state)`` with 1 <= len(thetas) <= max_count."""
+    tell: Callable[[Any, list[dict], np.ndarray], Any]
+    """``tell(state, thetas, objectives) -> state`` with the θ of the last ask and their (n, R) objectives."""
+
+
+class TuneResult(NamedTuple):
+    """History of one tuning run."""
+
+    thetas: list[dict]
+    """Every θ evaluated, in order."""
+    objectives: np.ndarray
+    """(n, R) final best objective of each run (``inf`` = failed)."""
+    best_theta: dict
+    """θ with the lowest mean objective over its R seeds."""
+    best_objective: float
+    """That mean."""
+    runs: int
+    """Target-algorithm runs spent (n × R)."""
+
+    def best_so_far(self) -> tuple[np.ndarray, np.ndarray]:
+        """(runs spent after each θ, running minimum of the θ means): the best-so-far vs runs curve."""
+        means = self.objectives.mean(axis=1)
+        runs = np.arange(1, len(means) + 1) * self.objectives.shape[1]
+        return runs, np.minimum.accumulate(means)
+
+    def runs_to_reach(self, target: float) -> int | None:
+        """Runs spent until a θ with mean objective ``<= target`` was first evaluated (``None`` if never)."""
+        runs, best = self.best_so_far()
+        hit = np.flatnonzero(best <= target)
+        return int(runs[hit[0]]) if hit.size else None
+
+
+def rng_from_key(key: jax.Array) -> np.random.Generator:
+    """A numpy generator seeded from a ``jax.random.key`` (host-side sampling inside strategies)."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint32).tolist())
+
+
+def _hps(space: Algorithm | Sequence[HyperParameter]) -> tuple[HyperParameter, ...]:
+    return space.hyperparameters if isinstance(space, Algorithm) else tuple(space)
+
+
+def sample_uniform(rng: np.random.Generator, space: Algorithm | Sequence[HyperParameter]) -> dict[str, Any]:
+    """One θ drawn uniformly: uniform choice, uniform real (log-uniform for ``log-float``), uniform integer."""
+    theta = {}
+    for hp in _hps(space):
+        if hp.kind in ("categorical", "int"):
+            theta[hp.name] = hp.values[int(rng.integers(len(hp.values)))]
+        elif hp.kind == "log-float":
+            theta[hp.name] = float(np.clip(np.exp(rng.uniform(np.log(hp.low), np.log(hp.high))), hp.low, hp.high))
+        else:
+            theta[hp.name] = float(rng.uniform(hp.low, hp.high))
+    return theta
+
+
+def random_search(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8) -> Strategy:
+    """Random search: θ drawn independently by :func:`sample_uniform`."""
+    batch_size = validate.integer("jeq.tune.random_search", "batch_size", batch_size, low=1)
+    hps = _hps(space)
+
+    def init(key):
+        return None
+
+    def ask(key, state, max_count):
+        rng = rng_from_key(key)
+        return [sample_uniform(rng, hps) for _ in range(min(batch_size, max_count))], state
+
+    def tell(state, thetas, objectives):
+        return state
+
+    return Strategy("random", hps, batch_size, init, ask, tell)
+
+
+def tune(
+    strategy: Strategy,
+    evaluate: Callable[[list[dict], jax.Array], np.ndarray],
+    *,
+    budget: int,
+    seeds_per_theta: int,
+    key: jax.Array,
+    checkpoint: str | os.PathLike | None = None,
+    callback: Callable[[list[dict], np.ndarray], None] | None = None,
+) -> TuneResult:
+    """Minimise E[M(A_θ)] over θ with ``strategy``, spending exactly ``budget`` target-algorithm runs.
+
+    Args:
+        strategy: the tuner (:func:`jeq.tune.reinforce`, :func:`random_search`, :func:`jeq.tune.tpe`, ...).
+        evaluate: ``evaluate(thetas, key) -> (len(thetas), seeds_per_theta)`` objectives, e.g. a
+            ``functools.partial`` of :func:`jeq.tune.evaluate` with fresh keys split from ``key``.
+        budget: target-algorithm runs (θ count × ``seeds_per_theta``); a multiple of ``seeds_per_theta`` that covers
+            at least one full batch.
+        seeds_per_theta: R, runs per θ.
+        key: ``jax.random.key``; batch ``i`` asks with ``fold_in(k_ask, i)`` and evaluates with ``fold_in(k_eval, i)``.
+        checkpoint: file to save the tuning state to after every batch; if it exists, the tuning resumes from it
+            (it must come from the same strategy, budget and R).
+        callback: ``callback(thetas, objectives)`` after every batch.
+
+    Raises:
+        ArgumentError: a budget smaller than one batch or not a multiple of R; a checkpoint of another tuning.
+        RuntimeError: a strategy that breaks the ask contract, or an ``evaluate`` of the wrong shape.
+    """
+    where = "jeq.tune.tune"
+    if not isinstance(strategy, Strategy):
+        validate.fail(where, "strategy", strategy, "must be a jeq.tune.Strategy")
+    seeds_per_theta = validate.integer(where, "seeds_per_theta", seeds_per_theta, low=1)
+    budget = validate.integer(where, "budget", budget, low=1)
+    one_batch = strategy.batch_size * seeds_per_theta
+    if budget < one_batch:
+        validate.fail(where, "budget", budget, f"must cover at least one batch: {strategy.batch_size} θ x "
+                      f"{seeds_per_theta} seeds = {one_batch} runs")
+    if budget % seeds_per_theta:
+        validate.fail(where, "budget", budget, f"must be a multiple of seeds_per_theta={seeds_per_theta}")
+    fingerprint = {"strategy": strategy.name, "space": [hp.name for hp in strategy.space], "budget": budget,
+                   "seeds_per_theta": seeds_per_theta,
+                   "key": np.asarray(jax.random.key_data(key)).tolist()}
+    ask_key, eval_key, init_key = jax.random.split(key, 3)
+    path = None if checkpoint is None else pathlib.Path(checkpoint)
+    saved = pickle.loads(path.read_bytes()) if path is not None and path.exists() else None
+    if saved is not None:
+        if saved["fingerprint"] != fingerprint:
+            validate.fail(where, "checkpoint", str(path), f"holds another tuning ({saved['fingerprint']}), not "
+                          f"{fingerprint}")
+        state, step, thetas, objectives = saved["state"], saved["step"], saved["thetas"], saved["objectives"]
+    else:
+        state, step, thetas, objectives = strategy.init(init_key), 0, [], []
+    used = sum(len(o) for o in objectives) * seeds_per_theta
+    while used < budget:
+        max_count = (budget - used) // seeds_per_theta
+        batch, state = strategy.ask(jax.random.fold_in(ask_key, step), state, max_count)
+        batch = list(batch)
+        if not 1 <= len(batch) <= max_count:
+            raise RuntimeError(f"{strategy.name}.ask returned {len(batch)} θ, expected 1..{max_count}")
+        try:
+            batch = [validate_theta(strategy.space, t, where=f"{strategy.name}.ask") for t in batch]
+        except validate.ArgumentError as error:
+            raise RuntimeError(f"{strategy.name}.ask proposed a θ outside the space: {error}") from error
+        values = np.asarray(evaluate(batch, jax.random.fold_in(eval_key, step)), np.float64)
+        if values.shape != (len(batch), seeds_per_theta):
+            raise RuntimeError(f"evaluate returned shape {values.shape}, expected {(len(batch), seeds_per_theta)}")
+        values = np.where(np.isnan(values), np.inf, values)
+        state = strategy.tell(state, batch, values)
+        thetas.extend(batch)
+        objectives.append(values)
+        used += values.size
+        step += 1
+        if path is not None:
+            payload = {"fingerprint": fingerprint, "state": jax.device_get(state), "step": step, "thetas": thetas,
+                       "objectives": objectives}
+            atomic_write_bytes(path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        if callback is not None:
+            callback(batch, values)
+    all_objectives = np.concatenate(objectives)
+    means = all_objectives.mean(axis=1)
+    best = int(np.argmin(means))
+    return TuneResult(thetas, all_objectives, thetas[best], float(means[best]), int(all_objectives.size))
+
+
+def batch_evaluator(evaluate_fn: Callable[..., np.ndarray], seeds_per_theta: int) -> Callable:
+    """``evaluate(thetas, key)`` for :func:`tune` from ``evaluate_fn(thetas, keys)`` with R fresh keys per batch."""
+
+    def evaluate(thetas: list[dict], key: jax.Array) -> np.ndarray:
+        return evaluate_fn(thetas, jax.random.split(key, seeds_per_theta))
+
+    return evaluate
+
