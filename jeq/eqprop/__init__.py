@@ -1,4 +1,4 @@
-"""Energy-based learning: DEEP (directed networks), EP_asym, classic and centered EP on Hopfield nets, pruning, Lyapunov.
+"""Energy-based learning: DEEP (directed nets), EP_asym, classic and centered EP on Hopfield nets, pruning, stability.
 
 Modules (each holds one paper's equations):
 

@@ -127,13 +127,12 @@ def relax_field(
     dt: float,
     beta: float | jax.Array = 0.0,
 ) -> Relaxation:
-    """Euler integration of a directed network's vector field with clipping, clamped inputs and output nudging:
+    """s_free <- clip(s_free + dt * ds/dt, 0, 1), ds/dt = field(W, s) + beta * (y - s_out) on the outputs.
 
-        ds/dt = field(W, s) + beta * (y - s_out) on outputs;   s_free <- clip(s_free + dt * ds/dt, 0, 1)
-
-    One example. ``field`` maps ``(W, s) -> ds/dt`` for all N neurons (e.g. :func:`jeq.eqprop.deep.deep_field`);
-    there is no energy (compare :func:`jeq.eqprop.hopfield.relax_energy`). ``target`` is ``y`` with shape
-    (num_outputs,); without it there is no nudging (free phase). A ``lax.scan`` of ``steps`` steps; vmap over examples.
+    Clipped Euler relaxation of a directed network's vector field with clamped inputs, one example (vmap over
+    examples); a ``lax.scan`` of ``steps`` steps. ``field`` maps ``(W, s) -> ds/dt`` for all N neurons (e.g.
+    :func:`jeq.eqprop.deep.deep_field`); there is no energy (compare :func:`jeq.eqprop.hopfield.relax_energy`).
+    ``target`` is ``y`` with shape (num_outputs,); without it there is no nudging (free phase).
     """
     where = "jeq.eqprop.relax_field"
     validate.integer(where, "steps", steps, low=1)
@@ -222,14 +221,13 @@ def directed_learner(
     init_state_max: float = 0.1,
     name: str = "directed_learner",
 ) -> DirectedLearner:
-    """Generic learner for directed networks (:func:`jeq.eqprop.deep.deep` and :func:`~.ep_asym.ep_asym` are this
-    learner with their own field and rule):
+    """W <- mask * (W + learning_rate * [sign](dW) - l1_strength * sign(W)),  dW = mean_b rule(s_b(T1 .. T1 + T2)).
 
-        dW = mean_b rule(s_b(T1), ..., s_b(T1 + T2));  W <- mask * (W + eta * [sign](dW) - l1_strength * sign(W)).
-
-    Per step: free states ``s(0) = [x, U(0, init_state_max)]`` relax ``free_steps`` Euler steps
-    (:func:`relax_field`); the nudged phase continues from the free state for ``nudged_steps`` steps with
-    ``beta * (y - s_out)``. ``rule`` maps one example's nudged trajectory (nudged_steps + 1, N) to (N, N).
+    The generic learner for directed networks: :func:`jeq.eqprop.deep.deep` and :func:`~.ep_asym.ep_asym` are this
+    learner with their own vector field and rule. Per step: free states ``s(0) = [x, U(0, init_state_max)]`` relax
+    ``free_steps`` Euler steps (:func:`relax_field`); the nudged phase continues from the free state for
+    ``nudged_steps`` steps with ``beta * (y - s_out)``. ``rule`` maps one example's nudged trajectory
+    (nudged_steps + 1, N) to (N, N).
 
     Defaults are the DEEP and EP_asym notebooks' shared logic-gate settings (spec §2, §4): dt 0.05,
     T1 = T2 = 1000, beta 10, W ~ N(0, 0.05^2) on the edges, s0 ~ U(0, 0.1); ``l1_strength`` is the notebooks'

@@ -185,15 +185,15 @@ def test_update_is_jitted_vmappable_over_networks_and_does_not_recompile(small_d
     ws = jax.vmap(small_deep.init)(jax.random.split(key, 3))
     keys = jax.random.split(jax.random.key(7), 3)
     new, info = jax.vmap(small_deep.update, in_axes=(0, 0, None, None))(ws, keys, GATE_X, GATE_Y)
-    assert new.shape == (3, 9, 9) and info.free_cost.shape == (3,)
+    chex.assert_shape([new, info.free_cost], [(3, 9, 9), (3,)])
     single, _ = small_deep.update(ws[1], keys[1], GATE_X, GATE_Y)
-    np.testing.assert_allclose(new[1], single, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(new[1], single, rtol=1e-5, atol=1e-7)
     small_deep.update(ws[0], keys[0], GATE_X, GATE_Y)
     before = small_deep.update._cache_size()
     small_deep.update(ws[2], keys[2], GATE_X, GATE_Y)
     assert small_deep.update._cache_size() == before
     pred = small_deep.predict(ws[0], keys[0], GATE_X)
-    assert pred.final.shape == (4, 9) and pred.states.shape == (4, 41, 9)
+    chex.assert_shape([pred.final, pred.states], [(4, 9), (4, 41, 9)])
 
 
 def test_ep_asym_update_matches_its_rule(key):
@@ -211,11 +211,11 @@ def test_deep_and_ep_asym_take_the_same_settings_with_the_notebooks_defaults():
     a, b = deep(GRAPH), ep_asym(GRAPH)
     w = a.init(jax.random.key(0))
     chex.assert_trees_all_close(w, b.init(jax.random.key(0)))  # W ~ N(0, 0.05^2) on the edges for both
-    assert a.predict(w, jax.random.key(1), GATE_X).states.shape == (4, 1001, 9)  # T1 = 1000 steps
+    chex.assert_shape(a.predict(w, jax.random.key(1), GATE_X).states, (4, 1001, 9))  # T1 = 1000 steps
     for learner in (deep, ep_asym):
         short = learner(GRAPH, free_steps=3, nudged_steps=2, dt=0.1, init_std=0.0, sign_update=True)
         chex.assert_trees_all_close(short.init(jax.random.key(0)), jnp.zeros((9, 9)))
-        assert short.predict(w, jax.random.key(1), GATE_X).states.shape == (4, 4, 9)
+        chex.assert_shape(short.predict(w, jax.random.key(1), GATE_X).states, (4, 4, 9))
         with pytest.raises(TypeError, match="free_step"):
             learner(GRAPH, free_step=3)  # a misspelt setting is refused, not ignored
 
@@ -263,5 +263,5 @@ def test_deep_solves_and_or_in_at_least_9_of_10_networks():
 
     keys = jax.random.split(jax.random.key(0), 10)
     solved = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None, None)), in_axes=(None, 0, 0)))(keys, xs, ys)
-    assert solved.shape == (2, 10)
+    chex.assert_shape(solved, (2, 10))
     assert int(solved[0].sum()) >= 9 and int(solved[1].sum()) >= 9

@@ -143,7 +143,7 @@ def test_ep_gradient_tends_to_the_true_gradient_as_beta_goes_to_zero(x64):
     assert interior >= 3  # a non-trivial equilibrium (not all units saturated)
     true = _true_gradient(params, x, y, free.state)
     bptt = jax.jit(jax.grad(lambda p: H.cost(FREE(p, x, steps=200).state, y)))(params)
-    np.testing.assert_allclose(ravel_pytree(bptt)[0], true, atol=1e-10)  # unrolled differentiation agrees
+    chex.assert_trees_all_close(ravel_pytree(bptt)[0], true, atol=1e-10, rtol=0)  # unrolled differentiation agrees
     errors = {False: [], True: []}
     for centered in (False, True):
         for beta in (0.04, 0.02, 0.01):

@@ -45,7 +45,7 @@ def test_lyapunov_solution_satisfies_the_equation_and_is_positive_definite(seed,
         p = np.asarray(sol.P)
         np.testing.assert_allclose(a.T @ p + p @ a + q, 0, atol=1e-9 * np.abs(p).max())
         assert float(sol.residual) < 1e-10 and bool(sol.positive_definite)
-        np.testing.assert_allclose(p, scipy.linalg.solve_continuous_lyapunov(a.T, -q), rtol=1e-8, atol=1e-10)
+        chex.assert_trees_all_close(p, scipy.linalg.solve_continuous_lyapunov(a.T, -q), rtol=1e-8, atol=1e-10)
 
 
 class TestLyapunovOpsJittedAndNot(chex.TestCase):
