@@ -30,8 +30,7 @@ from jeq.tune.problems import Problem
 __all__ = ["evaluate", "group_thetas"]
 
 _COMPILED: dict[tuple, Any] = {}
-_MIN_ROWS = 16
-"""Row counts are padded to a power of two >= this, so that batches of any composition reuse a few compiled shapes."""
+
 
 
 def group_thetas(algorithm: Algorithm, thetas: Sequence[Mapping[str, Any]]) -> dict[tuple, list[int]]:
@@ -102,6 +101,7 @@ def evaluate(
     evaluations: int,
     devices: int | None = None,
     fast_compile: bool = True,
+    min_rows: int = 16,
 ) -> np.ndarray:
     """``M[i, j]``: final best objective of algorithm A(θ_i) run with ``keys[j]`` on instance ``j mod count``.
 
@@ -116,6 +116,8 @@ def evaluate(
         fast_compile: on CPU, compile with XLA's backend optimisation level 0: about 6x faster compilation for
             similar run time at these sizes (compilation dominates a tuning run on CPU). Results agree with the
             optimised build to float32 rounding, not bit for bit; on other backends this flag does nothing.
+        min_rows: each group's (θ, seed) rows are padded to a power of two >= this: a larger value means fewer
+            distinct compiled shapes (one per group when it covers the whole batch) at the cost of padded work.
 
     Returns:
         (n_theta, n_seed) float64 numpy array.
@@ -139,6 +141,7 @@ def evaluate(
     n_seed = keys.shape[0]
     if n_seed == 0:
         validate.fail(where, "keys", keys, "must hold at least one key")
+    min_rows = validate.integer(where, "min_rows", min_rows, low=1)
     mesh = None
     if devices is not None:
         devices = validate.integer(where, "devices", devices, low=1)
@@ -160,7 +163,7 @@ def evaluate(
                 jax.tree.map(lambda leaf: np.tile(leaf[instance_index], (len(members),) + (1,) * (leaf.ndim - 1)),
                              problem.data))
         # Pad the rows (repeating the last one) to a power of two, and a multiple of the device count.
-        multiple = _bucket(n_rows, _MIN_ROWS)
+        multiple = _bucket(n_rows, min_rows)
         if mesh is not None:
             multiple = int(np.lcm(multiple, mesh.devices.size))
         rows, _ = sharding.pad_batch(rows, multiple)
