@@ -12,8 +12,9 @@ numbers to read, absolute times drift between processes on a shared machine):
      batch 128 -- PyTorch (locuslab/monotone_op_net): 4.7 ms/step, 92.2 % test;
    * TorchDEQ plain DEQ, 87 hidden, Anderson, tolerance 1e-3, implicit backward -- 35 ms/step, 91.2 % test.
    Speed-up = reference ms / our ms, at the same tolerance, batch and width; accuracy after ``--epochs`` epochs.
-   Also reported: how the implicit backward's adjoint solve went on the timed batch (``adjoint_report``: mean
-   steps, fraction converged, largest residual), which the VJP itself cannot return.
+   Also reported: how the implicit backward's adjoint solve went on the timed batch
+   (``jeq.equilibrium.adjoint_report``: mean steps, fraction converged, largest residual), which the VJP itself
+   cannot return.
 4. What the MON step spends its time on (prepare / forward solve / full step) and per-example vs batch-level
    stopping.
 
@@ -31,10 +32,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from experiments.harness import atomic_write_json
 from jeq import bench, data
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
+from jeq.io import atomic_write_json
 
 REFERENCES = {
     "mon": {"ms_per_step": 4.7, "test_accuracy": 0.922, "source": "locuslab/monotone_op_net (PyTorch), MNIST-5k"},
@@ -54,32 +55,12 @@ def _loss_fn(model):
     return jax.value_and_grad(loss)
 
 
-def adjoint_report(model, params, xb, yb) -> dict:
-    """How the implicit backward's adjoint solve goes on a batch (it runs silently inside the VJP).
-
-    Per example: the forward solve with the model's settings (per-example stop), the loss cotangent g at s*, then
-    ``jeq.fixedpoint.adjoint_solve`` with the model's backward settings. Returns the mean adjoint steps, the
-    fraction converged and the largest adjoint residual.
-    """
-    settings = model.settings
-
-    def one(x, y):
-        prepared, c = model.prepare(params), model.inject(params, x)
-        s = fp.solve(model.layer, model.initial_state(c), prepared, c, solver=settings.solver, tol=settings.tol,
-                     rtol=settings.rtol, maxiter=settings.maxiter, backward=settings.backward).value
-
-        def loss(state):
-            logits = model.readout(params, model.hidden(state, prepared, c))
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-
-        return fp.adjoint_solve(model.layer, s, prepared, c, cotangent=jax.grad(loss)(s),
-                                backward=settings.backward).stats
-
-    stats = jax.jit(jax.vmap(one))(xb, yb)
-    return {"mean_adjoint_steps": float(jnp.mean(stats.num_steps)),
-            "adjoint_converged_fraction": float(jnp.mean(stats.converged)),
-            "max_adjoint_residual": float(jnp.max(stats.residual)),
-            "adjoint_settings": {k: str(v) for k, v in settings.backward._asdict().items()}}
+def _adjoint(model, params, xb, yb) -> dict:
+    """:func:`jeq.equilibrium.adjoint_report` on the batch, as the JSON record of earlier runs."""
+    report = eq.adjoint_report(model, params, xb, yb)
+    return {"mean_adjoint_steps": report.mean_steps, "adjoint_converged_fraction": report.converged_fraction,
+            "max_adjoint_residual": report.max_residual,
+            "adjoint_settings": {k: str(v) for k, v in model.settings.backward._asdict().items()}}
 
 
 def _fmt(t: bench.Timing) -> str:
@@ -173,7 +154,7 @@ def reference_settings(split, epochs: int, budget: float) -> dict:
         out[name] = {"test_accuracy": float(sums.correct) / float(sums.count), "epochs": epochs,
                      "mean_steps_test": float(sums.steps) / float(sums.count), "train_seconds": train_s,
                      "train_steps": train_steps, "timed": "after training",
-                     "adjoint": adjoint_report(model, params, xb, yb)}
+                     "adjoint": _adjoint(model, params, xb, yb)}
         print(f"  {name:4s} adjoint solve on the timed batch after training: "
               f"{out[name]['adjoint']['mean_adjoint_steps']:.1f} steps, "
               f"{100 * out[name]['adjoint']['adjoint_converged_fraction']:.0f} % converged, "
@@ -224,14 +205,6 @@ def mon_breakdown(split, budget: float) -> dict:
     return out
 
 
-def single_threaded_blas():
-    """scipy's OpenBLAS (behind JAX's CPU LAPACK calls) spins its threads on a shared machine: use one."""
-    import scipy.linalg  # noqa: F401
-    import threadpoolctl
-
-    return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short budgets and 5 training epochs")
@@ -241,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     epochs = args.epochs or (5 if args.quick else 20)
     budget = args.budget or (2.0 if args.quick else 10.0)
-    _limits = single_threaded_blas()  # noqa: F841
+    _limits = bench.single_threaded_blas()  # noqa: F841  (kept alive for the run)
     split = data.mnist_subset()
     result = {"device": str(jax.devices()[0]), "jax": jax.__version__, "epochs": epochs, "budget_s": budget}
     print("1. OptEq backward modes, forward + backward per batch of 128")

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for case in args.cases:
         vals = {r["devices"]: r.get("examples_per_s") for r in rows if r.get("case") == case}
         print(f"{case:8s} " + " ".join(f"{vals[n]:10.0f}" if vals.get(n) else f"{'-':>10s}" for n in args.devices))
-    from experiments.harness import atomic_write_json, git_sha
+    from jeq.io import atomic_write_json, git_sha
 
     timestamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = pathlib.Path(args.out) / "bench_sharding" / f"{timestamp}.json"

@@ -37,7 +37,7 @@ from experiments import harness
 from jeq import data
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
-from jeq import prox, sharding
+from jeq import bench, prox, sharding
 
 DENSE_MODELS = ("opteq", "opteq_small", "deep_opteq", "mon", "deq", "mlp")
 CONV_MODELS = ("opteq_conv", "mon_conv")
@@ -96,11 +96,15 @@ def _mlp(features: int, hidden: int, classes: int):
 @functools.lru_cache(maxsize=None)
 def _build(config: Config, name: str, width: int, features: int, image_shape, in_channels: int, classes: int):
     """(init, apply) of one model, cached so that every seed uses the same functions (and compiled steps)."""
-    return _builders(config, features, image_shape, in_channels, classes)[name](width)
+    return builders(config, features, image_shape, in_channels, classes)[name](width)
 
 
-def _builders(config: Config, features: int, image_shape, in_channels: int, classes: int) -> dict[str, Callable]:
-    """width -> (init, apply) for every model of the architecture."""
+def builders(config: Config, features: int, image_shape, in_channels: int, classes: int) -> dict[str, Callable]:
+    """Model name -> ``build(width) -> (init, apply)`` for every model of ``config.architecture``.
+
+    ``features``: flattened input size (dense); ``image_shape``, ``in_channels``: one image (conv); ``classes``:
+    outputs. ``width`` is the hidden size (dense; deep OptEq: (width, width // 2)) or the channels (conv).
+    """
     tol = config.tol
     if config.architecture == "dense":
         def pack(model):
@@ -251,8 +255,7 @@ def train(config, seed, name, init, apply, split, epochs, ckpt_state, save, *, d
 @functools.lru_cache(maxsize=None)
 def _l1_model(features: int, width: int, classes: int, tol: float, weight: float):
     """OptEq with an l1 prior of weight lambda: activation relu(v - lambda) (cached across seeds)."""
-    return eq.opteq(features=features, hidden=width, classes=classes, tol=tol,
-                    activation=prox.soft_threshold(threshold=weight))
+    return eq.opteq(features=features, hidden=width, classes=classes, tol=tol, activation=prox.relu_l1(weight=weight))
 
 
 def sparsity(model, params, x) -> float:
@@ -300,12 +303,12 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     classes = int(split.y_train.max()) + 1
     image_shape = tuple(split.x_train.shape[1:3]) if config.architecture == "conv" else None
     in_channels = split.x_train.shape[-1] if config.architecture == "conv" else 1
-    builders = _builders(config, int(np.prod(split.x_train.shape[1:])), image_shape, in_channels, classes)
+    models = builders(config, int(np.prod(split.x_train.shape[1:])), image_shape, in_channels, classes)
     names = config.models or (DENSE_MODELS if config.architecture == "dense" else CONV_MODELS)
-    unknown = [n for n in names if n not in builders]
+    unknown = [n for n in names if n not in models]
     if unknown:
-        raise ValueError(f"opteq_table: models {unknown} not in {sorted(builders)} for {config.architecture}")
-    sizes = widths_and_counts(config, {n: builders[n] for n in builders if n in names or n.startswith("mon")})
+        raise ValueError(f"opteq_table: models {unknown} not in {sorted(models)} for {config.architecture}")
+    sizes = widths_and_counts(config, {n: models[n] for n in models if n in names or n.startswith("mon")})
     print(f"[opteq_table] seed {seed} widths and parameter counts: "
           + ", ".join(f"{n}: width {sizes[n][0]}, {sizes[n][1]:,} params" for n in names), file=sys.stderr)
 
@@ -416,20 +419,8 @@ def plot(result: dict, path: pathlib.Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def single_threaded_blas():
-    """Limit scipy's OpenBLAS (behind JAX's CPU LAPACK calls: SVD, LU, eigh) to one thread.
-
-    On a shared 2-core machine its worker threads spin and make each small decomposition 10-100x slower at the
-    80th percentile (measured: SVD-norm gradient p80 232 ms -> 4 ms). XLA's own matmul threads are unaffected.
-    """
-    import scipy.linalg  # noqa: F401  (load the library so that the limit applies to it)
-    import threadpoolctl
-
-    return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-
-
 def main(argv: list[str] | None = None) -> dict:
-    _limits = single_threaded_blas()  # noqa: F841  (kept alive for the run)
+    _limits = bench.single_threaded_blas()  # noqa: F841  (kept alive for the run)
     return harness.run(
         "opteq_table", Config, run_seed, plot=plot,
         quick=dict(dataset="mnist5k", epochs=20, seeds=(0, 1, 2), ablation_epochs=10, l1_weights=(0.0, 0.1, 0.3)),

@@ -9,8 +9,21 @@ Protocol (``specs/gemm.md`` §7):
 4. Compare candidates in one process, interleaved round-robin (A B A B ...), and report the ratio of paired calls so
    that common-mode drift (another process waking up, frequency scaling) cancels. Absolute times on a shared machine
    drift by 2x between processes; ratios from one process do not.
+
+The knobs of steps 2-4 are one :class:`TimingProtocol`. :func:`single_threaded_blas` keeps scipy's OpenBLAS from
+spinning threads against the timed code on a shared CPU.
 """
 
-from jeq.bench.timing import Comparison, Timing, compare, compile_fn, interleave, time_fn
+from jeq.bench.timing import (
+    Comparison,
+    Timing,
+    TimingProtocol,
+    compare,
+    compile_fn,
+    interleave,
+    single_threaded_blas,
+    time_fn,
+)
 
-__all__ = ["Comparison", "Timing", "compare", "compile_fn", "interleave", "time_fn"]
+__all__ = ["Comparison", "Timing", "TimingProtocol", "compare", "compile_fn", "interleave", "single_threaded_blas",
+           "time_fn"]

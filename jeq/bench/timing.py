@@ -1,4 +1,8 @@
-"""Timing primitives: AOT compile, warm-up, blocked timed calls, interleaved comparison."""
+"""Timing primitives: AOT compile, warm-up, blocked timed calls, interleaved comparison.
+
+:func:`time_fn`, :func:`interleave` and :func:`compare` run one sampling loop under one set of knobs,
+:class:`TimingProtocol` (warm-up calls, time budget, rounds, grouping of fast calls, jit, XLA options).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+
+from jeq import validate
+
+__all__ = ["Comparison", "Timing", "TimingProtocol", "compare", "compile_fn", "interleave", "single_threaded_blas",
+           "time_fn"]
 
 
 class Timing(NamedTuple):
@@ -65,10 +74,37 @@ def _fmt(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} us"
 
 
-def _check(name: str, **kwargs: Any) -> None:
-    for arg, (value, ok, allowed) in kwargs.items():
-        if not ok:
-            raise ValueError(f"jeq.bench.{name}({arg}={value!r}): must be {allowed}")
+class TimingProtocol(NamedTuple):
+    """How functions are timed: the keywords that :func:`time_fn`, :func:`interleave` and :func:`compare` share."""
+
+    warmup: int = 3
+    """Untimed calls per function first (caches, allocators and lazy initialisation out of the way); >= 0."""
+    budget_s: float = 1.0
+    """Seconds of timed rounds; at least ``min_rounds`` rounds are taken whatever the budget. > 0."""
+    min_rounds: int = 5
+    """Fewest rounds; one round takes one sample of every function (``min_calls`` of :func:`time_fn`). >= 1."""
+    max_rounds: int = 10_000
+    """Most rounds (``max_calls`` of :func:`time_fn`); >= ``min_rounds``."""
+    min_sample_s: float = 1e-4
+    """A function faster than this is timed in groups of calls per sample (timer resolution, Python overhead)."""
+    jit: bool = True
+    """AOT-compile with ``jax.jit`` first; False times the callable as it is (non-JAX code, same protocol)."""
+    compiler_options: dict[str, Any] | None = None
+    """XLA debug options for these compiles only, e.g. ``{"xla_gpu_autotune_level": 0}``."""
+
+
+def _protocol(where: str, keywords: dict[str, Any], **defaults: Any) -> TimingProtocol:
+    """``TimingProtocol`` with the function's ``defaults`` and the caller's ``keywords``, validated."""
+    for name, value in keywords.items():
+        if name not in TimingProtocol._fields:
+            validate.fail(where, name, value, f"unknown keyword: must be one of {list(TimingProtocol._fields)}")
+    protocol = TimingProtocol()._replace(**defaults)._replace(**keywords)
+    validate.integer(where, "warmup", protocol.warmup, low=0)
+    validate.positive(where, "budget_s", protocol.budget_s)
+    validate.integer(where, "min_rounds", protocol.min_rounds, low=1)
+    validate.integer(where, "max_rounds", protocol.max_rounds, low=protocol.min_rounds)
+    validate.nonnegative(where, "min_sample_s", protocol.min_sample_s)
+    return protocol
 
 
 def compile_fn(
@@ -83,7 +119,7 @@ def compile_fn(
     ``compiler_options`` are XLA debug options for this compile only, e.g. ``{"xla_gpu_autotune_level": 0}``.
     """
     if not callable(fn):
-        raise TypeError(f"jeq.bench.compile_fn(fn={fn!r}): must be callable")
+        validate.fail("jeq.bench.compile_fn", "fn", fn, "must be callable")
     if not jit or isinstance(fn, jax.stages.Compiled):
         return fn, 0.0
     jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
@@ -121,15 +157,7 @@ def _timing(samples: Sequence[float], compile_s: float, number: int) -> Timing:
 
 
 def time_fn(
-    fn: Callable,
-    *args: Any,
-    warmup: int = 3,
-    budget_s: float = 0.5,
-    min_calls: int = 5,
-    max_calls: int = 10_000,
-    min_sample_s: float = 1e-4,
-    jit: bool = True,
-    compiler_options: dict[str, Any] | None = None,
+    fn: Callable, *args: Any, budget_s: float = 0.5, min_calls: int = 5, max_calls: int = 10_000, **protocol: Any
 ) -> Timing:
     """Time ``fn(*args)``: AOT compile, ``warmup`` calls, then blocked calls until ``budget_s`` is spent.
 
@@ -137,61 +165,42 @@ def time_fn(
     calls (one sample = several blocked calls, divided back to per-call time) so that timer resolution and Python
     overhead do not dominate. At least ``min_calls`` samples are taken, at most ``max_calls``.
 
+    Args:
+      fn, args: the call to time.
+      budget_s, min_calls, max_calls: the time budget and the fewest / most samples.
+      **protocol: the other :class:`TimingProtocol` keywords: ``warmup`` (3), ``min_sample_s`` (1e-4), ``jit``
+        (True), ``compiler_options`` (None).
+
     Returns:
         :class:`Timing` with median and p20/p80 of the per-call times and the compile time apart.
     """
-    _check(
-        "time_fn",
-        warmup=(warmup, warmup >= 0, ">= 0"),
-        budget_s=(budget_s, budget_s > 0, "> 0"),
-        min_calls=(min_calls, min_calls >= 1, ">= 1"),
-        max_calls=(max_calls, max_calls >= min_calls, f">= min_calls ({min_calls})"),
-    )
-    compiled, compile_s = compile_fn(fn, *args, jit=jit, compiler_options=compiler_options)
-    number = _calibrate(compiled, args, warmup, min_sample_s)
-    samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < max_calls and (len(samples) < min_calls or time.perf_counter() - start < budget_s):
-        samples.append(_one_sample(compiled, args, number))
-    return _timing(samples, compile_s, number)
+    where = "jeq.bench.time_fn"
+    min_calls = validate.integer(where, "min_calls", min_calls, low=1)
+    max_calls = validate.integer(where, "max_calls", max_calls, low=min_calls)
+    config = _protocol(where, protocol, budget_s=budget_s, min_rounds=min_calls, max_rounds=max_calls)
+    rows, compile_times, numbers = _sample([fn], [tuple(args)], config)
+    return _timing(rows[:, 0], compile_times[0], numbers[0])
 
 
-def _interleaved_samples(
-    name: str,
-    fns: Sequence[Callable],
-    args: Sequence[tuple],
-    *,
-    warmup: int,
-    budget_s: float,
-    min_rounds: int,
-    max_rounds: int,
-    min_sample_s: float,
-    jit: bool,
+def _sample(
+    fns: Sequence[Callable], args: Sequence[tuple], protocol: TimingProtocol
 ) -> tuple[np.ndarray, list[float], list[int]]:
     """Round-robin samples, shape (rounds, len(fns)); the order within a round rotates to cancel position bias.
 
-    Validates the arguments for the public function ``name`` (``interleave`` or ``compare``)."""
-    if len(fns) != len(args):
-        raise ValueError(f"jeq.bench.{name}: got {len(fns)} functions but {len(args)} argument tuples")
-    if not fns:
-        raise ValueError(f"jeq.bench.{name}(fns=[]): must hold at least one function")
-    _check(
-        name,
-        warmup=(warmup, warmup >= 0, ">= 0"),
-        budget_s=(budget_s, budget_s > 0, "> 0"),
-        min_rounds=(min_rounds, min_rounds >= 1, ">= 1"),
-        max_rounds=(max_rounds, max_rounds >= min_rounds, f">= min_rounds ({min_rounds})"),
-    )
+    Returns the samples (seconds per call), the compile times and the calls per sample of each function.
+    """
     compiled, compile_times = [], []
     for fn, a in zip(fns, args):
-        c, t = compile_fn(fn, *a, jit=jit)
+        c, t = compile_fn(fn, *a, jit=protocol.jit, compiler_options=protocol.compiler_options)
         compiled.append(c)
         compile_times.append(t)
-    numbers = [_calibrate(c, a, warmup, min_sample_s) for c, a in zip(compiled, args)]
+    numbers = [_calibrate(c, a, protocol.warmup, protocol.min_sample_s) for c, a in zip(compiled, args)]
     rows: list[list[float]] = []
     start = time.perf_counter()
     k = len(fns)
-    while len(rows) < max_rounds and (len(rows) < min_rounds or time.perf_counter() - start < budget_s):
+    while len(rows) < protocol.max_rounds and (
+        len(rows) < protocol.min_rounds or time.perf_counter() - start < protocol.budget_s
+    ):
         row = [0.0] * k
         shift = len(rows) % k
         for j in range(k):
@@ -201,51 +210,31 @@ def _interleaved_samples(
     return np.asarray(rows), compile_times, numbers
 
 
-def interleave(
-    fns: Sequence[Callable],
-    args: Sequence[tuple],
-    *,
-    warmup: int = 3,
-    budget_s: float = 1.0,
-    min_rounds: int = 5,
-    max_rounds: int = 10_000,
-    min_sample_s: float = 1e-4,
-    jit: bool = True,
-) -> list[Timing]:
+def interleave(fns: Sequence[Callable], args: Sequence[tuple], **protocol: Any) -> list[Timing]:
     """Time several functions round-robin in one process (for re-ranking candidates against an incumbent).
 
     ``args[i]`` is the argument tuple of ``fns[i]``. Each round times every function once, in a rotating order, so
-    drift affects all of them alike. Returns one :class:`Timing` per function.
+    drift affects all of them alike. ``**protocol``: the :class:`TimingProtocol` keywords (``warmup`` 3,
+    ``budget_s`` 1.0, ``min_rounds`` 5, ``max_rounds`` 10 000, ``min_sample_s`` 1e-4, ``jit`` True,
+    ``compiler_options`` None). Returns one :class:`Timing` per function.
     """
-    rows, compile_times, numbers = _interleaved_samples(
-        "interleave", fns, [tuple(a) for a in args], warmup=warmup, budget_s=budget_s, min_rounds=min_rounds,
-        max_rounds=max_rounds, min_sample_s=min_sample_s, jit=jit,
-    )
+    where = "jeq.bench.interleave"
+    if len(fns) != len(args):
+        raise validate.ArgumentError(f"{where}: got {len(fns)} functions but {len(args)} argument tuples")
+    if not fns:
+        validate.fail(where, "fns", fns, "must hold at least one function")
+    rows, compile_times, numbers = _sample(fns, [tuple(a) for a in args], _protocol(where, protocol))
     return [_timing(rows[:, i], compile_times[i], numbers[i]) for i in range(len(fns))]
 
 
-def compare(
-    a: Callable,
-    b: Callable,
-    *args: Any,
-    args_b: tuple | None = None,
-    warmup: int = 3,
-    budget_s: float = 1.0,
-    min_rounds: int = 5,
-    max_rounds: int = 10_000,
-    min_sample_s: float = 1e-4,
-    jit: bool = True,
-) -> Comparison:
+def compare(a: Callable, b: Callable, *args: Any, args_b: tuple | None = None, **protocol: Any) -> Comparison:
     """Compare ``a(*args)`` against ``b(*args_b)`` (``args_b`` defaults to ``args``), interleaved A B A B.
 
     The reported ratio is the median over rounds of ``t_A / t_B`` for back-to-back samples, with its p20/p80 spread:
-    a paired statistic, so slow drift of the machine cancels.
+    a paired statistic, so slow drift of the machine cancels. ``**protocol``: as in :func:`interleave`.
     """
     args_b = args if args_b is None else tuple(args_b)
-    rows, compile_times, numbers = _interleaved_samples(
-        "compare", [a, b], [tuple(args), args_b], warmup=warmup, budget_s=budget_s, min_rounds=min_rounds,
-        max_rounds=max_rounds, min_sample_s=min_sample_s, jit=jit,
-    )
+    rows, compile_times, numbers = _sample([a, b], [tuple(args), args_b], _protocol("jeq.bench.compare", protocol))
     ratios = rows[:, 0] / rows[:, 1]
     return Comparison(
         ratio=float(np.median(ratios)),
@@ -254,3 +243,16 @@ def compare(
         a=_timing(rows[:, 0], compile_times[0], numbers[0]),
         b=_timing(rows[:, 1], compile_times[1], numbers[1]),
     )
+
+
+def single_threaded_blas():
+    """Limit scipy's OpenBLAS (behind JAX's CPU LAPACK calls: SVD, LU, eigh) to one thread; returns the limiter.
+
+    On a shared 2-core machine its worker threads spin and make each small decomposition 10-100x slower at the
+    80th percentile (measured: SVD-norm gradient p80 232 ms -> 4 ms). XLA's own matmul threads are unaffected.
+    Keep the returned ``threadpoolctl`` limiter alive for the run (or use it as a context manager).
+    """
+    import scipy.linalg  # noqa: F401  (load the library so that the limit applies to it)
+    import threadpoolctl
+
+    return threadpoolctl.threadpool_limits(limits=1, user_api="blas")

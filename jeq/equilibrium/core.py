@@ -11,11 +11,21 @@ An equilibrium model is four pure pieces (one example; callers vmap):
 :func:`assemble` turns them into an :class:`EquilibriumModel` whose ``equilibrium(params, x)`` and
 ``apply(params, x)`` share the same solver settings. Under ``jax.vmap`` over x, ``prepare`` runs once per batch
 (it does not depend on x) and the solver runs per example until every example has stopped.
+
+What the factories share is built here once:
+
+* keyword options: a factory takes its sizes by name and everything else as ``**options``, spread by
+  :func:`split_options` over option groups (NamedTuples of defaults, one docstring per field): the family's own
+  (e.g. ``OptEqOptions``) and the solve settings (:class:`SolveSettings`, with the family's defaults, e.g.
+  ``OPTEQ_SETTINGS``), checked by :func:`solve_settings`; :func:`check_activation` checks the activation;
+* sizes: :func:`layer_sizes` (dense) and :func:`conv_shape` (one image, a single convolution);
+* the input injection c = U x + b (:func:`linear_injection`, :func:`conv_injection`, which check the example's
+  shape with :func:`check_input`) and the readouts (:func:`linear_readout`, :func:`pooled_readout`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -23,16 +33,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from jeq import fixedpoint as fp
+from jeq import prox as proxlib
+from jeq import validate
+from jeq.equilibrium import conv as convlib
 
 __all__ = [
+    "ConvShape",
     "EquilibriumModel",
     "Output",
     "SolveSettings",
     "assemble",
-    "check_margin",
+    "check_activation",
+    "check_input",
+    "conv_injection",
+    "conv_shape",
+    "layer_sizes",
+    "linear_injection",
+    "linear_readout",
     "parameter_count",
+    "pooled_readout",
     "random_blocks",
+    "solve_settings",
     "spectral_scale",
+    "split_options",
 ]
 
 Array = jax.Array
@@ -50,7 +73,8 @@ class SolveSettings(NamedTuple):
     maxiter: int
     """Maximum solver updates."""
     backward: Any
-    """``"implicit"``, ``"phantom"``, ``"unroll"`` or a jeq.fixedpoint.implicit/phantom/unroll configuration."""
+    """``"implicit"``, ``"phantom"``, ``"unroll"`` or a jeq.fixedpoint.implicit/phantom/unroll configuration (None
+    in a family's defaults: the family's own adjoint solve, e.g. MON's by its splitting)."""
     axis_name: str | None = None
     """Batch-level stopping over this vmap axis name (``jeq.equilibrium.train`` vmaps with ``"batch"``), or None
     for per-example stopping. See ``jeq.fixedpoint.solve``."""
@@ -100,19 +124,23 @@ class EquilibriumModel(NamedTuple):
 def assemble(
     *,
     name: str,
-    init: Callable,
-    prepare: Callable,
-    inject: Callable,
-    layer: Callable,
-    readout: Callable,
+    init: Callable[[Array], Any],
+    prepare: Callable[[Any], Any],
+    inject: Callable[[Any, Array], Any],
+    layer: Callable[[Any, Any, Any], Any],
+    readout: Callable[[Any, Any], Array],
     settings: SolveSettings,
-    hidden: Callable | None = None,
-    initial_state: Callable | None = None,
-    objective: Callable | None = None,
+    hidden: Callable[[Any, Any, Any], Any] | None = None,
+    initial_state: Callable[[Any], Any] | None = None,
+    objective: Callable[[Any, Any, Array], Array] | None = None,
 ) -> EquilibriumModel:
-    """Build an :class:`EquilibriumModel` from its pieces: s* = layer(s*, prepare(params), inject(params, x))."""
+    """Build an :class:`EquilibriumModel` from its pieces: s* = layer(s*, prepare(params), inject(params, x)).
+
+    The pieces' signatures are those of the :class:`EquilibriumModel` fields of the same names; ``hidden`` defaults
+    to the identity on s*, ``initial_state`` to zeros shaped like c.
+    """
     fp.check_settings(solver=settings.solver, tol=settings.tol, rtol=settings.rtol, maxiter=settings.maxiter,
-                      backward=settings.backward, caller=name)
+                      backward=settings.backward, where="jeq.equilibrium.assemble")
     hidden = hidden or (lambda s, prepared, c: s)
     initial_state = initial_state or (lambda c: jax.tree.map(jnp.zeros_like, c))
 
@@ -146,13 +174,140 @@ def assemble(
     )
 
 
-def check_margin(fn: str, margin) -> float:
-    """Validate eps in ||W||_2 <= 1 - eps: a float in [0, 1)."""
-    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.number)) or not 0.0 <= margin < 1.0:
-        raise ValueError(f"jeq.equilibrium.{fn}(margin={margin!r}): must be in [0, 1)")
-    return float(margin)
+# ---------------------------------------------------------------------------------------------- factory options
+def split_options(where: str, keywords: Mapping[str, Any], *groups: NamedTuple) -> tuple[Any, ...]:
+    """Spread a factory's keyword options over its option ``groups`` (NamedTuples of defaults), in order.
+
+    Each keyword replaces the default of the group with a field of that name; a keyword that no group has fails with
+    the house message, which lists the allowed ones. Returns the groups with the keywords applied.
+    """
+    allowed = [field for group in groups for field in group._fields]
+    for name, value in keywords.items():
+        if name not in allowed:
+            validate.fail(where, name, value, f"unknown keyword: must be one of {sorted(allowed)}")
+    return tuple(group._replace(**{k: v for k, v in keywords.items() if k in group._fields}) for group in groups)
 
 
+def solve_settings(where: str, settings: SolveSettings) -> SolveSettings:
+    """``settings`` after the eager checks of :func:`jeq.fixedpoint.check_settings` (errors name ``where``).
+
+    A ``backward`` of None (the MON and DEQ defaults) is checked as ``"implicit"``: the family resolves it.
+    """
+    fp.check_settings(solver=settings.solver, tol=settings.tol, rtol=settings.rtol, maxiter=settings.maxiter,
+                      backward="implicit" if settings.backward is None else settings.backward, where=where)
+    if settings.axis_name is not None and not isinstance(settings.axis_name, str):
+        validate.fail(where, "axis_name", settings.axis_name, "must be a str (a jax.vmap axis name) or None")
+    return settings
+
+
+def check_activation(where: str, activation: proxlib.Prox | None) -> proxlib.Prox:
+    """``activation`` when it is a :class:`jeq.prox.Prox`; None gives ReLU (``jeq.prox.relu()``)."""
+    if activation is None:
+        return proxlib.relu()
+    if not isinstance(activation, proxlib.Prox):
+        validate.fail(where, "activation", activation, "must be a jeq.prox.Prox (e.g. jeq.prox.relu()); use "
+                      "jeq.prox.from_activation to check and wrap another function")
+    return activation
+
+
+# --------------------------------------------------------------------------------------------- sizes and shapes
+def layer_sizes(where: str, **sizes: Any) -> tuple[int, ...]:
+    """The named sizes (e.g. ``features=784, hidden=87, classes=10``) as ints, each checked to be >= 1."""
+    return tuple(validate.integer(where, name, value, low=1) for name, value in sizes.items())
+
+
+class ConvShape(NamedTuple):
+    """Sizes of a single-convolution classifier: one image (H, W, in_channels) -> z (H, W, channels) -> logits."""
+
+    height: int
+    """H, image rows."""
+    width: int
+    """W, image columns."""
+    in_channels: int
+    """Image channels."""
+    channels: int
+    """Channels of z (and of the square convolution kernels)."""
+    classes: int
+    """Number of classes."""
+    kernel_size: int
+    """k, the kernels' spatial size (k x k)."""
+    pool: int
+    """Average-pooling window of the readout (pool x pool, non-overlapping); divides H and W."""
+
+    @property
+    def x_shape(self) -> tuple[int, int, int]:
+        """Shape of one input image, (H, W, in_channels)."""
+        return (self.height, self.width, self.in_channels)
+
+    @property
+    def z_shape(self) -> tuple[int, int, int]:
+        """Shape of the equilibrium z, (H, W, channels)."""
+        return (self.height, self.width, self.channels)
+
+    @property
+    def pooled(self) -> int:
+        """Features the readout sees: channels * (H / pool) * (W / pool)."""
+        return self.channels * (self.height // self.pool) * (self.width // self.pool)
+
+
+def conv_shape(where: str, *, image_shape: Any, in_channels: Any, channels: Any, classes: Any, kernel_size: Any,
+               pool: Any) -> ConvShape:
+    """A checked :class:`ConvShape`: every size an int >= 1, ``image_shape`` a pair and ``pool`` dividing it."""
+    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2:
+        validate.fail(where, "image_shape", image_shape, "must be a pair (H, W) of ints >= 1")
+    height, width = (validate.integer(where, "image_shape", v, low=1) for v in image_shape)
+    shape = ConvShape(height, width, *layer_sizes(where, in_channels=in_channels, channels=channels, classes=classes,
+                                                  kernel_size=kernel_size, pool=pool))
+    if height % shape.pool or width % shape.pool:
+        validate.fail(where, "pool", pool, f"must divide image_shape {(height, width)}")
+    return shape
+
+
+def check_input(where: str, x: Any, shape: tuple[int, ...]) -> None:
+    """One example of ``shape`` (checked on the static shape, also while tracing); the error names both shapes."""
+    try:
+        validate.array(where, "x", x, shape=shape)
+    except validate.ArgumentError as error:
+        raise validate.ArgumentError(f"{error} (one example; vmap over the batch)") from None
+
+
+# ------------------------------------------------------------------------------------- injections and readouts
+def linear_injection(where: str, features: int) -> Callable[[Any, Array], Array]:
+    """``inject(params, x) = U x + b`` (``params.injection``, ``params.bias``) for one example x of (features,)."""
+
+    def inject(params, x):
+        check_input(where, x, (features,))
+        return params.injection @ x + params.bias
+
+    return inject
+
+
+def conv_injection(where: str, shape: ConvShape, *, circular: bool = False) -> Callable[[Any, Array], Array]:
+    """``inject(params, x) = U * x + b``: the convolution ``params.injection`` (k, k, in_channels, channels) of one
+    image x of ``shape.x_shape`` ('SAME', or circular), plus ``params.bias`` per channel."""
+
+    def inject(params, x):
+        check_input(where, x, shape.x_shape)
+        return convlib.conv(x, params.injection, circular=circular) + params.bias
+
+    return inject
+
+
+def linear_readout(params: Any, z: Array) -> Array:
+    """logits = W_c z + b_c (``params.readout``, ``params.readout_bias``)."""
+    return params.readout @ z + params.readout_bias
+
+
+def pooled_readout(pool: int) -> Callable[[Any, Array], Array]:
+    """``readout(params, z)`` = W_c vec(avg_pool(z)) + b_c for z of shape (H, W, C), pool x pool windows."""
+
+    def readout(params, z):
+        return linear_readout(params, convlib.avg_pool(z, pool).reshape(-1))
+
+    return readout
+
+
+# ----------------------------------------------------------------------------------------------------- weights
 def spectral_scale(raw_scale: Array, margin: float) -> Array:
     """s = (1 - eps) sigmoid(a): the spectral norm of W = s V / ||V||_2, always in (0, 1 - eps).
 

@@ -20,15 +20,16 @@ the block Gershgorin bound every block row of M = blockdiag(W^T W) + V + V^T has
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jeq import prox as proxlib
-from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble, check_margin, random_blocks
-from jeq.equilibrium.opteq import _check_activation, _check_input, _check_int
+from jeq import validate
+from jeq.equilibrium import core
+from jeq.equilibrium.core import EquilibriumModel
+from jeq.equilibrium.opteq import OptEqOptions
 
 __all__ = ["DeepOptEqParams", "DeepOptEqPrepared", "block_coupling", "convexity_margin", "deep_opteq"]
 
@@ -67,43 +68,29 @@ class DeepOptEqPrepared(NamedTuple):
     """V_l, shape (d_l, d_{l-1}), l = 2..L."""
 
 
-def deep_opteq(
-    *,
-    features: int,
-    hidden: Sequence[int],
-    classes: int,
-    activation: proxlib.Prox | None = None,
-    margin: float = 0.05,
-    init_scale: float = 1.0,
-    solver="anderson",
-    tol: float = 1e-3,
-    rtol: float = 0.0,
-    maxiter: int = 50,
-    backward="implicit",
-    axis_name: str | None = None,
-    dtype=jnp.float32,
-) -> EquilibriumModel:
+def deep_opteq(*, features: int, hidden: Sequence[int], classes: int, **options: Any) -> EquilibriumModel:
     """Dense deep OptEq (5.1) with objective (5.2); x is one flattened example (features,); the logits are a linear
     function of all layers' equilibria (z_1, ..., z_L) (the paper's readout is unverified).
 
-    The solver state is the tuple (z_1, ..., z_L) (a pytree); ``equilibrium`` returns it.
+    The solver state is the tuple (z_1, ..., z_L) (a pytree); ``equilibrium`` returns it. ``hidden`` lists the
+    layer widths d_1, ..., d_L (L >= 2). ``**options``: as in :func:`jeq.equilibrium.opteq` (no prior).
     """
-    fn = "deep_opteq"
-    features, classes = _check_int(fn, "features", features), _check_int(fn, "classes", classes)
-    sizes = tuple(hidden)
-    if len(sizes) < 2:
-        raise ValueError(f"jeq.equilibrium.{fn}(hidden={hidden!r}): need at least two layers (use opteq for one)")
-    for d in sizes:
-        _check_int(fn, "hidden", d)
-    activation = _check_activation(fn, activation or proxlib.relu())
-    margin = check_margin(fn, margin)
+    where = "jeq.equilibrium.deep_opteq"
+    features, classes = core.layer_sizes(where, features=features, classes=classes)
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or len(hidden) < 2:
+        validate.fail(where, "hidden", hidden, "must list at least two layers' widths (use opteq for one)")
+    sizes = tuple(validate.integer(where, "hidden", d, low=1) for d in hidden)
+    config, settings = OptEqOptions.from_keywords(where, options)
+    if config.prior is not None:
+        validate.fail(where, "prior", config.prior, "must be None: deep OptEq takes no prior")
+    activation, margin, init_scale, dtype = config.activation, config.margin, config.init_scale, config.dtype
     depth = len(sizes)
 
     def init(key):
         blocks = ([((d, d), 1 / np.sqrt(d)) for d in sizes]
                   + [((sizes[i + 1], sizes[i]), 1 / np.sqrt(sizes[i])) for i in range(depth - 1)]
                   + [((sizes[0], features), np.sqrt(2.0 / features)), ((classes, sum(sizes)), 1 / np.sqrt(sum(sizes)))])
-        draws = random_blocks(key, blocks, dtype)
+        draws = core.random_blocks(key, blocks, dtype)
         return DeepOptEqParams(
             weights=tuple(draws[:depth]), scales=jnp.full((depth,), init_scale, dtype),
             links=tuple(draws[depth:2 * depth - 1]), link_scales=jnp.full((depth - 1,), init_scale, dtype),
@@ -119,7 +106,7 @@ def deep_opteq(
         return DeepOptEqPrepared(weights, tuple(w.T @ w for w in weights), links)
 
     def inject(params, x):
-        _check_input(fn, x, (features,))
+        core.check_input(where, x, (features,))
         return (params.injection @ x + params.biases[0],) + tuple(params.biases[1:])
 
     def layer(z, prepared, c):
@@ -136,16 +123,16 @@ def deep_opteq(
     def objective(params, z, x):
         prepared, c = prepare(params), inject(params, x)
         value = sum(
-            jnp.sum(activation.potential(z[i])) + 0.5 * jnp.sum(z[i] ** 2) - 0.5 * jnp.sum((prepared.weights[i] @ z[i]) ** 2)
-            - jnp.sum(c[i] * z[i])
+            jnp.sum(activation.potential(z[i])) + 0.5 * jnp.sum(z[i] ** 2)
+            - 0.5 * jnp.sum((prepared.weights[i] @ z[i]) ** 2) - jnp.sum(c[i] * z[i])
             for i in range(depth)
         )
         return value - sum(jnp.sum((prepared.links[i - 1] @ z[i - 1]) * z[i]) for i in range(1, depth))
 
-    return assemble(
+    return core.assemble(
         name="deep-opteq", init=init, prepare=prepare, inject=inject, layer=layer,
         readout=lambda params, z: params.readout @ jnp.concatenate(z) + params.readout_bias,
-        settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name), objective=objective,
+        settings=settings, objective=objective,
     )
 
 

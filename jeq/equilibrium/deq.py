@@ -10,20 +10,48 @@ unconstrained, so nothing guarantees a unique or reachable fixed point: watch ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jeq import fixedpoint as fp
-from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble, random_blocks
-from jeq.equilibrium.opteq import _check_input, _check_int
+from jeq import validate
+from jeq.equilibrium import core
+from jeq.equilibrium.core import EquilibriumModel, SolveSettings
 
-__all__ = ["DeqParams", "deq"]
+__all__ = ["DEQ_SETTINGS", "DeqOptions", "DeqParams", "deq"]
 
 Array = jax.Array
+
+DEQ_SETTINGS = SolveSettings(solver="anderson", tol=1e-3, rtol=0.0, maxiter=40, backward=None)
+"""Default solve of :func:`deq` (TorchDEQ 0.1.0): Anderson to ||f(z) - z|| <= 1e-3 within 40 steps; backward None =
+an Anderson adjoint solve to TorchDEQ's backward tolerance, absolute 1e-6, within ``maxiter`` steps."""
+
+
+class DeqOptions(NamedTuple):
+    """Keyword hyper-parameters of :func:`deq` besides the sizes and the solve settings (with defaults)."""
+
+    activation: Callable[[Array], Array] = jax.nn.relu
+    """sigma, any elementwise function (W is unconstrained: no prox structure is needed or used)."""
+    init_norm: float = 0.5
+    """Spectral norm of the initial W."""
+    dtype: Any = jnp.float32
+    """Parameter dtype."""
+
+    @classmethod
+    def from_keywords(cls, where: str, keywords: Mapping[str, Any]) -> tuple[DeqOptions, SolveSettings]:
+        """A factory's ``**options`` as (checked DEQ options, checked solve settings with the backward resolved)."""
+        options, settings = core.split_options(where, keywords, cls(), DEQ_SETTINGS)
+        if not callable(options.activation):
+            validate.fail(where, "activation", options.activation, "must be callable")
+        settings = core.solve_settings(where, settings)
+        if settings.backward is None:
+            settings = settings._replace(backward=fp.implicit(solver="anderson", tol=1e-6, rtol=0.0,
+                                                              maxiter=settings.maxiter))
+        return options, settings
 
 
 class DeqParams(NamedTuple):
@@ -41,52 +69,29 @@ class DeqParams(NamedTuple):
     """Classifier bias, shape (classes,)."""
 
 
-def deq(
-    *,
-    features: int,
-    hidden: int,
-    classes: int,
-    activation: Callable[[Array], Array] = jax.nn.relu,
-    init_norm: float = 0.5,
-    solver="anderson",
-    tol: float = 1e-3,
-    rtol: float = 0.0,
-    maxiter: int = 40,
-    backward=None,
-    axis_name: str | None = None,
-    dtype=jnp.float32,
-) -> EquilibriumModel:
+def deq(*, features: int, hidden: int, classes: int, **options: Any) -> EquilibriumModel:
     """Dense plain DEQ (8.4); x is one flattened example (features,).
 
     Defaults follow TorchDEQ 0.1.0: Anderson forward, tolerance 1e-3, 40 iterations, IFT backward (by default an
     Anderson adjoint solve to TorchDEQ's backward tolerance, absolute 1e-6, at most ``maxiter`` steps).
-    W is initialised with spectral norm ``init_norm``.
+    W is initialised with spectral norm ``init_norm``. ``**options``: :class:`DeqOptions` and the solve settings
+    (defaults :data:`DEQ_SETTINGS`).
     """
-    fn = "deq"
-    features, hidden, classes = (_check_int(fn, n, v) for n, v in
-                                 (("features", features), ("hidden", hidden), ("classes", classes)))
-    if not callable(activation):
-        raise TypeError(f"jeq.equilibrium.deq(activation={activation!r}): must be callable")
-    fp.check_settings(solver=solver, tol=tol, rtol=rtol, maxiter=maxiter, backward="implicit", caller=fn)
-    if backward is None:
-        backward = fp.implicit(solver="anderson", tol=1e-6, rtol=0.0, maxiter=maxiter)
+    where = "jeq.equilibrium.deq"
+    features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
+    config, settings = DeqOptions.from_keywords(where, options)
+    activation, dtype = config.activation, config.dtype
 
     def init(key):
-        w, injection, readout = random_blocks(key, [
+        w, injection, readout = core.random_blocks(key, [
             ((hidden, hidden), 1.0), ((hidden, features), np.sqrt(2.0 / features)),
             ((classes, hidden), 1 / np.sqrt(hidden))], dtype)
         return DeqParams(
-            weight=init_norm * w / jnp.linalg.norm(w, 2), injection=injection, bias=jnp.zeros((hidden,), dtype),
-            readout=readout, readout_bias=jnp.zeros((classes,), dtype),
+            weight=config.init_norm * w / jnp.linalg.norm(w, 2), injection=injection,
+            bias=jnp.zeros((hidden,), dtype), readout=readout, readout_bias=jnp.zeros((classes,), dtype),
         )
 
-    def inject(params, x):
-        _check_input(fn, x, (features,))
-        return params.injection @ x + params.bias
-
-    return assemble(
-        name="deq", init=init, prepare=lambda params: params.weight, inject=inject,
-        layer=lambda z, w, c: activation(w @ z + c),
-        readout=lambda params, z: params.readout @ z + params.readout_bias,
-        settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name),
+    return core.assemble(
+        name="deq", init=init, prepare=lambda params: params.weight, inject=core.linear_injection(where, features),
+        layer=lambda z, w, c: activation(w @ z + c), readout=core.linear_readout, settings=settings,
     )

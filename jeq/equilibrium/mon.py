@@ -18,11 +18,16 @@ Splittings (forward and adjoint use the same one; the adjoint is the transposed 
 The convolutional variant uses circular convolutions, A = g A_raw / ||A_raw||_F and B = h B_raw / ||B_raw||_F
 (learned scales g, h; the exact placement of g in the official code is unverified). Parameter counts match the
 official models: 84,313 for MNIST FC with 87 hidden units, 172,218 for CIFAR-10 single conv with 81 channels.
+
+The factories take the sizes by name and every other hyper-parameter as a keyword option: :class:`MonOptions`
+(splitting, alpha, monotonicity, activation, dtype) and the solve settings (tol, rtol, maxiter, backward, axis_name;
+defaults :data:`MON_SETTINGS`; the forward solver is Picard on the splitting).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,29 +35,59 @@ import numpy as np
 
 from jeq import fixedpoint as fp
 from jeq import prox as proxlib
+from jeq import validate
 from jeq.equilibrium import conv as convlib
-from jeq.equilibrium.core import EquilibriumModel, SolveSettings, assemble, random_blocks
-from jeq.equilibrium.opteq import _check_activation, _check_input, _check_int
+from jeq.equilibrium import core
+from jeq.equilibrium.core import EquilibriumModel, SolveSettings
 
-__all__ = ["MonConvParams", "MonParams", "circulant_inverse", "mon", "mon_conv"]
+__all__ = ["MON_SETTINGS", "MonConvParams", "MonOptions", "MonParams", "circulant_apply", "circulant_inverse", "mon",
+           "mon_conv"]
 
 Array = jax.Array
 SPLITTINGS = ("fb", "pr")
 
+MON_SETTINGS = SolveSettings(solver="picard", tol=1e-6, rtol=1e-2, maxiter=300, backward=None)
+"""Default solve of the MON factories (the official training setup): Picard on the splitting to the relative
+tolerance 1e-2 (absolute 1e-6) within 300 steps; backward None = the adjoint by the same splitting (Picard on the
+transposed iteration) to the same tolerances."""
 
-def _check_mon(fn: str, splitting, alpha, monotonicity) -> tuple[str, float, float]:
-    if splitting not in SPLITTINGS:
-        raise ValueError(f"jeq.equilibrium.{fn}(splitting={splitting!r}): must be one of {SPLITTINGS}")
-    for name, value in (("alpha", alpha), ("monotonicity", monotonicity)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
-            raise ValueError(f"jeq.equilibrium.{fn}({name}={value!r}): must be > 0")
-    return splitting, float(alpha), float(monotonicity)
+
+class MonOptions(NamedTuple):
+    """Keyword hyper-parameters of the MON factories besides the sizes and the solve settings (with defaults)."""
+
+    splitting: str = "pr"
+    """``"fb"`` (forward-backward, 8.2) or ``"pr"`` (Peaceman-Rachford, 8.3)."""
+    alpha: float = 1.0
+    """Step size alpha of the splitting (> 0)."""
+    monotonicity: float = 1.0
+    """m in W = (1 - m) I - A^T A + B - B^T: I - W is m-strongly monotone (> 0)."""
+    activation: proxlib.Prox | None = None
+    """A :class:`jeq.prox.Prox` sigma = prox_f (None: ReLU)."""
+    dtype: Any = jnp.float32
+    """Parameter dtype."""
+
+    @classmethod
+    def from_keywords(cls, where: str, keywords: Mapping[str, Any]) -> tuple[MonOptions, SolveSettings]:
+        """A factory's ``**options`` as (checked MON options, checked solve settings with the backward resolved)."""
+        options, settings = core.split_options(where, keywords, cls(), MON_SETTINGS)
+        options = options._replace(
+            splitting=validate.one_of(where, "splitting", options.splitting, SPLITTINGS),
+            alpha=validate.positive(where, "alpha", options.alpha),
+            monotonicity=validate.positive(where, "monotonicity", options.monotonicity),
+            activation=core.check_activation(where, options.activation),
+        )
+        validate.one_of(where, "solver", settings.solver, ("picard",))
+        settings = core.solve_settings(where, settings)
+        if settings.backward is None:
+            settings = settings._replace(backward=fp.implicit(solver="picard", tol=settings.tol, rtol=settings.rtol,
+                                                              maxiter=settings.maxiter))
+        return options, settings
 
 
 def _torch_default(key, blocks, dtype):
     """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) per block: torch.nn.Linear / Conv2d default initialisation."""
-    return random_blocks(key, [(shape, 1.0 / np.sqrt(fan_in)) for shape, fan_in in blocks], dtype,
-                         distribution="uniform")
+    return core.random_blocks(key, [(shape, 1.0 / np.sqrt(fan_in)) for shape, fan_in in blocks], dtype,
+                              distribution="uniform")
 
 
 def _splitting_pieces(splitting, alpha, activation, apply_w, apply_inverse):
@@ -100,35 +135,17 @@ class MonPrepared(NamedTuple):
     """(I + alpha (I - W))^{-1} (PR), or an empty array (FB)."""
 
 
-def mon(
-    *,
-    features: int,
-    hidden: int,
-    classes: int,
-    splitting: str = "pr",
-    alpha: float = 1.0,
-    monotonicity: float = 1.0,
-    activation: proxlib.Prox | None = None,
-    tol: float = 1e-6,
-    rtol: float = 1e-2,
-    maxiter: int = 300,
-    backward=None,
-    axis_name: str | None = None,
-    dtype=jnp.float32,
-) -> EquilibriumModel:
+def mon(*, features: int, hidden: int, classes: int, **options: Any) -> EquilibriumModel:
     """Dense MON (8.1) with the FB (8.2) or PR (8.3) splitting; x is one flattened example (features,).
 
     Defaults follow the official training setup: relative tolerance 1e-2, max 300 iterations, m = 1, and the
     backward (adjoint) solve by the same splitting (Picard on the transposed iteration) to the same tolerance.
+    ``**options``: :class:`MonOptions` and the solve settings (defaults :data:`MON_SETTINGS`).
     """
-    fn = "mon"
-    features, hidden, classes = (_check_int(fn, n, v) for n, v in
-                                 (("features", features), ("hidden", hidden), ("classes", classes)))
-    splitting, alpha, m = _check_mon(fn, splitting, alpha, monotonicity)
-    activation = _check_activation(fn, activation or proxlib.relu())
-    fp.check_settings(solver="picard", tol=tol, rtol=rtol, maxiter=maxiter, backward="implicit", caller=fn)
-    if backward is None:
-        backward = fp.implicit(solver="picard", tol=tol, rtol=rtol, maxiter=maxiter)
+    where = "jeq.equilibrium.mon"
+    features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
+    config, settings = MonOptions.from_keywords(where, options)
+    splitting, alpha, m, dtype = config.splitting, config.alpha, config.monotonicity, config.dtype
 
     def init(key):
         return MonParams(*_torch_default(key, [
@@ -142,17 +159,11 @@ def mon(
         inverse = jnp.linalg.solve(eye + alpha * (eye - w), eye) if splitting == "pr" else jnp.zeros((0,), w.dtype)
         return MonPrepared(w, inverse)
 
-    def inject(params, x):
-        _check_input(fn, x, (features,))
-        return params.injection @ x + params.bias
-
-    layer, hidden_fn = _splitting_pieces(splitting, alpha, activation, lambda p, z: p.weight @ z,
+    layer, hidden_fn = _splitting_pieces(splitting, alpha, config.activation, lambda p, z: p.weight @ z,
                                          lambda p, v: p.inverse @ v)
-    return assemble(
-        name=f"mon-{splitting}", init=init, prepare=prepare, inject=inject, layer=layer, hidden=hidden_fn,
-        readout=lambda params, z: params.readout @ z + params.readout_bias,
-        settings=SolveSettings("picard", tol, rtol, maxiter, backward, axis_name),
-    )
+    return core.assemble(name=f"mon-{splitting}", init=init, prepare=prepare,
+                         inject=core.linear_injection(where, features), layer=layer, hidden=hidden_fn,
+                         readout=core.linear_readout, settings=settings)
 
 
 # ----------------------------------------------------------------------------------------------------------- conv
@@ -205,57 +216,38 @@ def circulant_inverse(apply_w, shape: tuple[int, int, int], alpha: float, dtype)
     return jnp.linalg.inv((1.0 + alpha) * eye - alpha * transfer)
 
 
-def _apply_transfer(inverse: Array, v: Array) -> Array:
+def circulant_apply(transfer: Array, v: Array) -> Array:
+    """T v for a circulant operator T on (H, W, C) given by its transfer matrices (e.g. :func:`circulant_inverse`):
+
+        T v = irfft2( T_hat(omega) rfft2(v)(omega) ),   T_hat of shape (H, W//2 + 1, C_out, C_in) (half spectrum),
+
+    one C_out x C_in product per frequency. Returns an array shaped like v (with C_out channels), in v's dtype.
+    """
     h, w, _ = v.shape
     spectrum = jnp.fft.rfft2(v, axes=(0, 1))
-    return jnp.fft.irfft2(jnp.einsum("hwoi,hwi->hwo", inverse, spectrum), s=(h, w), axes=(0, 1)).astype(v.dtype)
+    return jnp.fft.irfft2(jnp.einsum("hwoi,hwi->hwo", transfer, spectrum), s=(h, w), axes=(0, 1)).astype(v.dtype)
 
 
-def mon_conv(
-    *,
-    image_shape: tuple[int, int],
-    in_channels: int,
-    channels: int,
-    classes: int,
-    kernel_size: int = 3,
-    pool: int = 4,
-    splitting: str = "pr",
-    alpha: float = 1.0,
-    monotonicity: float = 1.0,
-    activation: proxlib.Prox | None = None,
-    tol: float = 1e-6,
-    rtol: float = 1e-2,
-    maxiter: int = 300,
-    backward=None,
-    axis_name: str | None = None,
-    dtype=jnp.float32,
-) -> EquilibriumModel:
+def mon_conv(*, image_shape: tuple[int, int], in_channels: int, channels: int, classes: int, kernel_size: int = 3,
+             pool: int = 4, **options: Any) -> EquilibriumModel:
     """Single-convolution MON: W z = (1 - m) z - A^T A z + B z - B^T z with circular convolutions.
 
     x: one image (H, W, in_channels); z: (H, W, channels); logits from ``pool`` x ``pool`` average pooling.
+    ``**options``: as in :func:`mon`.
     """
-    fn = "mon_conv"
-    height, width = (_check_int(fn, "image_shape", v) for v in image_shape)
-    in_channels, channels, classes, kernel_size, pool = (
-        _check_int(fn, n, v) for n, v in (("in_channels", in_channels), ("channels", channels),
-                                          ("classes", classes), ("kernel_size", kernel_size), ("pool", pool)))
-    if height % pool or width % pool:
-        raise ValueError(f"jeq.equilibrium.{fn}(pool={pool}): must divide image_shape {(height, width)}")
-    splitting, alpha, m = _check_mon(fn, splitting, alpha, monotonicity)
-    activation = _check_activation(fn, activation or proxlib.relu())
-    fp.check_settings(solver="picard", tol=tol, rtol=rtol, maxiter=maxiter, backward="implicit", caller=fn)
-    if backward is None:
-        backward = fp.implicit(solver="picard", tol=tol, rtol=rtol, maxiter=maxiter)
-    z_shape = (height, width, channels)
-    pooled = channels * (height // pool) * (width // pool)
+    where = "jeq.equilibrium.mon_conv"
+    shape = core.conv_shape(where, image_shape=image_shape, in_channels=in_channels, channels=channels,
+                            classes=classes, kernel_size=kernel_size, pool=pool)
+    config, settings = MonOptions.from_keywords(where, options)
+    splitting, alpha, m, dtype = config.splitting, config.alpha, config.monotonicity, config.dtype
+    k, z_shape = shape.kernel_size, shape.z_shape
 
     def init(key):
-        fan = kernel_size * kernel_size
+        fan_in, fan_z = k * k * shape.in_channels, k * k * shape.channels
         injection, bias, a, b, readout, readout_bias = _torch_default(key, [
-            ((kernel_size, kernel_size, in_channels, channels), fan * in_channels), ((channels,), fan * in_channels),
-            ((kernel_size, kernel_size, channels, channels), fan * channels),
-            ((kernel_size, kernel_size, channels, channels), fan * channels),
-            ((classes, pooled), pooled), ((classes,), pooled)], dtype)
+            ((k, k, shape.in_channels, shape.channels), fan_in), ((shape.channels,), fan_in),
+            ((k, k, shape.channels, shape.channels), fan_z), ((k, k, shape.channels, shape.channels), fan_z),
+            ((shape.classes, shape.pooled), shape.pooled), ((shape.classes,), shape.pooled)], dtype)
         return MonConvParams(injection=injection, bias=bias, a=a, b=b, a_scale=jnp.ones((), dtype),
                              b_scale=jnp.ones((), dtype), readout=readout, readout_bias=readout_bias)
 
@@ -274,19 +266,10 @@ def mon_conv(
         empty = jnp.zeros((0,), dtype)
         return MonConvPrepared(a, b, empty, empty)
 
-    def inject(params, x):
-        _check_input(fn, x, (height, width, in_channels))
-        return convlib.conv(x, params.injection, circular=True) + params.bias
-
     layer, hidden_fn = _splitting_pieces(
-        splitting, alpha, activation, lambda p, z: apply_w((p.a, p.b), z),
-        lambda p, v: _apply_transfer(p.inverse_real + 1j * p.inverse_imag, v),
+        splitting, alpha, config.activation, lambda p, z: apply_w((p.a, p.b), z),
+        lambda p, v: circulant_apply(p.inverse_real + 1j * p.inverse_imag, v),
     )
-
-    def readout(params, z):
-        return params.readout @ convlib.avg_pool(z, pool).reshape(-1) + params.readout_bias
-
-    return assemble(
-        name=f"mon-conv-{splitting}", init=init, prepare=prepare, inject=inject, layer=layer, hidden=hidden_fn,
-        readout=readout, settings=SolveSettings("picard", tol, rtol, maxiter, backward, axis_name),
-    )
+    return core.assemble(name=f"mon-conv-{splitting}", init=init, prepare=prepare,
+                         inject=core.conv_injection(where, shape, circular=True), layer=layer, hidden=hidden_fn,
+                         readout=core.pooled_readout(shape.pool), settings=settings)

@@ -23,30 +23,31 @@ W = s V / ||V||_2 with s = (1 - eps) sigmoid(a) (section 4): dense ||V||_2 is ex
 variant W is a 'SAME' convolution, W^T W z is the convolution followed by its transpose, and ||V||_2 is replaced by
 the certified upper bound of :func:`jeq.equilibrium.conv.conv_norm_bound` (largest per-frequency singular value), so
 ||W||_2 <= 1 - eps holds exactly (slightly below it on small images, where the bound is loose at the borders).
+
+The factories take the sizes by name and every other hyper-parameter as a keyword option: :class:`OptEqOptions`
+(activation, margin, prior, init_scale, dtype) and the solve settings (:class:`jeq.equilibrium.SolveSettings`
+fields, defaults :data:`OPTEQ_SETTINGS`), e.g. ``opteq(features=784, hidden=94, classes=10, tol=1e-4)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jeq import prox as proxlib
+from jeq import validate
 from jeq.equilibrium import conv as convlib
-from jeq.equilibrium.core import (
-    EquilibriumModel,
-    SolveSettings,
-    assemble,
-    check_margin,
-    random_blocks,
-    spectral_scale,
-)
+from jeq.equilibrium import core
+from jeq.equilibrium.core import EquilibriumModel, SolveSettings
 
 __all__ = [
+    "OPTEQ_SETTINGS",
     "OptEqConvParams",
+    "OptEqOptions",
     "OptEqParams",
     "hidden_objective",
     "opteq",
@@ -87,16 +88,16 @@ def smoothness_prior(*, strength: float, axes: Sequence[int] = (0,)) -> Prior:
     mu < 1 / (4 len(axes)) keeps ||W^T W - mu L||_2 < 1 and Picard contractive (checked here).
     ``axes`` are the axes of one example's z: (0,) for a dense layer, (0, 1) for the spatial axes of (H, W, C).
     """
+    where = "jeq.equilibrium.smoothness_prior"
     axes = tuple(axes)
-    if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
-        raise ValueError(f"jeq.equilibrium.smoothness_prior(axes={axes!r}): must be a non-empty tuple of ints")
+    if not axes:
+        validate.fail(where, "axes", axes, "must be a non-empty tuple of ints")
+    axes = tuple(validate.integer(where, "axes", a) for a in axes)
     limit = 1.0 / (4 * len(axes))
-    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.number)) or not 0.0 <= strength < limit:
-        raise ValueError(
-            f"jeq.equilibrium.smoothness_prior(strength={strength!r}): must be in [0, {limit}) so that the "
-            "OptEq map stays contractive (||L||_2 < 4 per axis)"
-        )
-    mu = float(strength)
+    mu = validate.real(where, "strength", strength)
+    if not 0.0 <= mu < limit:
+        validate.fail(where, "strength", strength,
+                      f"must be in [0, {limit}) so that the OptEq map stays contractive (||L||_2 < 4 per axis)")
 
     def energy(z):
         return 0.5 * mu * sum(jnp.sum(jnp.diff(z, axis=a) ** 2) for a in axes)
@@ -104,25 +105,33 @@ def smoothness_prior(*, strength: float, axes: Sequence[int] = (0,)) -> Prior:
     return energy
 
 
-def _check_int(fn: str, arg: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"jeq.equilibrium.{fn}({arg}={value!r}): must be an int >= {minimum}")
-    return int(value)
+# -------------------------------------------------------------------------------------------------- options
+OPTEQ_SETTINGS = SolveSettings(solver="anderson", tol=1e-3, rtol=0.0, maxiter=50, backward="implicit")
+"""Default solve of the OptEq factories: Anderson to ||f(z) - z|| <= 1e-3 within 50 steps, implicit backward."""
 
 
-def _check_activation(fn: str, activation) -> proxlib.Prox:
-    if not isinstance(activation, proxlib.Prox):
-        raise TypeError(
-            f"jeq.equilibrium.{fn}(activation={activation!r}): must be a jeq.prox.Prox (e.g. jeq.prox.relu()); "
-            "use jeq.prox.from_activation to check and wrap another function"
-        )
-    return activation
+class OptEqOptions(NamedTuple):
+    """Keyword hyper-parameters of the OptEq factories besides the sizes and the solve settings (with defaults)."""
 
+    activation: proxlib.Prox | None = None
+    """A :class:`jeq.prox.Prox` sigma = prox_f (None: ReLU); its potential f enters G."""
+    margin: float = 0.05
+    """eps in ||W||_2 <= 1 - eps (0 <= eps < 1)."""
+    prior: Prior | None = None
+    """Optional smooth convex energy h(z), e.g. :func:`smoothness_prior` (dense and conv OptEq only)."""
+    init_scale: float = 1.0
+    """Initial a in s = (1 - eps) sigmoid(a) (deep OptEq: every a_l and e_l)."""
+    dtype: Any = jnp.float32
+    """Parameter dtype."""
 
-def _check_input(fn: str, x: Array, shape: tuple[int, ...]) -> None:
-    if tuple(jnp.shape(x)) != shape:
-        raise ValueError(f"jeq.equilibrium.{fn}: x has shape {tuple(jnp.shape(x))} but the model expects {shape} "
-                         "(one example; vmap over the batch)")
+    @classmethod
+    def from_keywords(cls, where: str, keywords: Mapping[str, Any]) -> tuple[OptEqOptions, SolveSettings]:
+        """A factory's ``**options`` as (checked OptEq options, checked solve settings); errors name ``where``."""
+        options, settings = core.split_options(where, keywords, cls(), OPTEQ_SETTINGS)
+        options = options._replace(activation=core.check_activation(where, options.activation),
+                                   margin=validate.real(where, "margin", options.margin, low=0, high=1,
+                                                        high_open=True))
+        return options, core.solve_settings(where, settings)
 
 
 # ---------------------------------------------------------------------------------------------------------- dense
@@ -152,72 +161,47 @@ class OptEqPrepared(NamedTuple):
     """W^T W, shape (hidden, hidden)."""
 
 
-def opteq(
-    *,
-    features: int,
-    hidden: int,
-    classes: int,
-    activation: proxlib.Prox | None = None,
-    margin: float = 0.05,
-    prior: Prior | None = None,
-    init_scale: float = 1.0,
-    solver="anderson",
-    tol: float = 1e-3,
-    rtol: float = 0.0,
-    maxiter: int = 50,
-    backward="implicit",
-    axis_name: str | None = None,
-    dtype=jnp.float32,
-) -> EquilibriumModel:
+def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> EquilibriumModel:
     """Dense OptEq classifier: z* = prox_f(W^T W z* - grad h(z*) + U x + b) (3.1), logits = W_c z* + b_c.
 
     x is one flattened example of shape (features,). ``objective(params, z, x)`` is G (3.2).
 
     Args:
       features, hidden, classes: sizes.
-      activation: a :class:`jeq.prox.Prox` (default ReLU); its potential f enters G.
-      margin: eps in ||W||_2 <= 1 - eps (0 <= eps < 1).
-      prior: optional smooth convex energy h(z) (e.g. :func:`smoothness_prior`).
-      init_scale: initial a (s = (1 - eps) sigmoid(a)).
-      solver, tol, rtol, maxiter, backward: forward/backward settings of :func:`jeq.fixedpoint.solve`.
-      axis_name: vmap axis name for batch-level stopping (``"batch"`` in :mod:`jeq.equilibrium.train`), or None.
+      **options: :class:`OptEqOptions` (activation, margin, prior, init_scale, dtype) and the solve settings of
+        :func:`jeq.fixedpoint.solve` (solver, tol, rtol, maxiter, backward, and axis_name: the vmap axis name for
+        batch-level stopping, ``"batch"`` in :mod:`jeq.equilibrium.train`); defaults :data:`OPTEQ_SETTINGS`.
     """
-    fn = "opteq"
-    features, hidden, classes = (_check_int(fn, n, v) for n, v in
-                                 (("features", features), ("hidden", hidden), ("classes", classes)))
-    activation = _check_activation(fn, activation or proxlib.relu())
-    margin = check_margin(fn, margin)
+    where = "jeq.equilibrium.opteq"
+    features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
+    config, settings = OptEqOptions.from_keywords(where, options)
 
     def init(key):
-        coupling, injection, readout = random_blocks(key, [
+        dtype = config.dtype
+        coupling, injection, readout = core.random_blocks(key, [
             ((hidden, hidden), 1 / np.sqrt(hidden)), ((hidden, features), np.sqrt(2.0 / features)),
             ((classes, hidden), 1 / np.sqrt(hidden))], dtype)
         return OptEqParams(
-            coupling=coupling, scale=jnp.asarray(init_scale, dtype), injection=injection,
+            coupling=coupling, scale=jnp.asarray(config.init_scale, dtype), injection=injection,
             bias=jnp.zeros((hidden,), dtype), readout=readout, readout_bias=jnp.zeros((classes,), dtype),
         )
 
     def prepare(params):
-        w = spectral_scale(params.scale, margin) * params.coupling / jnp.linalg.norm(params.coupling, 2)
+        w = core.spectral_scale(params.scale, config.margin) * params.coupling / jnp.linalg.norm(params.coupling, 2)
         return OptEqPrepared(w, w.T @ w)
 
-    def inject(params, x):
-        _check_input(fn, x, (features,))
-        return params.injection @ x + params.bias
+    inject = core.linear_injection(where, features)
 
     def layer(z, prepared, c):
-        return opteq_map(z, c, gram=lambda v: prepared.gram @ v, activation=activation, prior=prior)
+        return opteq_map(z, c, gram=lambda v: prepared.gram @ v, activation=config.activation, prior=config.prior)
 
     def objective(params, z, x):
         prepared = prepare(params)
-        return hidden_objective(z, inject(params, x), weight=lambda v: prepared.weight @ v, activation=activation,
-                                prior=prior)
+        return hidden_objective(z, inject(params, x), weight=lambda v: prepared.weight @ v,
+                                activation=config.activation, prior=config.prior)
 
-    return assemble(
-        name="opteq", init=init, prepare=prepare, inject=inject, layer=layer,
-        readout=lambda params, z: params.readout @ z + params.readout_bias,
-        settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name), objective=objective,
-    )
+    return core.assemble(name="opteq", init=init, prepare=prepare, inject=inject, layer=layer,
+                         readout=core.linear_readout, settings=settings, objective=objective)
 
 
 # ----------------------------------------------------------------------------------------------------------- conv
@@ -238,78 +222,48 @@ class OptEqConvParams(NamedTuple):
     """Classifier bias, shape (classes,)."""
 
 
-def opteq_conv(
-    *,
-    image_shape: tuple[int, int],
-    in_channels: int,
-    channels: int,
-    classes: int,
-    kernel_size: int = 3,
-    pool: int = 4,
-    activation: proxlib.Prox | None = None,
-    margin: float = 0.05,
-    prior: Prior | None = None,
-    init_scale: float = 1.0,
-    solver="anderson",
-    tol: float = 1e-3,
-    rtol: float = 0.0,
-    maxiter: int = 50,
-    backward="implicit",
-    axis_name: str | None = None,
-    dtype=jnp.float32,
-) -> EquilibriumModel:
+def opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels: int, classes: int, kernel_size: int = 3,
+               pool: int = 4, **options: Any) -> EquilibriumModel:
     """Convolutional OptEq: z* = prox_f(W^T W z* - grad h(z*) + U * x + b), W a 'SAME' convolution.
 
     W^T W z is ``conv_transpose(conv(z, W), W)`` (the exact adjoint). W = s V / B(V) with B(V) >= ||V||_2 the
-    per-frequency bound of :func:`jeq.equilibrium.conv.conv_norm_bound`, so ||W||_2 <= s <= 1 - eps. x: one image (H, W, in_channels); z: (H, W, channels);
-    logits from ``pool`` x ``pool`` average pooling of z* and a dense layer.
+    per-frequency bound of :func:`jeq.equilibrium.conv.conv_norm_bound`, so ||W||_2 <= s <= 1 - eps. x: one image
+    (H, W, in_channels); z: (H, W, channels); logits from ``pool`` x ``pool`` average pooling of z* and a dense layer.
+    ``**options``: as in :func:`opteq`.
     """
-    fn = "opteq_conv"
-    height, width = (_check_int(fn, "image_shape", v) for v in image_shape)
-    in_channels, channels, classes, kernel_size, pool = (
-        _check_int(fn, n, v) for n, v in (("in_channels", in_channels), ("channels", channels),
-                                          ("classes", classes), ("kernel_size", kernel_size), ("pool", pool)))
-    if height % pool or width % pool:
-        raise ValueError(f"jeq.equilibrium.{fn}(pool={pool}): must divide image_shape {(height, width)}")
-    activation = _check_activation(fn, activation or proxlib.relu())
-    margin = check_margin(fn, margin)
-    z_shape = (height, width, channels)
-    pooled = channels * (height // pool) * (width // pool)
+    where = "jeq.equilibrium.opteq_conv"
+    shape = core.conv_shape(where, image_shape=image_shape, in_channels=in_channels, channels=channels,
+                            classes=classes, kernel_size=kernel_size, pool=pool)
+    config, settings = OptEqOptions.from_keywords(where, options)
 
     def init(key):
-        fan = kernel_size * kernel_size
-        kernel, injection, readout = random_blocks(key, [
-            ((kernel_size, kernel_size, channels, channels), 1 / np.sqrt(fan * channels)),
-            ((kernel_size, kernel_size, in_channels, channels), np.sqrt(2.0 / (fan * in_channels))),
-            ((classes, pooled), 1 / np.sqrt(pooled))], dtype)
+        k, dtype = shape.kernel_size, config.dtype
+        fan = k * k
+        kernel, injection, readout = core.random_blocks(key, [
+            ((k, k, shape.channels, shape.channels), 1 / np.sqrt(fan * shape.channels)),
+            ((k, k, shape.in_channels, shape.channels), np.sqrt(2.0 / (fan * shape.in_channels))),
+            ((shape.classes, shape.pooled), 1 / np.sqrt(shape.pooled))], dtype)
         return OptEqConvParams(
-            kernel=kernel, scale=jnp.asarray(init_scale, dtype), injection=injection,
-            bias=jnp.zeros((channels,), dtype), readout=readout, readout_bias=jnp.zeros((classes,), dtype),
+            kernel=kernel, scale=jnp.asarray(config.init_scale, dtype), injection=injection,
+            bias=jnp.zeros((shape.channels,), dtype), readout=readout, readout_bias=jnp.zeros((shape.classes,), dtype),
         )
 
     def prepare(params):
-        return spectral_scale(params.scale, margin) * params.kernel / convlib.conv_norm_bound(params.kernel,
-                                                                                              (height, width))
+        bound = convlib.conv_norm_bound(params.kernel, (shape.height, shape.width))
+        return core.spectral_scale(params.scale, config.margin) * params.kernel / bound
 
     def gram(kernel, z):
-        return convlib.conv_transpose(convlib.conv(z, kernel), kernel, z_shape)
+        return convlib.conv_transpose(convlib.conv(z, kernel), kernel, shape.z_shape)
 
-    def inject(params, x):
-        _check_input(fn, x, (height, width, in_channels))
-        return convlib.conv(x, params.injection) + params.bias
+    inject = core.conv_injection(where, shape)
 
     def layer(z, kernel, c):
-        return opteq_map(z, c, gram=lambda v: gram(kernel, v), activation=activation, prior=prior)
-
-    def readout(params, z):
-        return params.readout @ convlib.avg_pool(z, pool).reshape(-1) + params.readout_bias
+        return opteq_map(z, c, gram=lambda v: gram(kernel, v), activation=config.activation, prior=config.prior)
 
     def objective(params, z, x):
         kernel = prepare(params)
-        return hidden_objective(z, inject(params, x), weight=lambda v: convlib.conv(v, kernel), activation=activation,
-                                prior=prior)
+        return hidden_objective(z, inject(params, x), weight=lambda v: convlib.conv(v, kernel),
+                                activation=config.activation, prior=config.prior)
 
-    return assemble(
-        name="opteq-conv", init=init, prepare=prepare, inject=inject, layer=layer, readout=readout,
-        settings=SolveSettings(solver, tol, rtol, maxiter, backward, axis_name), objective=objective,
-    )
+    return core.assemble(name="opteq-conv", init=init, prepare=prepare, inject=inject, layer=layer,
+                         readout=core.pooled_readout(shape.pool), settings=settings, objective=objective)

@@ -6,6 +6,9 @@ with per-example weights m_n (1 by default; 0 for padding rows) and J_n the Hutc
 at z*_n (only when ``jacobian_weight > 0``; the step then needs a key). The weighted means are global
 reductions, so a data-parallel wrapper can jit the same step (``train_step.__wrapped__``) with ``NamedSharding``s
 on the batch axis.
+
+The implicit backward's adjoint solve runs inside the step's VJP, which can only return the gradient:
+:func:`adjoint_report` reruns it on a batch with its diagnostics (steps, convergence, residual).
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jeq.equilibrium.core import Output
+from jeq import fixedpoint as fp
+from jeq import validate
+from jeq.equilibrium.core import EquilibriumModel, Output
 from jeq.sharding import weighted_mean
 
-__all__ = ["BATCH_AXIS", "EvalMetrics", "TrainMetrics", "make_eval_step", "make_train_step"]
+__all__ = ["BATCH_AXIS", "AdjointReport", "EvalMetrics", "TrainMetrics", "adjoint_report", "make_eval_step",
+           "make_train_step"]
 
 PyTree = Any
 
@@ -56,15 +61,14 @@ class EvalMetrics(NamedTuple):
     """Sum of the example weights."""
 
 
-def _check_batch(fn: str, xb, yb, weight) -> None:
-    n = jnp.shape(xb)[0] if jnp.ndim(xb) else None
-    if n is None or jnp.ndim(yb) != 1 or jnp.shape(yb)[0] != n:
-        raise ValueError(
-            f"jeq.equilibrium.{fn}: xb shape {tuple(jnp.shape(xb))} and yb shape {tuple(jnp.shape(yb))} must "
-            "share a leading batch axis (yb: integer labels, one per example)"
-        )
-    if weight is not None and tuple(jnp.shape(weight)) != (n,):
-        raise ValueError(f"jeq.equilibrium.{fn}: weight shape {tuple(jnp.shape(weight))} must be ({n},)")
+def _check_batch(where: str, xb, yb, weight) -> None:
+    """xb (n, ...), yb (n,) integer labels and weight (n,) or None share the leading batch axis (static shapes)."""
+    if not jnp.ndim(xb):
+        validate.array(where, "xb", xb, shape=(None,))  # fails: a batch needs a leading axis
+    n = jnp.shape(xb)[0]
+    validate.array(where, "yb", yb, shape=(n,))
+    if weight is not None:
+        validate.array(where, "weight", weight, shape=(n,))
 
 
 BATCH_AXIS = "batch"
@@ -91,10 +95,10 @@ def make_train_step(
     mean cross-entropy (+ ``jacobian_weight`` times the Jacobian penalty, which needs ``key``) and applies
     ``optimizer``. Jitted and pure.
     """
+    where = "jeq.equilibrium.make_train_step"
     if not callable(apply):
-        raise TypeError(f"jeq.equilibrium.make_train_step(apply={apply!r}): must be callable")
-    if isinstance(jacobian_weight, bool) or not np.isfinite(jacobian_weight) or jacobian_weight < 0:
-        raise ValueError(f"jeq.equilibrium.make_train_step(jacobian_weight={jacobian_weight!r}): must be >= 0")
+        validate.fail(where, "apply", apply, "must be callable")
+    jacobian_weight = validate.nonnegative(where, "jacobian_weight", jacobian_weight)
     use_jacobian = jacobian_weight > 0
 
     def loss_fn(params, xb, yb, weight, key):
@@ -111,9 +115,10 @@ def make_train_step(
 
     @jax.jit
     def train_step(params, opt_state, xb, yb, weight=None, key=None):
-        _check_batch("train_step", xb, yb, weight)
+        _check_batch("jeq.equilibrium.train_step", xb, yb, weight)
         if use_jacobian and key is None:
-            raise ValueError("jeq.equilibrium.train_step: jacobian_weight > 0 needs key=jax.random.key(...)")
+            validate.fail("jeq.equilibrium.train_step", "key", key, "must be a jax.random.key(...) when "
+                          "jacobian_weight > 0")
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, xb, yb, weight, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, metrics
@@ -124,11 +129,11 @@ def make_train_step(
 def make_eval_step(apply: Callable[..., Output]) -> Callable[..., EvalMetrics]:
     """``evaluate(params, xb, yb, weight=None) -> EvalMetrics`` (weighted sums; jitted)."""
     if not callable(apply):
-        raise TypeError(f"jeq.equilibrium.make_eval_step(apply={apply!r}): must be callable")
+        validate.fail("jeq.equilibrium.make_eval_step", "apply", apply, "must be callable")
 
     @jax.jit
     def evaluate(params, xb, yb, weight=None):
-        _check_batch("evaluate", xb, yb, weight)
+        _check_batch("jeq.equilibrium.evaluate", xb, yb, weight)
         out, ce, correct = _per_example(apply, params, xb, yb, None)
         w = jnp.ones_like(ce) if weight is None else weight.astype(ce.dtype)
         return EvalMetrics(
@@ -138,3 +143,53 @@ def make_eval_step(apply: Callable[..., Output]) -> Callable[..., EvalMetrics]:
         )
 
     return evaluate
+
+
+class AdjointReport(NamedTuple):
+    """How the implicit backward's adjoint solve went on a batch (see :func:`adjoint_report`)."""
+
+    mean_steps: float
+    """Mean adjoint solver steps per example (-1 for ``"gmres"``/``"bicgstab"``, which do not report them)."""
+    converged_fraction: float
+    """Fraction of examples whose adjoint solve met its tolerance within its ``maxiter``."""
+    max_residual: float
+    """Largest adjoint residual ||J^T u + g - u|| over the batch."""
+    stats: fp.Stats
+    """The per-example :class:`jeq.fixedpoint.Stats` of the adjoint solves (arrays of shape (batch,))."""
+
+
+def adjoint_report(model: EquilibriumModel, params: PyTree, xb: jax.Array, yb: jax.Array) -> AdjointReport:
+    """The adjoint solve u = J^T u + g of the implicit backward, per example, with its diagnostics:
+
+        s* = layer(s*, prepare(params), inject(params, x)),   g = d CE(readout(params, hidden(s*)), y) / d s*,
+        u = J^T u + g  with J = d layer / d s at s*   (:func:`jeq.fixedpoint.adjoint_solve`),
+
+    with the model's forward and backward settings (``model.settings``; the forward stops per example). Inside a
+    training step this solve runs silently in the VJP, so a truncated backward (``maxiter`` reached) goes unnoticed
+    there; this reruns it on the batch ``xb`` (n, ...) with integer labels ``yb`` (n,). g is each example's own
+    cross-entropy gradient (not divided by n). Not jittable as a whole (returns Python floats); the solves are jitted.
+    """
+    where = "jeq.equilibrium.adjoint_report"
+    if not isinstance(model, EquilibriumModel):
+        validate.fail(where, "model", model, "must be a jeq.equilibrium.EquilibriumModel")
+    backward = model.settings.backward
+    if not (backward == "implicit" or isinstance(backward, fp.Implicit)):
+        validate.fail(where, "model", model.name, f"must have an implicit backward, not {backward!r}")
+    _check_batch(where, xb, yb, None)
+    settings = model.settings
+
+    def one(x, y):
+        prepared, c = model.prepare(params), model.inject(params, x)
+        s = fp.solve(model.layer, model.initial_state(c), prepared, c, solver=settings.solver, tol=settings.tol,
+                     rtol=settings.rtol, maxiter=settings.maxiter, backward=backward).value
+
+        def loss(state):
+            logits = model.readout(params, model.hidden(state, prepared, c))
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+        return fp.adjoint_solve(model.layer, s, prepared, c, cotangent=jax.grad(loss)(s), backward=backward).stats
+
+    stats = jax.jit(jax.vmap(one))(xb, yb)
+    return AdjointReport(mean_steps=float(jnp.mean(stats.num_steps)),
+                         converged_fraction=float(jnp.mean(stats.converged)),
+                         max_residual=float(jnp.max(stats.residual)), stats=stats)

@@ -28,6 +28,7 @@ from jeq.fixedpoint.solvers import (
     PicardState,
     anderson,
     broyden,
+    flat_map,
     get_solver,
     halpern,
     picard,
@@ -36,5 +37,6 @@ from jeq.fixedpoint.solvers import (
 __all__ = [
     "SOLVERS", "AndersonState", "BroydenState", "FixedPointSolver", "HalpernState", "Implicit", "Phantom",
     "PicardState", "Solution", "Stats", "Unroll", "adjoint_solve", "anderson", "broyden", "check_settings",
-    "get_solver", "halpern", "implicit", "jacobian_penalty", "phantom", "picard", "solve", "spectral_radius", "unroll",
+    "flat_map", "get_solver", "halpern", "implicit", "jacobian_penalty", "phantom", "picard", "solve",
+    "spectral_radius", "unroll",
 ]

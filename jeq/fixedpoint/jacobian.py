@@ -15,6 +15,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from jeq import validate
+from jeq.fixedpoint.solvers import flat_map
+
 __all__ = ["jacobian_penalty", "spectral_radius"]
 
 
@@ -25,14 +28,9 @@ def jacobian_penalty(fn: Callable[..., Any], z: Any, *args: Any, key: jax.Array,
 
     Differentiable in z and args, so it can be added to any loss (``loss + weight * jacobian_penalty(...)``).
     """
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"jeq.fixedpoint.jacobian_penalty(samples={samples!r}): must be an int >= 1")
+    samples = validate.integer("jeq.fixedpoint.jacobian_penalty", "samples", samples, low=1)
     z_flat, unravel = ravel_pytree(z)
-
-    def g(v):
-        return ravel_pytree(fn(unravel(v), *args))[0]
-
-    _, vjp = jax.vjp(g, z_flat)
+    _, vjp = jax.vjp(flat_map(fn, unravel, *args), z_flat)
     eps = jax.random.normal(key, (samples,) + z_flat.shape, z_flat.dtype)
     products = jax.vmap(lambda e: vjp(e)[0])(eps)
     return jnp.sum(products**2) / (samples * z_flat.size)
@@ -47,14 +45,9 @@ def spectral_radius(
 
     Exact for a dominant real eigenvalue (symmetric or normal J); a lower bound on ||J||_2 in general.
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"jeq.fixedpoint.spectral_radius(iterations={iterations!r}): must be an int >= 1")
+    iterations = validate.integer("jeq.fixedpoint.spectral_radius", "iterations", iterations, low=1)
     z_flat, unravel = ravel_pytree(z)
-
-    def g(v):
-        return ravel_pytree(fn(unravel(v), *args))[0]
-
-    _, jvp = jax.linearize(g, z_flat)
+    _, jvp = jax.linearize(flat_map(fn, unravel, *args), z_flat)
     v = jax.random.normal(key, z_flat.shape, z_flat.dtype)
     v = v / jnp.linalg.norm(v)
 

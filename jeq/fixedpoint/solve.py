@@ -30,10 +30,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import jaxopt
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jeq.fixedpoint.solvers import FixedPointSolver, get_solver
+from jeq import validate
+from jeq.fixedpoint.solvers import FixedPointSolver, flat_map, get_solver
 
 __all__ = [
     "Implicit", "Phantom", "Solution", "Stats", "Unroll", "adjoint_solve", "check_settings", "implicit", "phantom",
@@ -99,11 +99,11 @@ def implicit(
 
     The adjoint map is linear with the same spectrum as J, so any solver that converged forward converges here.
     """
-    _check_tolerances("implicit", tol, rtol)
-    _check_maxiter("implicit", maxiter)
+    where = "jeq.fixedpoint.implicit"
+    tol, rtol, maxiter = _stopping(where, tol, rtol, maxiter)
     if not (isinstance(solver, FixedPointSolver) or solver in LINEAR_SOLVERS):
-        get_solver(solver, caller="implicit")
-    return Implicit(solver, float(tol), float(rtol), int(maxiter))
+        get_solver(solver, where=where)
+    return Implicit(solver, tol, rtol, maxiter)
 
 
 def phantom(*, steps: int = 5, damping: float = 0.5) -> Phantom:
@@ -111,11 +111,9 @@ def phantom(*, steps: int = 5, damping: float = 0.5) -> Phantom:
 
     As steps -> inf (and tau in (0, 1]) this tends to the implicit gradient for a contractive f.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"jeq.fixedpoint.phantom(steps={steps!r}): must be an int >= 1")
-    if isinstance(damping, bool) or not isinstance(damping, (int, float, np.number)) or not 0.0 < damping <= 1.0:
-        raise ValueError(f"jeq.fixedpoint.phantom(damping={damping!r}): must be a number in (0, 1]")
-    return Phantom(int(steps), float(damping))
+    where = "jeq.fixedpoint.phantom"
+    return Phantom(validate.integer(where, "steps", steps, low=1),
+                   validate.real(where, "damping", damping, low=0, high=1, low_open=True))
 
 
 def unroll() -> Unroll:
@@ -123,39 +121,31 @@ def unroll() -> Unroll:
     return Unroll()
 
 
+_BACKWARDS = {"implicit": implicit, "phantom": phantom, "unroll": unroll}
+"""The backward passes by name: ``solve(..., backward="phantom")`` uses the factory's defaults."""
+
+
+def _stopping(where: str, tol, rtol, maxiter) -> tuple[float, float, int]:
+    """The stopping rule ||f(z) - z|| <= tol + rtol ||f(z)|| within maxiter steps: tol > 0, rtol >= 0, maxiter >= 1."""
+    return (validate.positive(where, "tol", tol), validate.nonnegative(where, "rtol", rtol),
+            validate.integer(where, "maxiter", maxiter, low=1))
+
+
 def check_settings(
-    *, solver, tol, rtol, maxiter, backward, caller: str = "solve"
+    *, solver, tol, rtol, maxiter, backward, where: str = "jeq.fixedpoint.solve"
 ) -> tuple[FixedPointSolver, Implicit | Phantom | Unroll]:
-    """Validate :func:`solve` settings eagerly; return the resolved solver and backward configuration."""
-    solver = get_solver(solver, caller=caller)
-    _check_tolerances(caller, tol, rtol)
-    _check_maxiter(caller, maxiter)
-    if isinstance(backward, str):
-        makers = {"implicit": implicit, "phantom": phantom, "unroll": unroll}
-        if backward not in makers:
-            raise ValueError(
-                f"jeq.fixedpoint.{caller}(backward={backward!r}): unknown; allowed: {sorted(makers)} or "
-                "implicit(...), phantom(...), unroll()"
-            )
-        backward = makers[backward]()
+    """Validate :func:`solve` settings eagerly; return the resolved solver and backward configuration.
+
+    ``where`` is the public call that errors name (``jeq.<pkg>.<fn>``), e.g. a model factory that takes these settings.
+    """
+    solver = get_solver(solver, where=where)
+    _stopping(where, tol, rtol, maxiter)
+    if isinstance(backward, str) and backward in _BACKWARDS:
+        backward = _BACKWARDS[backward]()
     if not isinstance(backward, (Implicit, Phantom, Unroll)):
-        raise TypeError(f"jeq.fixedpoint.{caller}(backward={backward!r}): must be a str or Implicit/Phantom/Unroll")
+        validate.fail(where, "backward", backward,
+                      f"must be one of {sorted(_BACKWARDS)} or implicit(...), phantom(...), unroll()")
     return solver, backward
-
-
-def _check_tolerances(caller: str, tol, rtol) -> None:
-    for name, value in (("tol", tol), ("rtol", rtol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(f"jeq.fixedpoint.{caller}({name}={value!r}): must be a real number")
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"jeq.fixedpoint.{caller}(tol={tol!r}): must be > 0 (the absolute tolerance)")
-    if not (np.isfinite(rtol) and rtol >= 0):
-        raise ValueError(f"jeq.fixedpoint.{caller}(rtol={rtol!r}): must be >= 0")
-
-
-def _check_maxiter(caller: str, maxiter) -> None:
-    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
-        raise ValueError(f"jeq.fixedpoint.{caller}(maxiter={maxiter!r}): must be an int >= 1")
 
 
 def _stats(state, count, tol, rtol, axis_name=None) -> Stats:
@@ -201,13 +191,6 @@ def _scan(solver: FixedPointSolver, g, z0, tol, rtol, maxiter, axis_name=None):
     return state, _stats(state, count, tol, rtol, axis_name)
 
 
-def _flat_map(fn, unravel, args):
-    def g(z_flat):
-        return ravel_pytree(fn(unravel(z_flat), *args))[0]
-
-    return g
-
-
 class _Point(NamedTuple):  # what _stats reads from a solver state
     z: Array
     fz: Array
@@ -223,7 +206,7 @@ def _solve_adjoint(config: Implicit, jt: Callable[[Array], Array], g: Array) -> 
         method = jax.scipy.sparse.linalg.gmres if config.solver == "gmres" else jax.scipy.sparse.linalg.bicgstab
         u = method(lambda v: v - jt(v), g, x0=g, tol=config.rtol, atol=config.tol, maxiter=config.maxiter)[0]
         return u, _stats(_Point(u, h(u)), jnp.full((), -1, jnp.int32), config.tol, config.rtol)
-    state, stats = _while(get_solver(config.solver, caller="implicit"), h, g, config.tol, config.rtol,
+    state, stats = _while(get_solver(config.solver, where="jeq.fixedpoint.implicit"), h, g, config.tol, config.rtol,
                           config.maxiter)
     return state.z, stats
 
@@ -267,7 +250,7 @@ def adjoint_solve(
     if backward == "implicit":
         backward = implicit()
     if not isinstance(backward, Implicit):
-        raise TypeError(f"jeq.fixedpoint.adjoint_solve(backward={backward!r}): must be 'implicit' or implicit(...)")
+        validate.fail("jeq.fixedpoint.adjoint_solve", "backward", backward, "must be 'implicit' or implicit(...)")
     z_flat, unravel = ravel_pytree(z_star)
     g_flat, _ = ravel_pytree(cotangent)
     if jax.tree.structure(cotangent) != jax.tree.structure(z_star) or g_flat.shape != z_flat.shape:
@@ -275,7 +258,7 @@ def adjoint_solve(
             f"jeq.fixedpoint.adjoint_solve: cotangent {jax.tree.structure(cotangent)} of size {g_flat.shape} must "
             f"be shaped like z_star {jax.tree.structure(z_star)} of size {z_flat.shape}"
         )
-    _, vjp = jax.vjp(lambda z: ravel_pytree(fn(unravel(z), *args))[0], z_flat)
+    _, vjp = jax.vjp(flat_map(fn, unravel, *args), z_flat)
     u, stats = _solve_adjoint(backward, lambda v: vjp(v)[0], g_flat.astype(z_flat.dtype))
     return Solution(unravel(u), stats)
 
@@ -349,19 +332,19 @@ def solve(
     """
     solver, backward = check_settings(solver=solver, tol=tol, rtol=rtol, maxiter=maxiter, backward=backward)
     if axis_name is not None and not isinstance(axis_name, str):
-        raise TypeError(f"jeq.fixedpoint.solve(axis_name={axis_name!r}): must be a str (a jax.vmap axis name) or None")
+        validate.fail("jeq.fixedpoint.solve", "axis_name", axis_name, "must be a str (a jax.vmap axis name) or None")
     _check_map(fn, z0, args)
     fn, consts = jax.closure_convert(fn, z0, *args)
     args = tuple(args) + tuple(consts)
     z0_flat, unravel = ravel_pytree(z0)
 
     if isinstance(backward, Unroll):
-        state, stats = _scan(solver, _flat_map(fn, unravel, args), z0_flat, tol, rtol, maxiter, axis_name)
+        state, stats = _scan(solver, flat_map(fn, unravel, *args), z0_flat, tol, rtol, maxiter, axis_name)
         return Solution(unravel(state.z), stats)
 
     # Implicit and phantom: the forward loop runs without a tape on stop-gradient inputs (memory: solver state).
     frozen = jax.lax.stop_gradient(args)
-    state, stats = _while(solver, _flat_map(fn, unravel, frozen), jax.lax.stop_gradient(z0_flat), tol, rtol,
+    state, stats = _while(solver, flat_map(fn, unravel, *frozen), jax.lax.stop_gradient(z0_flat), tol, rtol,
                           maxiter, axis_name)
     z_star = jax.lax.stop_gradient(unravel(state.z))
 

@@ -25,8 +25,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
+
+from jeq import validate
 
 __all__ = [
     "SOLVERS",
@@ -37,6 +38,7 @@ __all__ = [
     "PicardState",
     "anderson",
     "broyden",
+    "flat_map",
     "get_solver",
     "halpern",
     "picard",
@@ -57,14 +59,21 @@ class FixedPointSolver(NamedTuple):
     """Registry name (for messages and stats)."""
 
 
-def _check_positive(fn: str, arg: str, value, *, integer: bool = False, upper: float | None = None):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer) if integer else (int, float, np.number)):
-        kind = "an int" if integer else "a real number"
-        raise TypeError(f"jeq.fixedpoint.{fn}({arg}={value!r}): must be {kind}")
-    if not np.isfinite(value) or value <= 0 or (upper is not None and value > upper):
-        allowed = f"in (0, {upper}]" if upper is not None else "> 0"
-        raise ValueError(f"jeq.fixedpoint.{fn}({arg}={value!r}): must be {allowed}")
-    return value
+def flat_map(fn: Callable[..., Any], unravel: Callable[[Array], Any], *args: Any) -> FlatMap:
+    """g(v) = ravel(fn(unravel(v), *args)): a map of pytrees seen as a map of flat vectors (what solvers iterate).
+
+    ``unravel`` comes from ``jax.flatten_util.ravel_pytree(z)``; fn must return a pytree shaped like z.
+    """
+
+    def g(v):
+        return ravel_pytree(fn(unravel(v), *args))[0]
+
+    return g
+
+
+def _damping(where: str, value) -> float:
+    """beta in (0, 1]: the step of an averaged (Krasnosel'skii-Mann) update."""
+    return validate.real(where, "damping", value, low=0, high=1, low_open=True)
 
 
 # --------------------------------------------------------------------------------------------------------- picard
@@ -82,7 +91,7 @@ def picard(*, damping: float = 1.0) -> FixedPointSolver:
 
     Converges linearly for a contraction; for a merely nonexpansive f, beta < 1 gives weak convergence (KM).
     """
-    beta = _check_positive("picard", "damping", damping, upper=1.0)
+    beta = _damping("jeq.fixedpoint.picard", damping)
 
     def init(g, z0):
         return PicardState(z0, g(z0))
@@ -144,13 +153,10 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
     over the last ``history`` pairs. The ridge is relative to the mean squared residual, so it regularises the
     Gram system the same way at every scale (locuslab/deq #20: singular systems). Memory: 2 * history vectors.
     """
-    m = _check_positive("anderson", "history", history, integer=True)
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.number)):
-        raise TypeError(f"jeq.fixedpoint.anderson(ridge={ridge!r}): must be a real number")
-    lam = float(ridge)
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"jeq.fixedpoint.anderson(ridge={ridge!r}): must be >= 0")
-    beta = _check_positive("anderson", "damping", damping, upper=1.0)
+    where = "jeq.fixedpoint.anderson"
+    m = validate.integer(where, "history", history, low=1)
+    lam = validate.nonnegative(where, "ridge", ridge)
+    beta = _damping(where, damping)
 
     def init(g, z0):
         fz = g(z0)
@@ -200,7 +206,7 @@ def broyden(*, history: int = 10) -> FixedPointSolver:
     kept as H = -I + U V^T with the last ``history`` rank-one terms (the oldest is dropped).
     Unit step, no line search. Memory: 2 * history vectors.
     """
-    m = _check_positive("broyden", "history", history, integer=True)
+    m = validate.integer("jeq.fixedpoint.broyden", "history", history, low=1)
 
     def inv_jac(us, vs, y):
         return -y + us.T @ (vs @ y)
@@ -282,13 +288,14 @@ Register a new one with ``SOLVERS["name"] = factory`` (a function of keyword hyp
 :class:`FixedPointSolver`)."""
 
 
-def get_solver(solver: str | FixedPointSolver, *, caller: str = "solve") -> FixedPointSolver:
-    """Resolve a registry name or pass a configured :class:`FixedPointSolver` through."""
+def get_solver(solver: str | FixedPointSolver, *, where: str = "jeq.fixedpoint.solve") -> FixedPointSolver:
+    """Resolve a registry name or pass a configured :class:`FixedPointSolver` through.
+
+    ``where`` is the public call named in the error (``jeq.<pkg>.<fn>``) when ``solver`` is neither.
+    """
     if isinstance(solver, FixedPointSolver):
         return solver
     if isinstance(solver, str) and solver in SOLVERS:
         return SOLVERS[solver]()
-    raise ValueError(
-        f"jeq.fixedpoint.{caller}(solver={solver!r}): unknown solver; allowed: {sorted(SOLVERS)} "
-        "or a FixedPointSolver such as jeq.fixedpoint.anderson(history=5)"
-    )
+    validate.fail(where, "solver", solver, f"must be one of {sorted(SOLVERS)} or a FixedPointSolver such as "
+                  "jeq.fixedpoint.anderson(history=5)")

@@ -14,13 +14,13 @@ from jeq.prox.activations import (
     l1,
     leaky_relu,
     relu,
+    relu_l1,
     sigmoid,
-    soft_threshold,
     softplus,
     tanh,
 )
 
 __all__ = [
     "Prox", "add_l1", "box", "check_proximal", "from_activation", "hard_sigmoid", "l1", "leaky_relu", "relu",
-    "sigmoid", "soft_threshold", "softplus", "tanh",
+    "relu_l1", "sigmoid", "softplus", "tanh",
 ]

@@ -20,7 +20,7 @@ leaky_relu(slope a)    (1/a - 1) x^2 / 2 for x < 0, 0 for x >= 0
 sigmoid                x ln x + (1 - x) ln(1 - x) - x^2/2 on [0, 1]
 tanh                   ((1 + x) ln(1 + x) + (1 - x) ln(1 - x)) / 2 - x^2/2 on [-1, 1]
 softplus               Li2(exp(-x)) on [0, inf)
-relu(v - t)            t x + indicator of [0, inf)      (ReLU with an l1 prior)
+relu(v - t)            t x + indicator of [0, inf)      (ReLU with an l1 prior: ``relu_l1``)
 soft threshold         t |x|                           (``l1``)
 clip(v, lo, hi)        indicator of [lo, hi]           (``box``)
 =====================  =====================================================================
@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jeq import validate
+
 __all__ = [
     "Prox",
     "add_l1",
@@ -52,8 +54,8 @@ __all__ = [
     "l1",
     "leaky_relu",
     "relu",
+    "relu_l1",
     "sigmoid",
-    "soft_threshold",
     "softplus",
     "tanh",
 ]
@@ -79,19 +81,6 @@ def _indicator(x: Array, lower: float | None, upper: float | None) -> Array:
     return jnp.where(inside, jnp.zeros_like(x), jnp.inf)
 
 
-def _check_real(fn_name: str, arg: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"jeq.prox.{fn_name}({arg}={value!r}): must be a real number")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"jeq.prox.{fn_name}({arg}={value!r}): must be finite")
-    if positive and value <= 0:
-        raise ValueError(f"jeq.prox.{fn_name}({arg}={value!r}): must be > 0")
-    if nonnegative and value < 0:
-        raise ValueError(f"jeq.prox.{fn_name}({arg}={value!r}): must be >= 0")
-    return value
-
-
 def relu() -> Prox:
     """ReLU ``max(v, 0)`` = projection onto [0, inf): f = indicator of [0, inf)."""
     return Prox(apply=jax.nn.relu, potential=lambda x: _indicator(x, 0.0, None))
@@ -99,10 +88,8 @@ def relu() -> Prox:
 
 def box(*, lower: float, upper: float) -> Prox:
     """Clip ``min(max(v, lower), upper)`` = projection onto [lower, upper]: f = indicator of [lower, upper]."""
-    lower = _check_real("box", "lower", lower)
-    upper = _check_real("box", "upper", upper)
-    if not lower < upper:
-        raise ValueError(f"jeq.prox.box(lower={lower}, upper={upper}): need lower < upper")
+    lower = validate.real("jeq.prox.box", "lower", lower)
+    upper = validate.real("jeq.prox.box", "upper", upper, low=lower, low_open=True)
     return Prox(apply=lambda v: jnp.clip(v, lower, upper), potential=lambda x: _indicator(x, lower, upper))
 
 
@@ -113,9 +100,9 @@ def hard_sigmoid() -> Prox:
 
 def leaky_relu(*, slope: float) -> Prox:
     """Leaky ReLU ``v if v >= 0 else slope * v`` for slope a in (0, 1]: f(x) = (1/a - 1) x^2 / 2 for x < 0, else 0."""
-    a = _check_real("leaky_relu", "slope", slope)
+    a = validate.real("jeq.prox.leaky_relu", "slope", slope)
     if not 0.0 < a <= 1.0:
-        raise ValueError(f"jeq.prox.leaky_relu(slope={slope!r}): must be in (0, 1] (slope > 1 is not 1-Lipschitz)")
+        validate.fail("jeq.prox.leaky_relu", "slope", slope, "must be in (0, 1] (slope > 1 is not 1-Lipschitz)")
     curvature = 1.0 / a - 1.0
 
     def potential(x):
@@ -164,7 +151,7 @@ def softplus() -> Prox:
 
 def l1(*, weight: float) -> Prox:
     """Soft thresholding ``sign(v) max(|v| - w, 0)`` = prox of f(x) = w |x| (w >= 0)."""
-    w = _check_real("l1", "weight", weight, nonnegative=True)
+    w = validate.nonnegative("jeq.prox.l1", "weight", weight)
     return Prox(
         apply=lambda v: jnp.sign(v) * jnp.maximum(jnp.abs(v) - w, 0.0),
         potential=lambda x: w * jnp.abs(x),
@@ -178,22 +165,24 @@ def add_l1(prox: Prox, *, weight: float) -> Prox:
 
     (x > 0 at the minimum iff prox_f(v - w) > 0, x < 0 iff prox_f(v + w) < 0, else x = 0.)
     """
-    w = _check_real("add_l1", "weight", weight, nonnegative=True)
+    w = validate.nonnegative("jeq.prox.add_l1", "weight", weight)
     if not isinstance(prox, Prox):
-        raise TypeError(f"jeq.prox.add_l1(prox={prox!r}): must be a jeq.prox.Prox")
+        validate.fail("jeq.prox.add_l1", "prox", prox, "must be a jeq.prox.Prox")
     return Prox(
         apply=lambda v: jnp.maximum(prox.apply(v - w), 0.0) + jnp.minimum(prox.apply(v + w), 0.0),
         potential=lambda x: prox.potential(x) + w * jnp.abs(x),
     )
 
 
-def soft_threshold(*, threshold: float) -> Prox:
-    """ReLU with an l1 prior, ``relu(v - t)``: f(x) = t x + indicator of [0, inf) (t >= 0).
+def relu_l1(*, weight: float) -> Prox:
+    """ReLU with an l1 prior, ``relu(v - w)``: f(x) = w x + indicator of [0, inf) = w |x| + indicator (w >= 0).
 
-    Adding ``t * ||z||_1`` to an OptEq objective turns its ReLU layer into this one (spec section 6.1).
+    The one-sided shrinkage (negative inputs go to 0, positive ones shrink by w), the closed form of
+    ``add_l1(relu(), weight=w)``; the two-sided soft threshold is :func:`l1`. Adding ``w * ||z||_1`` to an OptEq
+    objective turns its ReLU layer into this one (spec section 6.1).
     """
-    t = _check_real("soft_threshold", "threshold", threshold, nonnegative=True)
-    return Prox(apply=lambda v: jax.nn.relu(v - t), potential=lambda x: t * x + _indicator(x, 0.0, None))
+    w = validate.nonnegative("jeq.prox.relu_l1", "weight", weight)
+    return Prox(apply=lambda v: jax.nn.relu(v - w), potential=lambda x: w * x + _indicator(x, 0.0, None))
 
 
 def check_proximal(
@@ -218,10 +207,9 @@ def check_proximal(
       tolerance: slack on both inequalities (float32 rounding makes divided differences inexact by ~1e-4).
     """
     label = name or getattr(activation, "__name__", repr(activation))
-    radius = _check_real("check_proximal", "radius", radius, positive=True)
-    tolerance = _check_real("check_proximal", "tolerance", tolerance, nonnegative=True)
-    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
-        raise ValueError(f"jeq.prox.check_proximal(num_points={num_points!r}): must be an int >= 3")
+    radius = validate.positive("jeq.prox.check_proximal", "radius", radius)
+    tolerance = validate.nonnegative("jeq.prox.check_proximal", "tolerance", tolerance)
+    num_points = validate.integer("jeq.prox.check_proximal", "num_points", num_points, low=3)
     grid = np.linspace(-radius, radius, num_points)
     values = np.asarray(activation(jnp.asarray(grid)), np.float64)
     if values.shape != grid.shape:
@@ -267,7 +255,7 @@ def from_activation(
     [-radius, radius]; phi by Gauss-Legendre quadrature). f is +inf outside [sigma(-radius), sigma(radius)].
     Accurate to quadrature error for smooth sigma; prefer the closed forms above when they exist.
     """
-    radius = _check_real("from_activation", "radius", radius, positive=True)
+    radius = validate.positive("jeq.prox.from_activation", "radius", radius)
     check_proximal(activation, name=name, radius=radius)  # checked on the whole range the potential uses
     nodes, weights = np.polynomial.legendre.leggauss(quadrature_nodes)
 

@@ -13,7 +13,6 @@ from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
 from jeq import prox
 from jeq_tests.equilibrium.conftest import normal_data, uniform_data
-from jeq.equilibrium.mon import _apply_transfer
 
 
 def test_mon_parameter_counts_match_the_official_models():
@@ -108,7 +107,7 @@ def test_conv_mon_fft_inverse_matches_the_dense_inverse(conv_mons):
             inverse_dense = jnp.linalg.inv(jnp.eye(32) + 0.7 * (jnp.eye(32) - w_dense))
             fft_inverse = eq.circulant_inverse(apply_w, (4, 4, 2), 0.7, jnp.float64)
             sym = 0.5 * ((jnp.eye(32) - w_dense) + (jnp.eye(32) - w_dense).T)
-            return (_apply_transfer(fft_inverse, v).reshape(-1), inverse_dense @ v.reshape(-1),
+            return (eq.circulant_apply(fft_inverse, v).reshape(-1), inverse_dense @ v.reshape(-1),
                     jnp.linalg.eigvalsh(sym)[0])
 
         fft, dense, lowest = check(prepared, normal_data(5, (4, 4, 2), jnp.float64))

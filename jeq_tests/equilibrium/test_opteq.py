@@ -244,5 +244,5 @@ def test_bad_configuration(call, error, match):
 def test_input_shape_mismatch_names_both_shapes():
     model = eq.opteq(features=12, hidden=9, classes=4)
     params = model.init(jax.random.key(0))
-    with pytest.raises(ValueError, match=r"x has shape \(5, 12\) but the model expects \(12,\)"):
+    with pytest.raises(ValueError, match=r"opteq\(x\): must have shape \(12,\), got shape \(5, 12\)"):
         model.apply(params, jnp.zeros((5, 12)))

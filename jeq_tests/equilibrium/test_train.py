@@ -1,7 +1,9 @@
-"""The shared training step: learns, honours per-example weights (padding), is jitted once, rejects bad input."""
+"""The shared training step: learns, honours per-example weights (padding), is jitted once, rejects bad input; the
+adjoint report says when the implicit backward's solve was truncated."""
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,8 +53,7 @@ def test_zero_weight_rows_are_ignored(setup):
         xs_pad = jnp.concatenate([xs[:24], fill * jnp.ones((8, 6))])
         ys_pad = jnp.concatenate([ys[:24], jnp.full(8, label, jnp.int32)])
         results.append(train_step(params, opt_state, xs_pad, ys_pad, weight))
-    for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0])):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+    chex.assert_trees_all_close(results[0][0], results[1][0], atol=1e-6, rtol=1e-7)
     sums = eq.make_eval_step(model.apply)(params, xs_pad, ys_pad, weight)
     assert float(sums.count) == 24.0
     np.testing.assert_allclose(float(results[0][2].loss), float(sums.loss) / 24, rtol=1e-5)
@@ -64,16 +65,33 @@ def test_jacobian_penalty_enters_the_loss(setup):
     step = eq.make_train_step(model.apply, optimizer, jacobian_weight=1.0)
     _, _, metrics = step(params, optimizer.init(params), xs, ys, key=jax.random.key(0))
     assert float(metrics.jacobian) > 0
-    with pytest.raises(ValueError, match="needs key"):
+    with pytest.raises(ValueError, match=r"train_step\(key=None\): must be a jax.random.key"):
         step(params, optimizer.init(params), xs, ys)
 
 
 def test_bad_batches_are_rejected(setup):
     model, xs, ys, optimizer, train_step = setup
     params = model.init(jax.random.key(4))
-    with pytest.raises(ValueError, match=r"xb shape \(32, 6\) and yb shape \(31,\)"):
+    with pytest.raises(ValueError, match=r"train_step\(yb\): must have shape \(32,\), got shape \(31,\)"):
         train_step(params, optimizer.init(params), xs, ys[:31])
-    with pytest.raises(ValueError, match=r"weight shape \(3,\) must be \(32,\)"):
+    with pytest.raises(ValueError, match=r"train_step\(weight\): must have shape \(32,\), got shape \(3,\)"):
         train_step(params, optimizer.init(params), xs, ys, jnp.ones(3))
     with pytest.raises(ValueError, match="jacobian_weight"):
         eq.make_train_step(model.apply, optimizer, jacobian_weight=-1.0)
+
+
+def test_adjoint_report_says_when_the_backward_solve_is_truncated():
+    """The VJP of a training step cannot say that its adjoint solve hit maxiter; adjoint_report reruns it and does."""
+    xb, yb = normal_data(5, (4, 12)), jnp.asarray([0, 1, 2, 0])
+    settled = eq.deq(features=12, hidden=8, classes=3)
+    params = settled.init(jax.random.key(0))
+    report = eq.adjoint_report(settled, params, xb, yb)
+    assert report.converged_fraction == 1.0 and report.mean_steps >= 1
+    assert report.max_residual <= 1e-6  # DEQ's default adjoint tolerance (TorchDEQ's 1e-6)
+    chex.assert_shape(report.stats.num_steps, (4,))
+    truncated = eq.deq(features=12, hidden=8, classes=3,
+                       backward=fp.implicit(solver="picard", tol=1e-9, rtol=0.0, maxiter=1))
+    report = eq.adjoint_report(truncated, params, xb, yb)
+    assert report.converged_fraction == 0.0 and report.mean_steps == 1 and report.max_residual > 1e-9
+    with pytest.raises(ValueError, match=r"adjoint_report\(model='opteq'\): must have an implicit backward"):
+        eq.adjoint_report(eq.opteq(features=12, hidden=8, classes=3, backward="unroll"), params, xb, yb)

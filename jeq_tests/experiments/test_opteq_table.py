@@ -15,7 +15,7 @@ def test_default_budget_is_the_official_mon_and_every_model_matches_it(
     architecture, image_shape, in_channels, classes, features, mon_parameters
 ):
     config = opteq_table.Config(architecture=architecture)
-    builders = opteq_table._builders(config, features, image_shape, in_channels, classes)
+    builders = opteq_table.builders(config, features, image_shape, in_channels, classes)
     sizes = opteq_table.widths_and_counts(config, builders)
     mon = "mon" if architecture == "dense" else "mon_conv"
     assert sizes[mon] == (opteq_table.mon_width(config), mon_parameters)

@@ -22,7 +22,7 @@ TABLE = {
     "sigmoid": (prox.sigmoid, (0.0, 1.0)),
     "tanh": (prox.tanh, (-1.0, 1.0)),
     "softplus": (prox.softplus, (0.0, math.inf)),
-    "soft_threshold": (lambda: prox.soft_threshold(threshold=0.3), (0.0, math.inf)),
+    "relu_l1": (lambda: prox.relu_l1(weight=0.3), (0.0, math.inf)),
     "l1": (lambda: prox.l1(weight=0.7), (-math.inf, math.inf)),
     "box": (lambda: prox.box(lower=-0.5, upper=2.0), (-0.5, 2.0)),
     "add_l1(tanh)": (lambda: prox.add_l1(prox.tanh(), weight=0.4), (-1.0, 1.0)),
@@ -163,9 +163,10 @@ def test_proximal_activations_pass_the_check():
     [
         (lambda: prox.leaky_relu(slope=0.0), r"leaky_relu\(slope=0.0\): must be in \(0, 1\]"),
         (lambda: prox.leaky_relu(slope=2.0), "not 1-Lipschitz"),
-        (lambda: prox.box(lower=1.0, upper=0.0), "need lower < upper"),
+        (lambda: prox.box(lower=1.0, upper=0.0), r"box\(upper=0.0\): must be > 1.0"),
         (lambda: prox.l1(weight=-1.0), r"l1\(weight=-1.0\): must be >= 0"),
-        (lambda: prox.soft_threshold(threshold=float("nan")), "must be finite"),
+        (lambda: prox.relu_l1(weight=float("nan")), r"relu_l1\(weight=nan\): must be >= 0"),
+        (lambda: prox.box(lower=float("inf"), upper=2.0), r"box\(lower=inf\): must be finite"),
         (lambda: prox.check_proximal(jnp.tanh, tolerance=-1.0), r"check_proximal\(tolerance=-1.0\): must be >= 0"),
         # an activation that turns down beyond the default check range but inside the potential's range
         (lambda: prox.from_activation(lambda v: jnp.clip(v, -12, 12) - 0.5 * jax.nn.relu(v - 20)),
