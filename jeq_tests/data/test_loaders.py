@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -14,10 +15,11 @@ from jeq.data import images
 
 
 def _check_split(split, n_train, n_test, image_shape, n_classes):
-    assert split.x_train.shape == (n_train, *image_shape)
-    assert split.x_test.shape == (n_test, *image_shape)
-    assert split.y_train.shape == (n_train,) and split.y_test.shape == (n_test,)
-    assert split.x_train.dtype == np.float32 and split.y_train.dtype == np.int32
+    chex.assert_shape([split.x_train, split.x_test], [(n_train, *image_shape), (n_test, *image_shape)])
+    chex.assert_shape([split.y_train, split.y_test], [(n_train,), (n_test,)])
+    chex.assert_type([split.x_train, split.x_test, split.y_train, split.y_test],
+                     [np.float32, np.float32, np.int32, np.int32])
+    chex.assert_tree_all_finite(split.x_train)
     assert set(np.unique(split.y_train)) == set(range(n_classes))
     assert set(np.unique(split.y_test)) == set(range(n_classes))
 
@@ -56,8 +58,8 @@ def test_digits_stratified_split():
 
 def test_mnist1d_generated_offline():
     split = data.mnist1d()
-    assert split.x_train.shape == (4000, 40) and split.x_test.shape == (1000, 40)
-    assert split.x_train.dtype == np.float32 and split.y_test.dtype == np.int32
+    chex.assert_shape([split.x_train, split.x_test], [(4000, 40), (1000, 40)])
+    chex.assert_type([split.x_train, split.y_test], [np.float32, np.int32])
     counts = np.bincount(split.y_train, minlength=10)
     assert counts.min() > 300 and counts.max() < 500
     np.random.seed(123)
@@ -86,7 +88,8 @@ def test_char_corpus_fixed_split_and_vocabulary():
 
 def test_adding_problem_definition():
     x, y = data.adding_problem(jax.random.key(3), 256, 100)
-    assert x.shape == (256, 100, 2) and y.shape == (256,) and x.dtype == np.float32
+    chex.assert_shape([x, y], [(256, 100, 2), (256,)])
+    chex.assert_type([x, y], np.float32)
     markers = x[..., 1]
     assert np.all(markers.sum(axis=1) == 2)
     assert np.all(markers[:, :50].sum(axis=1) == 1) and np.all(markers[:, 50:].sum(axis=1) == 1)
@@ -181,8 +184,8 @@ def _write_idx_set(directory, n_train=6, n_test=4, compress=True):
 def test_mnist_reads_idx_files_from_a_path(tmp_path, compress):
     arrays = _write_idx_set(tmp_path, compress=compress)
     split = data.mnist(tmp_path)
-    assert split.x_train.shape == (6, 28, 28, 1) and split.x_test.shape == (4, 28, 28, 1)
-    assert split.x_train.dtype == np.float32 and split.y_train.dtype == np.int32
+    chex.assert_shape([split.x_train, split.x_test], [(6, 28, 28, 1), (4, 28, 28, 1)])
+    chex.assert_type([split.x_train, split.y_train], [np.float32, np.int32])
     np.testing.assert_allclose(split.x_train[..., 0] * 255, arrays["train-images-idx3-ubyte"], atol=1e-3)
     assert split.y_test.tolist() == [0, 1, 2, 3]
 
@@ -247,7 +250,7 @@ def _write_cifar(directory, n=3):
 def test_cifar10_reads_pickle_batches_as_nhwc(tmp_path):
     _write_cifar(tmp_path / "cifar-10-batches-py")
     split = data.cifar10(tmp_path)
-    assert split.x_train.shape == (15, 32, 32, 3) and split.x_test.shape == (3, 32, 32, 3)
+    chex.assert_shape([split.x_train, split.x_test], [(15, 32, 32, 3), (3, 32, 32, 3)])
     with open(tmp_path / "cifar-10-batches-py" / "test_batch", "rb") as fh:
         raw = pickle.load(fh)[b"data"]
     # channel-major rows become NHWC: pixel (0, 0) of image 0 has the first R, G and B bytes of each plane

@@ -1,9 +1,11 @@
-"""Helpers for the Path-SGD tests: brute-force path enumeration and node rescaling of a ReLU RNN."""
+"""Helpers for the Path-SGD tests: brute-force path enumeration, node rescaling of a ReLU RNN, and a chex variant
+that must not retrace."""
 
 from __future__ import annotations
 
 import itertools
 
+import chex
 import numpy as np
 import pytest
 
@@ -86,3 +88,24 @@ def rescale():
 @pytest.fixture(scope="session")
 def rescale_factor():
     return rescale_factors
+
+
+def traced_once_variant(test: chex.TestCase, fn, **jit_kwargs):
+    """``test.variant(fn)``; in the jitted variant it must trace once however often it is called (no recompilation).
+
+    chex counts traces per function source, so the counter is reset here: one such function per test.
+    """
+    if test.variant.type == chex.ChexVariantType.WITH_JIT:
+        chex.clear_trace_counter()
+        inner = fn
+
+        def fn(*args, **kwargs):  # a plain function: assert_max_traces reads its source
+            return inner(*args, **kwargs)
+
+        fn = chex.assert_max_traces(fn, n=1)
+    return test.variant(fn, **jit_kwargs)
+
+
+@pytest.fixture(scope="session")
+def traced_once():
+    return traced_once_variant

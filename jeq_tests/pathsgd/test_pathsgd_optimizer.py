@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,21 +63,127 @@ def as_jnp(params):
     return pathsgd.RNNParams(*(jnp.asarray(x) for x in params))
 
 
-def test_update_divides_the_gradient_by_kappa(x64, brute_force):
-    params, (xb, yb) = tiny_rnn(0), batch(0)
-    tx1 = pathsgd.path_sgd(0.05, path_sum=PATH_SUM, eps=1e-3)
-    tx2 = pathsgd.path_sgd(0.05, path_sum=PATH_SUM, eps=1e-3, include_kappa2=True)
+class TestPathSGDUpdateJittedAndNot(chex.TestCase):
+    """The update of path_sgd / scale_by_path_norm / make_optimizer, jitted and not jitted (chex variants)."""
 
-    @jax.jit
-    def updates_of_both(params):
-        grads = jax.grad(batch_loss)(params, xb, yb)
-        return grads, tx1.update(grads, tx1.init(params), params)[0], tx2.update(grads, tx2.init(params), params)[0]
+    @pytest.fixture(autouse=True)
+    def _helpers(self, brute_force, traced_once):
+        self.brute_force, self.traced_once = brute_force, traced_once  # conftest
 
-    grads, updates1, updates2 = updates_of_both(params)
-    _, kappa1, kappa2 = brute_force(params, LENGTH, "many_to_one")  # path enumeration
-    for updates, denominator in ((updates1, kappa1), (updates2, jax.tree_util.tree_map(np.add, kappa1, kappa2))):
-        expected = jax.tree_util.tree_map(lambda g, k: -0.05 * g / (k + 1e-3), grads, denominator)
-        assert tree_max_abs_diff(updates, expected) < 1e-12
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_update_divides_the_gradient_by_kappa(self):
+        with jax.enable_x64(True):
+            params, (xb, yb) = tiny_rnn(0), batch(0)
+            tx1 = pathsgd.path_sgd(0.05, path_sum=PATH_SUM, eps=1e-3)
+            tx2 = pathsgd.path_sgd(0.05, path_sum=PATH_SUM, eps=1e-3, include_kappa2=True)
+
+            @self.variant
+            def updates_of_both(params):
+                grads = jax.grad(batch_loss)(params, xb, yb)
+                return (grads, tx1.update(grads, tx1.init(params), params)[0],
+                        tx2.update(grads, tx2.init(params), params)[0])
+
+            grads, updates1, updates2 = updates_of_both(params)
+            _, kappa1, kappa2 = self.brute_force(params, LENGTH, "many_to_one")  # path enumeration
+            for updates, denominator in ((updates1, kappa1),
+                                         (updates2, jax.tree_util.tree_map(np.add, kappa1, kappa2))):
+                expected = jax.tree_util.tree_map(lambda g, k: -0.05 * g / (k + 1e-3), grads, denominator)
+                chex.assert_trees_all_close(updates, expected, atol=1e-12, rtol=0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_chain_with_clipping_and_momentum_matches_the_manual_rule(self):
+        with jax.enable_x64(True):
+            params, (xb, yb) = tiny_rnn(3), batch(3)
+            tx = optax.chain(
+                optax.clip_by_global_norm(0.5),
+                pathsgd.path_sgd(0.1, path_sum=PATH_SUM, eps=1e-6, momentum=0.9),
+            )
+            state = tx.init(params)
+            update = self.traced_once(self, tx.update)  # jitted: one trace for the three steps
+            grad_fn = jax.jit(jax.grad(batch_loss))
+
+            @jax.jit
+            def manual_step(manual, velocity):  # clip, divide by kappa1 + eps, heavy ball, scale
+                g = jax.grad(batch_loss)(manual, xb, yb)
+                norm = optax.tree.norm(g)
+                g = jax.tree_util.tree_map(lambda x: x * jnp.minimum(1.0, 0.5 / norm), g)
+                k1 = pathsgd.kappa(manual, LENGTH).kappa1
+                velocity = jax.tree_util.tree_map(lambda v, gi, k: 0.9 * v + gi / (k + 1e-6), velocity, g, k1)
+                return jax.tree_util.tree_map(lambda w, v: w - 0.1 * v, manual, velocity), velocity
+
+            velocity = jax.tree_util.tree_map(jnp.zeros_like, params)
+            manual = params
+            for _ in range(3):
+                updates, state = update(grad_fn(params, xb, yb), state, params)
+                params = optax.apply_updates(params, updates)
+                manual, velocity = manual_step(manual, velocity)
+            chex.assert_trees_all_close(params, manual, atol=1e-12, rtol=0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_match_first_step_norm_fixes_the_ratio_at_the_first_update(self):
+        with jax.enable_x64(True):
+            params, (xb, yb) = tiny_rnn(4), batch(4)
+            tx = pathsgd.path_sgd(0.1, path_sum=PATH_SUM, match_first_step_norm=True)
+            state = tx.init(params)
+            update, grad_fn = self.variant(tx.update), jax.jit(jax.grad(batch_loss))
+            grads = grad_fn(params, xb, yb)
+            updates, state = update(grads, state, params)
+            chex.assert_trees_all_close(optax.tree.norm(updates), 0.1 * optax.tree.norm(grads), rtol=1e-10)
+            ratio = state[0].ratio
+            assert isinstance(state[0], pathsgd.ScaleByPathNormState) and int(state[0].count) == 1
+            params2 = optax.apply_updates(params, updates)
+            grads2 = grad_fn(params2, xb, yb)
+            updates2, state = update(grads2, state, params2)
+            assert float(state[0].ratio) == float(ratio) and int(state[0].count) == 2
+            k1 = jax.jit(functools.partial(pathsgd.kappa, length=LENGTH))(params2).kappa1
+            expected = jax.tree_util.tree_map(lambda g, k: -0.1 * ratio * g / (k + 1e-8), grads2, k1)
+            chex.assert_trees_all_close(updates2, expected, atol=1e-12, rtol=0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_schedule_learning_rate_is_accepted(self):
+        params = tiny_rnn(0, jnp.float32)
+        tx = pathsgd.path_sgd(optax.linear_schedule(0.1, 0.0, 10), path_sum=PATH_SUM)
+        grads = jax.tree_util.tree_map(jnp.ones_like, params)
+        updates, _ = self.variant(tx.update)(grads, tx.init(params), params)
+        assert all(jnp.all(u < 0) for u in jax.tree_util.tree_leaves(updates))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_make_optimizer_clips_the_raw_gradient_identically_for_every_method(self):
+        with jax.enable_x64(True):
+            params, (xb, yb) = tiny_rnn(5), batch(5)
+            grads = jax.tree_util.tree_map(lambda g: 100.0 * g, jax.grad(batch_loss)(params, xb, yb))  # clips
+            clipped = jax.tree_util.tree_map(lambda g: g * 0.5 / optax.tree.norm(grads), grads)
+            k1 = jax.jit(functools.partial(pathsgd.kappa, length=LENGTH))(params).kappa1
+            expected = {
+                "sgd": jax.tree_util.tree_map(lambda g: -0.1 * g, clipped),
+                "path_sgd": jax.tree_util.tree_map(lambda g, k: -0.1 * g / (k + 1e-8), clipped, k1),
+                "adam": optax.adam(0.1).update(clipped, optax.adam(0.1).init(params))[0],
+            }
+            for method, want in expected.items():
+                tx = pathsgd.make_optimizer(method, learning_rate=0.1, max_norm=0.5, path_sum=PATH_SUM)
+                updates, _ = self.variant(tx.update)(grads, tx.init(params), params)
+                chex.assert_trees_all_close(updates, want, atol=1e-12, rtol=0, custom_message=method)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_precomputed_kappa1_is_used(self):
+        params = tiny_rnn(0, jnp.float32)
+        grads = jax.tree_util.tree_map(jnp.ones_like, params)
+        tx = pathsgd.path_sgd(0.5, path_sum=PATH_SUM, eps=0.0)
+        twos = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 2.0), params)
+        updates, _ = self.variant(tx.update)(grads, tx.init(params), params, kappa1=twos)
+        chex.assert_trees_all_close(updates, jax.tree_util.tree_map(lambda p: jnp.full_like(p, -0.25), params))
+
+
+def test_precomputed_kappa1_is_checked():
+    params = tiny_rnn(0, jnp.float32)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    tx = pathsgd.path_sgd(0.5, path_sum=PATH_SUM, eps=0.0)
+    twos = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 2.0), params)
+    with pytest.raises(ValueError, match=r"scale_by_path_norm: update\(\.\.\., kappa1=\.\.\.\) must be a pytree shaped"):
+        tx.update(grads, tx.init(params), params, kappa1=(1.0, 2.0))
+    wrong_leaf = twos._replace(w_in=jnp.ones((1,)))  # same tree, one leaf that would silently broadcast
+    with pytest.raises(ValueError, match="leaf shapes"):
+        tx.update(grads, tx.init(params), params, kappa1=wrong_leaf)
 
 
 scales_strategy = st.lists(st.floats(min_value=0.2, max_value=5.0), min_size=3, max_size=3)
@@ -92,7 +199,7 @@ def test_path_sgd_step_commutes_with_node_rescaling(rescale, seed, scales, inclu
         stepped_then_rescaled = as_jnp(rescale(step(params, xb, yb), scales))
         rescaled_then_stepped = step(as_jnp(rescale(params, scales)), xb, yb)
         scale = max(float(jnp.max(jnp.abs(x))) for x in jax.tree_util.tree_leaves(stepped_then_rescaled))
-        assert tree_max_abs_diff(rescaled_then_stepped, stepped_then_rescaled) <= 1e-9 * scale
+        chex.assert_trees_all_close(rescaled_then_stepped, stepped_then_rescaled, atol=1e-9 * scale, rtol=0)
 
 
 @SETTINGS
@@ -139,65 +246,9 @@ def test_feed_forward_path_sgd_is_rescaling_invariant_through_the_same_transform
                 rescale(sgd_step(p)))
 
     loss_rescaled, loss_plain, path_a, path_b, sgd_a, sgd_b = both_orders(params)
-    np.testing.assert_allclose(loss_rescaled, loss_plain, rtol=1e-12)
-    assert tree_max_abs_diff(path_a, path_b) < 1e-10
+    chex.assert_trees_all_close(loss_rescaled, loss_plain, rtol=1e-12)
+    chex.assert_trees_all_close(path_a, path_b, atol=1e-10, rtol=0)
     assert tree_max_abs_diff(sgd_a, sgd_b) > 1e-3
-
-
-def test_jit_chain_with_clipping_and_momentum_matches_the_manual_rule(x64):
-    params, (xb, yb) = tiny_rnn(3), batch(3)
-    tx = optax.chain(
-        optax.clip_by_global_norm(0.5),
-        pathsgd.path_sgd(0.1, path_sum=PATH_SUM, eps=1e-6, momentum=0.9),
-    )
-    state = tx.init(params)
-    update = jax.jit(tx.update)
-    grad_fn = jax.jit(jax.grad(batch_loss))
-
-    @jax.jit
-    def manual_step(manual, velocity):  # clip, divide by kappa1 + eps, heavy ball, scale
-        g = jax.grad(batch_loss)(manual, xb, yb)
-        norm = optax.tree.norm(g)
-        g = jax.tree_util.tree_map(lambda x: x * jnp.minimum(1.0, 0.5 / norm), g)
-        k1 = pathsgd.kappa(manual, LENGTH).kappa1
-        velocity = jax.tree_util.tree_map(lambda v, gi, k: 0.9 * v + gi / (k + 1e-6), velocity, g, k1)
-        return jax.tree_util.tree_map(lambda w, v: w - 0.1 * v, manual, velocity), velocity
-
-    velocity = jax.tree_util.tree_map(jnp.zeros_like, params)
-    manual = params
-    for _ in range(3):
-        updates, state = update(grad_fn(params, xb, yb), state, params)
-        params = optax.apply_updates(params, updates)
-        manual, velocity = manual_step(manual, velocity)
-    assert tree_max_abs_diff(params, manual) < 1e-12
-    assert update._cache_size() == 1
-
-
-def test_match_first_step_norm_fixes_the_ratio_at_the_first_update(x64):
-    params, (xb, yb) = tiny_rnn(4), batch(4)
-    tx = pathsgd.path_sgd(0.1, path_sum=PATH_SUM, match_first_step_norm=True)
-    state = tx.init(params)
-    update, grad_fn = jax.jit(tx.update), jax.jit(jax.grad(batch_loss))
-    grads = grad_fn(params, xb, yb)
-    updates, state = update(grads, state, params)
-    np.testing.assert_allclose(optax.tree.norm(updates), 0.1 * optax.tree.norm(grads), rtol=1e-10)
-    ratio = state[0].ratio
-    assert isinstance(state[0], pathsgd.ScaleByPathNormState) and int(state[0].count) == 1
-    params2 = optax.apply_updates(params, updates)
-    grads2 = grad_fn(params2, xb, yb)
-    updates2, state = update(grads2, state, params2)
-    assert float(state[0].ratio) == float(ratio) and int(state[0].count) == 2
-    k1 = jax.jit(functools.partial(pathsgd.kappa, length=LENGTH))(params2).kappa1
-    expected = jax.tree_util.tree_map(lambda g, k: -0.1 * ratio * g / (k + 1e-8), grads2, k1)
-    assert tree_max_abs_diff(updates2, expected) < 1e-12
-
-
-def test_schedule_learning_rate_is_accepted():
-    params = tiny_rnn(0, jnp.float32)
-    tx = pathsgd.path_sgd(optax.linear_schedule(0.1, 0.0, 10), path_sum=PATH_SUM)
-    grads = jax.tree_util.tree_map(jnp.ones_like, params)
-    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
-    assert all(jnp.all(u < 0) for u in jax.tree_util.tree_leaves(updates))
 
 
 def test_missing_params_is_a_clear_error():
@@ -229,22 +280,6 @@ def test_bad_hyper_parameters_are_rejected(kwargs, message):
 # ---------------------------------------------------------------- baselines with identical clipping
 
 
-def test_make_optimizer_clips_the_raw_gradient_identically_for_every_method(x64):
-    params, (xb, yb) = tiny_rnn(5), batch(5)
-    grads = jax.tree_util.tree_map(lambda g: 100.0 * g, jax.grad(batch_loss)(params, xb, yb))  # force clipping
-    clipped = jax.tree_util.tree_map(lambda g: g * 0.5 / optax.tree.norm(grads), grads)
-    k1 = jax.jit(functools.partial(pathsgd.kappa, length=LENGTH))(params).kappa1
-    expected = {
-        "sgd": jax.tree_util.tree_map(lambda g: -0.1 * g, clipped),
-        "path_sgd": jax.tree_util.tree_map(lambda g, k: -0.1 * g / (k + 1e-8), clipped, k1),
-        "adam": optax.adam(0.1).update(clipped, optax.adam(0.1).init(params))[0],
-    }
-    for method, want in expected.items():
-        tx = pathsgd.make_optimizer(method, learning_rate=0.1, max_norm=0.5, path_sum=PATH_SUM)
-        updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
-        assert tree_max_abs_diff(updates, want) < 1e-12, method
-
-
 @pytest.mark.parametrize(
     "kwargs,message",
     [
@@ -274,8 +309,9 @@ def test_make_optimizer_momentum_is_heavy_ball_on_the_methods_direction(x64):
         state = tx.init(params)
         first, state = tx.update(grads, state, params)
         second, _ = tx.update(grads, state, params)  # same gradient twice: v = d, then d + 0.5 d
-        assert tree_max_abs_diff(first, jax.tree_util.tree_map(lambda d: -0.1 * d, direction)) < 1e-12
-        assert tree_max_abs_diff(second, jax.tree_util.tree_map(lambda d: -0.15 * d, direction)) < 1e-12
+        chex.assert_trees_all_close(first, jax.tree_util.tree_map(lambda d: -0.1 * d, direction), atol=1e-12, rtol=0)
+        chex.assert_trees_all_close(second, jax.tree_util.tree_map(lambda d: -0.15 * d, direction), atol=1e-12,
+                                    rtol=0)
 
 
 # ---------------------------------------------------------------- kappa1 from the fused scan
@@ -300,9 +336,9 @@ def test_fused_train_step_equals_the_separate_kappa_pass(x64, fused_and_separate
     for _ in range(3):
         a, sa, ma = fused_step(a, sa, xb, yb)
         b, sb, mb = separate_step(b, sb, xb, yb)
-        np.testing.assert_allclose(ma.loss, mb.loss, rtol=1e-12)
-        np.testing.assert_allclose(ma.grad_norm, mb.grad_norm, rtol=1e-12)
-    assert tree_max_abs_diff(a, b) < 1e-12 and tree_max_abs_diff(a, params) > 1e-3
+        chex.assert_trees_all_close((ma.loss, ma.grad_norm), (mb.loss, mb.grad_norm), rtol=1e-12)
+    chex.assert_trees_all_close(a, b, atol=1e-12, rtol=0)
+    assert tree_max_abs_diff(a, params) > 1e-3
     assert fused_step._cache_size() == 1
 
 
@@ -315,21 +351,7 @@ def test_fused_path_sgd_step_commutes_with_node_rescaling(x64, rescale):
     step = lambda p: free_step(p, tx_free.init(p), xb, yb)[0]  # noqa: E731
     stepped_then_rescaled = as_jnp(rescale(step(params), scales))
     rescaled_then_stepped = step(as_jnp(rescale(params, scales)))
-    assert tree_max_abs_diff(rescaled_then_stepped, stepped_then_rescaled) < 1e-10
-
-
-def test_precomputed_kappa1_is_used_and_checked():
-    params = tiny_rnn(0, jnp.float32)
-    grads = jax.tree_util.tree_map(jnp.ones_like, params)
-    tx = pathsgd.path_sgd(0.5, path_sum=PATH_SUM, eps=0.0)
-    twos = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 2.0), params)
-    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params, kappa1=twos)
-    assert all(np.allclose(u, -0.25) for u in jax.tree_util.tree_leaves(updates))
-    with pytest.raises(ValueError, match=r"scale_by_path_norm: update\(\.\.\., kappa1=\.\.\.\) must be a pytree shaped"):
-        tx.update(grads, tx.init(params), params, kappa1=(1.0, 2.0))
-    wrong_leaf = twos._replace(w_in=jnp.ones((1,)))  # same tree, one leaf that would silently broadcast
-    with pytest.raises(ValueError, match="leaf shapes"):
-        tx.update(grads, tx.init(params), params, kappa1=wrong_leaf)
+    chex.assert_trees_all_close(rescaled_then_stepped, stepped_then_rescaled, atol=1e-10, rtol=0)
 
 
 def test_a_weight_on_no_path_does_not_move_even_with_eps_zero():

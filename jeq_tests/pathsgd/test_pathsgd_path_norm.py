@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
@@ -38,11 +40,6 @@ def jit_gamma(params, length, head="many_to_one"):
 jit_apply = jax.jit(pathsgd.rnn_apply, static_argnames=("head",))
 
 
-def assert_tree_close(a, b, *, rtol, atol=0.0):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
-
-
 CASES = [(length, head, hidden) for length in (1, 2, 3) for head in pathsgd.HEADS for hidden in (2, 3)]
 
 
@@ -50,24 +47,10 @@ CASES = [(length, head, hidden) for length in (1, 2, 3) for head in pathsgd.HEAD
 def test_gamma_kappa1_kappa2_equal_brute_force_path_sums(x64, brute_force, length, head, hidden):
     params = tiny_rnn(length * 10 + hidden, hidden=hidden)
     gamma_bf, kappa1_bf, kappa2_bf = brute_force(params, length, head)
-    np.testing.assert_allclose(float(jit_gamma(params, length, head)), gamma_bf, rtol=1e-12)
+    chex.assert_trees_all_close(jit_gamma(params, length, head), gamma_bf, rtol=1e-12)
     kap = jit_kappa(params, length, head)
-    assert_tree_close(kap.kappa1, kappa1_bf, rtol=1e-10, atol=1e-14)
-    assert_tree_close(kap.kappa2, kappa2_bf, rtol=1e-10, atol=1e-14)
-
-
-@pytest.mark.parametrize("head", pathsgd.HEADS)
-def test_second_derivative_of_gamma_is_two_kappa1_plus_four_kappa2(x64, head):
-    length = 3
-    params = tiny_rnn(7)
-    flat, unravel = ravel_pytree(params)
-    hess_diag = jnp.diag(jax.jit(jax.hessian(lambda v: pathsgd.gamma(unravel(v), length, head=head)))(flat))
-    kap = jit_kappa(params, length, head)
-    identity = ravel_pytree(jax.tree_util.tree_map(lambda k1, k2: 2 * k1 + 4 * k2, kap.kappa1, kap.kappa2))[0]
-    np.testing.assert_allclose(hess_diag, identity, rtol=1e-10)
-    # and the first derivative: dgamma/dw = 2 w kappa1
-    grad = jax.grad(pathsgd.gamma)(params, length, head=head)
-    assert_tree_close(grad, jax.tree_util.tree_map(lambda w, k: 2 * w * k, params, kap.kappa1), rtol=1e-10)
+    chex.assert_trees_all_close(kap.kappa1, kappa1_bf, rtol=1e-10, atol=1e-14)
+    chex.assert_trees_all_close(kap.kappa2, kappa2_bf, rtol=1e-10, atol=1e-14)
 
 
 def test_gamma_gradients_match_finite_differences(x64):
@@ -88,13 +71,82 @@ def test_kappa2_vanishes_off_the_recurrent_weights_and_is_small_at_t3(x64, head)
     assert np.all(off_diagonal == 0.0)
 
 
-def test_identity_rnn_has_closed_form_gamma(x64):
-    """IRNN with zero biases: gamma = sum_t=1..T sum_j (sum_d W_in[j,d]^2) (sum_k W_out[k,j]^2) for many_to_one."""
-    params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=4, output_size=3, init="identity",
-                              dtype=jnp.float64)
-    length = 6
-    per_unit = jnp.sum(params.w_in**2, axis=1) * jnp.sum(params.w_out**2, axis=0)
-    np.testing.assert_allclose(pathsgd.gamma(params, length), length * jnp.sum(per_unit), rtol=1e-12)
+class TestPathNormJittedAndNot(chex.TestCase):
+    """gamma, rnn_path_sum, kappa, path_kappa, mlp_path_sum and the fused scan, each jitted and not jitted."""
+
+    @pytest.fixture(autouse=True)
+    def _oracles(self, brute_force):
+        self.brute_force = brute_force  # path enumeration (conftest)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_identity_rnn_has_closed_form_gamma(self):
+        """IRNN with zero biases: gamma = sum_t=1..T sum_j (sum_d W_in[j,d]^2) (sum_k W_out[k,j]^2), many_to_one."""
+        with jax.enable_x64(True):
+            params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=4, output_size=3, init="identity",
+                                      dtype=jnp.float64)
+            length = 6
+            per_unit = jnp.sum(params.w_in**2, axis=1) * jnp.sum(params.w_out**2, axis=0)
+            gamma = self.variant(pathsgd.gamma, static_argnums=1)(params, length)
+            chex.assert_shape(gamma, ())
+            chex.assert_trees_all_close(gamma, length * jnp.sum(per_unit), rtol=1e-12)
+            path_sum = self.variant(functools.partial(pathsgd.rnn_path_sum, length=length))
+            chex.assert_trees_all_close(path_sum(jax.tree_util.tree_map(jnp.square, params)), gamma, rtol=1e-12)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*pathsgd.HEADS)
+    def test_second_derivative_of_gamma_is_two_kappa1_plus_four_kappa2(self, head):
+        with jax.enable_x64(True):
+            length = 3
+            params = tiny_rnn(7)
+            flat, unravel = ravel_pytree(params)
+            hess_diag = jnp.diag(jax.jit(jax.hessian(lambda v: pathsgd.gamma(unravel(v), length, head=head)))(flat))
+            kap = self.variant(functools.partial(pathsgd.kappa, length=length, head=head, include_kappa2=True))(params)
+            identity = ravel_pytree(jax.tree_util.tree_map(lambda k1, k2: 2 * k1 + 4 * k2, kap.kappa1, kap.kappa2))[0]
+            chex.assert_trees_all_close(hess_diag, identity, rtol=1e-10)
+            # and the first derivative: dgamma/dw = 2 w kappa1
+            grad = jax.grad(pathsgd.gamma)(params, length, head=head)
+            chex.assert_trees_all_close(grad, jax.tree_util.tree_map(lambda w, k: 2 * w * k, params, kap.kappa1),
+                                        rtol=1e-10)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_feed_forward_kappa1_equals_gamma_in_times_gamma_out(self):
+        """w_{u->v} <- w - eta g / (gamma_in(u) gamma_out(v)): that denominator is kappa1 (bias: gamma_in = 1)."""
+        with jax.enable_x64(True):
+            params = pathsgd.init_mlp(jax.random.key(4), layer_sizes=(5, 4, 3, 2), dtype=jnp.float64)
+            params = tuple(pathsgd.Dense(layer.w, layer.b + 0.3) for layer in params)
+            kap = self.variant(functools.partial(pathsgd.path_kappa, pathsgd.mlp_path_sum, include_kappa2=True))(params)
+            gin, gout = gamma_in_out(params)
+            for layer_index, (k1, k2) in enumerate(zip(kap.kappa1, kap.kappa2)):
+                chex.assert_trees_all_close(k1.w, jnp.outer(gout[layer_index + 1], gin[layer_index]), rtol=1e-12)
+                chex.assert_trees_all_close(k1.b, gout[layer_index + 1], rtol=1e-12)
+                # no weight sharing in an MLP: no path uses an edge twice
+                assert np.all(np.asarray(k2.w) == 0) and np.all(np.asarray(k2.b) == 0)
+            path_sum = self.variant(pathsgd.mlp_path_sum)(jax.tree_util.tree_map(jnp.square, params))
+            chex.assert_trees_all_close(path_sum, jnp.sum(gin[-1]), rtol=1e-12)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(("many_to_one", 5, None), ("many_to_many", 5, 2), ("many_to_one", 3, 1))
+    def test_fused_scan_gives_the_network_output_gamma_and_kappa1_of_the_separate_passes(
+        self, head, length, path_length
+    ):
+        with jax.enable_x64(True):
+            params = tiny_rnn(21 + length, hidden=3)
+            xb = jax.random.normal(jax.random.key(5), (4, length, 2), jnp.float64)
+            t_kappa = length if path_length is None else path_length
+
+            @self.variant
+            def fused(params):
+                (ys, path_sum), vjp = jax.vjp(lambda u: fused_batch(params, u, xb, head, path_length), _sq(params))
+                return ys, path_sum, vjp((jnp.zeros_like(ys), jnp.ones_like(path_sum)))[0]
+
+            ys, path_sum, kappa1 = fused(params)
+            chex.assert_trees_all_close(ys, jax.vmap(lambda x: jit_apply(params, x, head=head))(xb), rtol=1e-12)
+            chex.assert_trees_all_close(path_sum, jit_gamma(params, t_kappa, head), rtol=1e-12)
+            chex.assert_trees_all_close(kappa1, jit_kappa(params, t_kappa, head, include_kappa2=False).kappa1,
+                                        rtol=1e-12)
+            gamma_bf, kappa1_bf, _ = self.brute_force(params, t_kappa, head)  # and both against path enumeration
+            chex.assert_trees_all_close(path_sum, gamma_bf, rtol=1e-12)
+            chex.assert_trees_all_close(kappa1, kappa1_bf, rtol=1e-10, atol=1e-14)
 
 
 def rescaled(params, scales, rescale):
@@ -112,12 +164,10 @@ def test_gamma_and_network_function_are_invariant_to_node_rescaling(rescale, see
     with jax.enable_x64(True):
         params = tiny_rnn(seed)
         params_c = rescaled(params, scales, rescale)
-        np.testing.assert_allclose(float(jit_gamma(params_c, 4, head)), float(jit_gamma(params, 4, head)), rtol=1e-10)
+        chex.assert_trees_all_close(jit_gamma(params_c, 4, head), jit_gamma(params, 4, head), rtol=1e-10)
         xs = jax.random.normal(jax.random.key(seed + 1), (4, 2), jnp.float64)
-        np.testing.assert_allclose(
-            jit_apply(params_c, xs, head=head), jit_apply(params, xs, head=head),
-            rtol=1e-10, atol=1e-12,
-        )
+        chex.assert_trees_all_close(jit_apply(params_c, xs, head=head), jit_apply(params, xs, head=head),
+                                    rtol=1e-10, atol=1e-12)
 
 
 @SETTINGS
@@ -131,7 +181,7 @@ def test_kappa_scales_like_one_over_the_square_of_the_weight_scale(rescale, resc
         after = jit_kappa(rescaled(params, scales, rescale), 4)
         for k_before, k_after in ((before.kappa1, after.kappa1), (before.kappa2, after.kappa2)):
             expected = jax.tree_util.tree_map(lambda k, a: k / a**2, k_before, factor)
-            assert_tree_close(k_after, expected, rtol=1e-9, atol=1e-14)
+            chex.assert_trees_all_close(k_after, expected, rtol=1e-9, atol=1e-14)
 
 
 # ---------------------------------------------------------------- feed-forward (NIPS 2015)
@@ -149,21 +199,6 @@ def gamma_in_out(params):
     return gin, gout
 
 
-def test_feed_forward_kappa1_equals_gamma_in_times_gamma_out(x64):
-    """w_{u->v} <- w - eta g / (gamma_in(u) gamma_out(v)): that denominator is kappa1 (bias: gamma_in = 1)."""
-    params = pathsgd.init_mlp(jax.random.key(4), layer_sizes=(5, 4, 3, 2), dtype=jnp.float64)
-    params = tuple(pathsgd.Dense(layer.w, layer.b + 0.3) for layer in params)
-    kap = pathsgd.path_kappa(pathsgd.mlp_path_sum, params, include_kappa2=True)
-    gin, gout = gamma_in_out(params)
-    for layer_index, (k1, k2) in enumerate(zip(kap.kappa1, kap.kappa2)):
-        np.testing.assert_allclose(k1.w, jnp.outer(gout[layer_index + 1], gin[layer_index]), rtol=1e-12)
-        np.testing.assert_allclose(k1.b, gout[layer_index + 1], rtol=1e-12)
-        # no weight sharing in an MLP: no path uses an edge twice
-        assert np.all(np.asarray(k2.w) == 0) and np.all(np.asarray(k2.b) == 0)
-    np.testing.assert_allclose(pathsgd.mlp_path_sum(jax.tree_util.tree_map(jnp.square, params)),
-                               jnp.sum(gin[-1]), rtol=1e-12)
-
-
 # ---------------------------------------------------------------- API: shapes, jit, vmap, errors
 
 
@@ -171,17 +206,17 @@ def test_gamma_kappa_dtype_jit_vmap_and_no_recompilation():
     params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=5, output_size=1)
     jitted = jax.jit(functools.partial(pathsgd.gamma, length=10))
     g = jitted(params)
-    assert g.shape == () and g.dtype == jnp.float32
+    chex.assert_shape(g, ())
+    chex.assert_type(g, jnp.float32)
     kap = jax.jit(functools.partial(pathsgd.kappa, length=10))(params)
     assert kap.kappa2 is None
-    assert jax.tree_util.tree_structure(kap.kappa1) == jax.tree_util.tree_structure(params)
-    assert all(k.shape == p.shape and k.dtype == p.dtype for k, p in zip(kap.kappa1, params))
+    chex.assert_trees_all_equal_shapes_and_dtypes(kap.kappa1, params)
     jitted(jax.tree_util.tree_map(lambda x: x * 1.1, params))
     assert jitted._cache_size() == 1
     stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x]), params)
     batched = jax.jit(jax.vmap(functools.partial(pathsgd.gamma, length=10)))(stacked)
-    assert batched.shape == (2,)
-    np.testing.assert_allclose(batched[0], g, rtol=1e-6)
+    chex.assert_shape(batched, (2,))
+    chex.assert_trees_all_close(batched[0], g, rtol=1e-6)
 
 
 @pytest.mark.parametrize("length", [0, -3, 2.5])
@@ -215,30 +250,6 @@ def fused_batch(params, squared, xb, head, path_length):
     """vmap over the batch with Gamma unbatched (out_axes=None raises if it depended on the example)."""
     fn = functools.partial(pathsgd.rnn_apply_with_path_sum, head=head, path_length=path_length)
     return jax.vmap(fn, in_axes=(None, None, 0), out_axes=(0, None))(params, squared, xb)
-
-
-@pytest.mark.parametrize(
-    "head,length,path_length", [("many_to_one", 5, None), ("many_to_many", 5, 2), ("many_to_one", 3, 1)]
-)
-def test_fused_scan_gives_the_network_output_gamma_and_kappa1_of_the_separate_passes(
-    x64, brute_force, head, length, path_length
-):
-    params = tiny_rnn(21 + length, hidden=3)
-    xb = jax.random.normal(jax.random.key(5), (4, length, 2), jnp.float64)
-    t_kappa = length if path_length is None else path_length
-
-    @jax.jit
-    def fused(params):
-        (ys, path_sum), vjp = jax.vjp(lambda u: fused_batch(params, u, xb, head, path_length), _sq(params))
-        return ys, path_sum, vjp((jnp.zeros_like(ys), jnp.ones_like(path_sum)))[0]
-
-    ys, path_sum, kappa1 = fused(params)
-    np.testing.assert_allclose(ys, jax.vmap(lambda x: jit_apply(params, x, head=head))(xb), rtol=1e-12)
-    np.testing.assert_allclose(path_sum, jit_gamma(params, t_kappa, head), rtol=1e-12)
-    assert_tree_close(kappa1, jit_kappa(params, t_kappa, head, include_kappa2=False).kappa1, rtol=1e-12)
-    gamma_bf, kappa1_bf, _ = brute_force(params, t_kappa, head)  # and both against path enumeration
-    np.testing.assert_allclose(path_sum, gamma_bf, rtol=1e-12)
-    assert_tree_close(kappa1, kappa1_bf, rtol=1e-10, atol=1e-14)
 
 
 def test_fused_scan_runs_the_path_recursion_once_per_step_not_once_per_example():

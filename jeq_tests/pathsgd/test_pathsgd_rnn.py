@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 
 from jeq import pathsgd
 
@@ -23,19 +25,37 @@ def loop_rnn(params, xs, head):
     return ys[-1] if head == "many_to_one" else np.stack(ys)
 
 
-@pytest.mark.parametrize("head,shape", [("many_to_one", (3,)), ("many_to_many", (7, 3))])
-def test_rnn_apply_matches_the_recursion_shapes_jit_vmap(key, head, shape):
-    params = pathsgd.init_rnn(key, input_size=2, hidden_size=5, output_size=3)
-    params = params._replace(b=params.b + 0.1, c=params.c - 0.2)
-    xs = jax.random.normal(jax.random.key(1), (4, 7, 2))
-    out = jax.vmap(functools.partial(pathsgd.rnn_apply, head=head), in_axes=(None, 0))(params, xs)
-    assert out.shape == (4, *shape) and out.dtype == jnp.float32
-    np.testing.assert_allclose(out[2], loop_rnn(jax.tree_util.tree_map(np.asarray, params), xs[2], head),
-                               rtol=1e-5, atol=1e-6)
-    jitted = jax.jit(lambda p, x: pathsgd.rnn_apply(p, x, head=head))
-    np.testing.assert_allclose(jitted(params, xs[0]), out[0], rtol=1e-5, atol=1e-6)
-    jitted(params, xs[1])
-    assert jitted._cache_size() == 1
+class TestRNNAndMLPJittedAndNot(chex.TestCase):
+    """rnn_apply and mlp_apply, each jitted and not jitted (chex variants), against hand-written recursions."""
+
+    @pytest.fixture(autouse=True)
+    def _helpers(self, traced_once):
+        self.traced_once = traced_once  # conftest: a variant that must not retrace
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(("many_to_one", (3,)), ("many_to_many", (7, 3)))
+    def test_rnn_apply_matches_the_recursion_shapes_vmap(self, head, shape):
+        params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=5, output_size=3)
+        params = params._replace(b=params.b + 0.1, c=params.c - 0.2)
+        xs = jax.random.normal(jax.random.key(1), (4, 7, 2))
+        apply = self.variant(functools.partial(pathsgd.rnn_apply, head=head))
+        out = jax.vmap(apply, in_axes=(None, 0))(params, xs)
+        chex.assert_shape(out, (4, *shape))
+        chex.assert_type(out, jnp.float32)
+        chex.assert_trees_all_close(out[2], loop_rnn(jax.tree_util.tree_map(np.asarray, params), xs[2], head),
+                                    rtol=1e-5, atol=1e-6)
+        once = self.traced_once(self, functools.partial(pathsgd.rnn_apply, head=head))
+        chex.assert_trees_all_close(once(params, xs[0]), out[0], rtol=1e-5, atol=1e-6)
+        once(params, xs[1])  # same shapes: no second trace
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_mlp_apply_is_the_layer_recursion(self):
+        params = pathsgd.init_mlp(jax.random.key(0), layer_sizes=(4, 8, 2))
+        x = jnp.ones((4,))
+        manual = params[1].w @ jax.nn.relu(params[0].w @ x + params[0].b) + params[1].b
+        out = self.variant(pathsgd.mlp_apply)(params, x)
+        chex.assert_shape(out, (2,))
+        chex.assert_trees_all_close(out, manual, rtol=1e-6)
 
 
 def test_initialisations(key):
@@ -87,11 +107,8 @@ def test_rnn_apply_rejects_bad_shapes_and_heads(key):
         pathsgd.rnn_apply(params, jnp.ones((5, 2)), head="last")
 
 
-def test_mlp_apply_and_errors(key):
+def test_mlp_errors(key):
     params = pathsgd.init_mlp(key, layer_sizes=(4, 8, 2))
-    x = jnp.ones((4,))
-    manual = params[1].w @ jax.nn.relu(params[0].w @ x + params[0].b) + params[1].b
-    np.testing.assert_allclose(pathsgd.mlp_apply(params, x), manual, rtol=1e-6)
     with pytest.raises(ValueError, match=r"mlp_apply\(x\): must have shape \(4,\), got shape \(3,\) .*first layer's "
                                          r"w of shape \(8, 4\)"):
         pathsgd.mlp_apply(params, jnp.ones((3,)))
@@ -106,8 +123,8 @@ def mse(params, xs, y):
     return jnp.mean((pathsgd.rnn_apply(params, xs) - y) ** 2)
 
 
-@pytest.fixture(scope="module")
-def adding_setup():
+@functools.cache
+def make_adding_setup():
     params = pathsgd.init_rnn(jax.random.key(0), input_size=2, hidden_size=8, output_size=1, init="identity")
     tx = optax.chain(
         optax.clip_by_global_norm(10.0),
@@ -116,17 +133,38 @@ def adding_setup():
     return params, tx, pathsgd.make_rnn_train_step(mse, tx)
 
 
-def test_padding_rows_with_zero_weight_do_not_change_the_step(adding_setup):
-    params, tx, step = adding_setup
-    kx, ky = jax.random.split(jax.random.key(5))
-    xb, yb = jax.random.uniform(kx, (6, 6, 2)), jax.random.uniform(ky, (6, 1))
-    plain, _, metrics = step(params, tx.init(params), xb[:4], yb[:4])
-    padded_x = xb.at[4:].set(100.0)  # garbage in the padding rows
-    padded, _, metrics_pad = step(params, tx.init(params), padded_x, yb, jnp.array([1, 1, 1, 1, 0, 0.0]))
-    for a, b in zip(plain, padded):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
-    np.testing.assert_allclose(metrics.loss, metrics_pad.loss, rtol=1e-6)
-    assert isinstance(metrics, pathsgd.RNNTrainMetrics) and metrics.grad_norm > 0 and metrics.update_norm > 0
+@pytest.fixture(scope="module")
+def adding_setup():
+    return make_adding_setup()
+
+
+class TestTrainStepJittedAndNot(chex.TestCase):
+    """The step of make_rnn_train_step and the mean of make_eval_fn, jitted and not: both return jitted functions,
+    whose ``__wrapped__`` runs under chex variants."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_padding_rows_with_zero_weight_do_not_change_the_step(self):
+        params, tx, step = make_adding_setup()
+        step = self.variant(step.__wrapped__)
+        kx, ky = jax.random.split(jax.random.key(5))
+        xb, yb = jax.random.uniform(kx, (6, 6, 2)), jax.random.uniform(ky, (6, 1))
+        plain, _, metrics = step(params, tx.init(params), xb[:4], yb[:4])
+        padded_x = xb.at[4:].set(100.0)  # garbage in the padding rows
+        padded, _, metrics_pad = step(params, tx.init(params), padded_x, yb, jnp.array([1, 1, 1, 1, 0, 0.0]))
+        chex.assert_trees_all_close(plain, padded, rtol=2e-5, atol=1e-7)
+        chex.assert_trees_all_close(metrics.loss, metrics_pad.loss, rtol=1e-6)
+        assert isinstance(metrics, pathsgd.RNNTrainMetrics) and metrics.grad_norm > 0 and metrics.update_norm > 0
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_eval_fn_is_the_weighted_mean_of_the_per_example_metric(self):
+        params, _, _ = make_adding_setup()
+        evaluate = self.variant(pathsgd.make_eval_fn(mse).__wrapped__)
+        x, y = jnp.ones((3, 6, 2)), jnp.array([[0.0], [1.0], [5.0]])  # three different per-example losses
+        per_example = np.array([float(evaluate(params, x[i:i + 1], y[i:i + 1])) for i in range(3)])
+        assert len(set(per_example.round(6))) == 3
+        weighted = evaluate(params, x, y, jnp.array([1.0, 1.0, 0.0]))
+        chex.assert_trees_all_close(weighted, per_example[:2].mean(), rtol=1e-5)
+        assert not np.isclose(float(weighted), per_example.mean())
 
 
 def test_train_step_reduces_the_loss_without_recompiling(adding_setup):
@@ -153,14 +191,3 @@ def test_train_step_rejects_mismatched_batches(adding_setup):
         step(params, tx.init(params), jnp.ones((4, 6, 2)), jnp.ones((3, 1)))
     with pytest.raises(ValueError, match=r"train_step\(weights\): must have shape \(4,\), got shape \(3,\)"):
         step(params, tx.init(params), jnp.ones((4, 6, 2)), jnp.ones((4, 1)), jnp.ones(3))
-
-
-def test_eval_fn_weighted_mean(adding_setup):
-    params, _, _ = adding_setup
-    evaluate = pathsgd.make_eval_fn(mse)
-    x, y = jnp.ones((3, 6, 2)), jnp.array([[0.0], [1.0], [5.0]])  # three different per-example losses
-    per_example = np.array([float(evaluate(params, x[i:i + 1], y[i:i + 1])) for i in range(3)])
-    assert len(set(per_example.round(6))) == 3
-    weighted = evaluate(params, x, y, jnp.array([1.0, 1.0, 0.0]))
-    np.testing.assert_allclose(weighted, per_example[:2].mean(), rtol=1e-5)
-    assert not np.isclose(float(weighted), per_example.mean())

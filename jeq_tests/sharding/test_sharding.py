@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+import chex
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -42,21 +44,26 @@ def test_pad_batch_bad_input(args, message):
         sharding.pad_batch(np.ones(3), 2, axis=-1)
 
 
-def test_weighted_mean_ignores_padding():
-    import jax.numpy as jnp
+class TestWeightedMeanJittedAndNot(chex.TestCase):
+    """weighted_mean, jitted and not jitted (chex variants)."""
 
-    values = jnp.array([1.0, 3.0, 100.0])
-    assert float(sharding.weighted_mean(values, jnp.array([1.0, 1.0, 0.0]))) == 2.0
-    with pytest.raises(ValueError, match=r"weighted_mean\(weight\): must have shape \(3,\), got shape \(2,\)"):
-        sharding.weighted_mean(values, jnp.ones(2))
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_weighted_mean_ignores_padding(self):
+        values = jnp.array([1.0, 3.0, 100.0])
+        mean = self.variant(sharding.weighted_mean)(values, jnp.array([1.0, 1.0, 0.0]))
+        chex.assert_shape(mean, ())
+        chex.assert_trees_all_close(mean, 2.0)
+        chex.assert_trees_all_close(self.variant(sharding.weighted_mean)(values, jnp.zeros(3)), 0.0)  # not NaN
+        with pytest.raises(ValueError, match=r"weighted_mean\(weight\): must have shape \(3,\), got shape \(2,\)"):
+            self.variant(sharding.weighted_mean)(values, jnp.ones(2))
 
-
-def test_weighted_mean_of_bool_or_int_values_is_a_float_fraction():
-    import jax.numpy as jnp
-
-    correct = jnp.array([True, False, True, True])
-    assert float(sharding.weighted_mean(correct, jnp.array([1.0, 1.0, 0.5, 0.0]))) == pytest.approx(1.5 / 2.5)
-    assert float(sharding.weighted_mean(jnp.array([1, 2]), jnp.array([0.5, 0.5]))) == 1.5
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_weighted_mean_of_bool_or_int_values_is_a_float_fraction(self):
+        mean = self.variant(sharding.weighted_mean)
+        fraction = mean(jnp.array([True, False, True, True]), jnp.array([1.0, 1.0, 0.5, 0.0]))
+        chex.assert_type(fraction, jnp.float32)
+        chex.assert_trees_all_close(fraction, 1.5 / 2.5)
+        chex.assert_trees_all_close(mean(jnp.array([1, 2]), jnp.array([0.5, 0.5])), 1.5)
 
 
 def test_data_mesh_rejects_more_devices_than_available():
