@@ -22,7 +22,7 @@ from jeq.gemm.measurement import Cache, Measurement, measure
 from jeq.gemm.space import Axis, Knob, Space
 from jeq.gemm.tuning import STRATEGIES, TuneResult, matmul, record_tuned, tune, tuned_kernel
 
-_LAZY = ("na2c", "actor_critic_loss", "ActorCritic", "Na2cState")
+_LAZY = ("na2c", "na2c_rewards", "action_probabilities", "actor_critic_loss", "ActorCritic", "Na2cState")
 
 
 def __getattr__(name: str):
@@ -50,6 +50,7 @@ __all__ = [
     "Space",
     "Strategy",
     "TuneResult",
+    "action_probabilities",
     "actor_critic_loss",
     "cost_model",
     "family",
@@ -59,6 +60,7 @@ __all__ = [
     "matmul",
     "measure",
     "na2c",
+    "na2c_rewards",
     "pallas",
     "pallas_matmul",
     "random_search",

@@ -19,17 +19,20 @@ from jeq.gemm import (
     Axis,
     Knob,
     Space,
+    action_probabilities,
     actor_critic_loss,
     cost_model,
     gbfs,
     genetic,
     na2c,
+    na2c_rewards,
     random_search,
     search,
     simulated_annealing,
     with_deadline,
 )
 from jeq.gemm.baselines import forest_predictor
+from jeq.gemm.space import isin_sorted
 
 FACTORIES = STRATEGIES  # every strategy jeq.gemm.tune knows, by name
 
@@ -214,3 +217,180 @@ def test_search_rejects_a_strategy_that_repeats():
     liar = honest._replace(ask=lambda key, state, n: (space.genomes([0]), state))
     with pytest.raises(RuntimeError, match="already measured"):
         search(liar, Bowl(space, TARGET), budget=5, key=jax.random.key(0))
+
+
+class BestFirstOracle:
+    """Replays Algorithm 1 beside a G-BFS search (as its ``search`` callback) and records every departure from it.
+
+    Before each batch the cheapest measured state not yet expanded (cost, then index) that still has an unvisited
+    neighbour must be the one expanded: the batch is ``min(ρ, |U|)`` of its unvisited neighbours ``U``; states whose
+    neighbours are all visited are passed over; a random restart is allowed only when no such state is left.
+    """
+
+    def __init__(self, space: Space, rho: int, budget: int):
+        self.space, self.rho, self.left = space, rho, budget
+        self.costs: dict[int, float] = {}
+        self.expanded: set[int] = set()
+        self.violations: list[str] = []
+        self.expansions = self.restarts = 0
+
+    def unvisited_neighbours(self, index: int) -> set[int]:
+        nb, _ = self.space.neighbours(self.space.genomes([index])[0])
+        return set(self.space.indices(nb).tolist()) - set(self.costs) if nb.size else set()
+
+    def __call__(self, indices: np.ndarray, costs: np.ndarray) -> None:
+        batch = indices.tolist()
+        if self.costs:  # the first batch is the start configuration
+            parent, fresh = None, set()
+            unexpanded = [(c, i) for i, c in self.costs.items() if np.isfinite(c) and i not in self.expanded]
+            for _, index in sorted(unexpanded):
+                self.expanded.add(index)
+                fresh = self.unvisited_neighbours(index)
+                if fresh:
+                    parent = index
+                    break
+            if parent is None:
+                self.restarts += 1
+                if len(batch) != 1 or batch[0] in self.costs:
+                    self.violations.append(f"restart proposed {batch}")
+            else:
+                self.expansions += 1
+                want = min(self.rho, len(fresh), self.left)
+                if not set(batch) <= fresh or len(batch) != want:
+                    self.violations.append(f"expanding {parent}: {len(batch)} proposed, {want} unvisited expected")
+        self.costs.update(zip(batch, costs.tolist()))
+        self.left -= len(batch)
+
+
+def faulty_bowl(space: Space):
+    """The bowl, with every configuration at the largest knob value a failed measurement (never expanded)."""
+    bowl = Bowl(space, TARGET)
+    return lambda g: np.where(np.asarray(g)[:, -1] == 3, np.inf, bowl(g))
+
+
+def test_gbfs_always_expands_the_cheapest_unexpanded_state_and_never_stalls():
+    """G-BFS (Algorithm 1) pops the cheapest state not yet expanded and measures ρ of its unvisited neighbours; it
+    never comes back empty-handed, and never restarts at random, while a measured state has unvisited neighbours."""
+    space, rho, budget = bowl_space(), 2, 400
+    for seed in (0, 1):
+        oracle = BestFirstOracle(space, rho, budget)
+        result = search(gbfs(space, num_neighbours=rho), faulty_bowl(space), budget=budget, key=jax.random.key(seed),
+                        callback=oracle)
+        assert result.indices.size == budget
+        assert oracle.violations == [], oracle.violations[:3]
+        assert oracle.restarts == 0 and oracle.expansions > budget // (2 * rho)
+
+
+def test_gbfs_paper_literal_draw_can_expand_a_state_to_nothing():
+    """``unvisited_only=False`` draws ρ of all legal moves and drops visited neighbours (paper, NNI): on the same runs
+    expansions come back short of ρ unvisited neighbours, which the default draw never does."""
+    space, rho, budget = bowl_space(), 2, 400
+    oracle = BestFirstOracle(space, rho, budget)
+    search(gbfs(space, num_neighbours=rho, unvisited_only=False), faulty_bowl(space), budget=budget,
+           key=jax.random.key(0), callback=oracle)
+    assert any("unvisited expected" in v for v in oracle.violations)
+
+
+def test_gbfs_finishes_an_expansion_that_max_count_cut_short():
+    """An ask limited to fewer configurations than the expansion holds leaves the rest for the next ask, which
+    proposes them before popping another state."""
+    space = bowl_space()
+    strategy = gbfs(space, num_neighbours=5)
+    key = jax.random.key(0)
+    state = strategy.init(key)
+    land = Bowl(space, TARGET)
+    g0, state = strategy.ask(key, state, 10)
+    state = strategy.tell(state, g0, land(g0))
+    first, state = strategy.ask(key, state, 2)
+    rest, state = strategy.ask(key, state, 10)
+    nb, _ = space.neighbours(g0[0])
+    expansion = np.concatenate([first, rest])
+    assert first.shape[0] == 2 and rest.shape[0] == 3  # 5 = ρ neighbours of the start, split 2 + 3
+    assert isin_sorted(space.indices(expansion), np.sort(space.indices(nb))).all()
+
+
+def chain_space() -> Space:
+    """16 moves; the move ``m: part 0 → part 1`` (factor 2) is legal for 60 steps from the start."""
+    return Space([Axis("m", 2**60, 2), Axis("n", 64, 3), Axis("k", 64, 3)], [Knob("w", tuple(range(8)))])
+
+
+def chain_landscape(space: Space):
+    """One move is always best: it halves the cost; every other move from the incumbent adds 10 % or doubles it."""
+
+    def cost(genomes: np.ndarray) -> np.ndarray:
+        d = space.decode(genomes)
+        off = 12 - np.log2(d["n"][:, 0]) - np.log2(d["k"][:, 0]) + np.asarray(genomes)[:, -1]
+        return 2.0 ** -np.log2(d["m"][:, 1]) * (1.0 + 0.1 * off)
+
+    return cost
+
+
+def na2c_rounds(strategy, state, key, rounds, *, first=0):
+    """Ask/tell ``rounds`` rounds; returns the state and π(best move | incumbent) after each round."""
+    space = strategy.space
+    land = chain_landscape(space)
+    best = space.action_labels.index(("m", 0, 1, 2))
+    probs = []
+    for t in range(first, first + rounds):
+        genomes, state = strategy.ask(jax.random.fold_in(key, t), state, 64)
+        state = strategy.tell(state, genomes, land(genomes))
+        probs.append(action_probabilities(space, state, state.best_genome[None])[0, best])
+    return state, np.asarray(probs)
+
+
+@functools.cache
+def na2c_trained(seed: int):
+    """25 rounds of N-A2C (one-step rollouts, lr 1e-2) on the chain landscape, from a uniform policy."""
+    strategy = na2c(chain_space(), learning_rate=1e-2, rollout_steps=1)
+    key = jax.random.key(seed)
+    state = strategy.init(key)
+    start = action_probabilities(strategy.space, state, strategy.space.start()[None])[0, 0]
+    state, probs = na2c_rounds(strategy, state, key, 25)
+    return state, np.concatenate([[start], probs])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_na2c_raises_the_probability_of_the_move_that_is_always_best(seed):
+    """On a landscape where one move always halves the cost, π(that move | incumbent) rises over rounds from the
+    uniform 1/16 to near 1."""
+    _, probs = na2c_trained(seed)
+    assert probs[0] == pytest.approx(1 / 16, rel=0.5)
+    assert probs[10] > 2 * probs[0] and probs[-1] > 0.9, np.round(probs, 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_na2c_fill_in_moves_do_not_bias_the_policy_gradient(seed):
+    """Once the rollouts keep finding the best move, the rest of each batch is filled with uniformly drawn neighbours
+    of the incumbent. With the paper's GFLOPS reward the critic lags far below the reward, every advantage is positive,
+    and counting those fill-ins as if π had sampled them pulls π towards uniform; trained on its own moves only
+    (``off_policy="importance"``, the default) the policy keeps the best move."""
+    trained, before = na2c_trained(seed)
+    key = jax.random.key(seed)
+    final = {}
+    for mode in ("importance", "as_policy"):
+        strategy = na2c(chain_space(), learning_rate=1e-2, rollout_steps=1, max_rollouts=1, reward="gflops",
+                        flops=1e11, off_policy=mode)
+        _, probs = na2c_rounds(strategy, trained, key, 15, first=25)
+        final[mode] = probs
+    assert final["importance"].min() > before[-1] - 0.02 and final["importance"][-1] > 0.95, final
+    assert final["as_policy"][-1] < before[-1] - 0.2, final  # the biased estimator drags the best move down
+
+
+def test_na2c_rewards_ratio_and_gflops():
+    """Ratio: speed-up over the incumbent, capped at 10; GFLOPS: flops / cost / 1e9 (the paper's); failures earn 0."""
+    costs = np.array([0.5, 2.0, 0.01, np.inf, np.nan])
+    chex.assert_trees_all_close(na2c_rewards(costs, reference_cost=1.0), np.array([2.0, 0.5, 10.0, 0.0, 0.0]))
+    chex.assert_trees_all_close(na2c_rewards(costs, reward="gflops", flops=2e9), np.array([4.0, 1.0, 200.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"jeq.gemm.na2c_rewards\(flops=None\)"):
+        na2c_rewards(costs, reward="gflops")
+    space = bowl_space()
+    with pytest.raises(ValueError, match=r"jeq.gemm.na2c\(reward='time'\): must be one of"):
+        na2c(space, reward="time")
+    with pytest.raises(ValueError, match=r"jeq.gemm.na2c\(flops=None\)"):
+        na2c(space, reward="gflops")
+    with pytest.raises(ValueError, match=r"jeq.gemm.na2c\(flops=1000.0\): is used by reward=\"gflops\" only"):
+        na2c(space, flops=1e3)
+    with pytest.raises(ValueError, match=r"jeq.gemm.na2c\(off_policy='ignore'\)"):
+        na2c(space, off_policy="ignore")
+    result = search(na2c(space, reward="gflops", flops=1e9), Bowl(space, TARGET), budget=60, key=jax.random.key(0))
+    assert result.indices.size == 60
