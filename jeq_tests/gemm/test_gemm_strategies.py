@@ -150,6 +150,8 @@ def test_bad_hyper_parameters_and_budget():
         gbfs(space, start=np.zeros(space.genome_length, np.int32))  # exponents do not factor the dimensions
     with pytest.raises(ValueError, match=r"jeq.gemm.gbfs\(start=\[1, 2\]\): not a genome of this space"):
         gbfs(space, start=[1, 2])
+    with pytest.raises(ValueError, match=r"jeq.gemm.gbfs\(unvisited_only='yes'\): must be one of"):
+        gbfs(space, unvisited_only="yes")
     with pytest.raises(ValueError, match=r"jeq.gemm.simulated_annealing\(cooling=0.0\)"):
         simulated_annealing(space, cooling=0.0)
     with pytest.raises(ValueError, match=r"jeq.gemm.na2c\(learning_rate=-1.0\)"):
