@@ -63,7 +63,7 @@ import jax
 import numpy as np
 
 from experiments import harness
-from experiments.pathsgd_common import RNNMethodsConfig, plot_curves, train_methods
+from experiments.pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
 from jeq import data, pathsgd
 
 
@@ -150,10 +150,10 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
             raise ValueError(f"experiments.pathsgd_adding: path_length={config.path_length} must be in [0, T={length}]")
         path_sum = functools.partial(pathsgd.rnn_path_sum, length=path_length, head="many_to_one")
         fused = functools.partial(mse_loss_and_path_sum, path_length=path_length)
-        out.update(train_methods(config, prefix=f"T{length}", key=k_init, input_size=2, output_size=1,
-                                 path_sum=path_sum, loss_fn=mse_loss, fused_loss_fn=fused, evaluate=evaluate,
-                                 next_batch=next_batch, steps=config.steps, eval_every=config.eval_every, ckpt=ckpt,
-                                 state=state))
+        task = Task(loss_fn=mse_loss, fused_loss_fn=fused, path_sum=path_sum, evaluate=evaluate,
+                    next_batch=next_batch, steps=config.steps, eval_every=config.eval_every)
+        out.update(train_methods(config, task, prefix=f"T{length}", key=k_init, input_size=2, output_size=1,
+                                 ckpt=ckpt, state=state))
         for name in config.methods:
             prefix = f"T{length}/{name}"
             solved = first_step_below(out[f"{prefix}/curve/step"], out[f"{prefix}/curve/test_mse"], 0.01)

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from experiments import harness
-from experiments.pathsgd_common import RNNMethodsConfig, plot_curves, train_methods
+from experiments.pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
 from jeq import data, pathsgd
 
 
@@ -98,10 +98,10 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
 
     path_sum = functools.partial(pathsgd.rnn_path_sum, length=config.window, head="many_to_many")
     out: dict[str, Any] = {"vocab_size": vocab, "test_windows": int(len(x_test))}
-    out.update(train_methods(config, prefix="charlm", key=jax.random.key(seed), input_size=vocab, output_size=vocab,
-                             path_sum=path_sum, loss_fn=cross_entropy_nats,
-                             fused_loss_fn=cross_entropy_nats_and_path_sum, evaluate=evaluate, next_batch=next_batch,
-                             steps=config.steps, eval_every=config.eval_every, ckpt=ckpt, state=state))
+    task = Task(loss_fn=cross_entropy_nats, fused_loss_fn=cross_entropy_nats_and_path_sum, path_sum=path_sum,
+                evaluate=evaluate, next_batch=next_batch, steps=config.steps, eval_every=config.eval_every)
+    out.update(train_methods(config, task, prefix="charlm", key=jax.random.key(seed), input_size=vocab,
+                             output_size=vocab, ckpt=ckpt, state=state))
     return out
 
 

@@ -1,8 +1,8 @@
 """What the three Path-SGD experiments share: method strings, the shared config fields, the resumable training loop
 over every method, and the curve plot.
 
-``pathsgd_adding``, ``pathsgd_seqmnist`` and ``pathsgd_charlm`` each define a task (data, per-example loss, the fused
-loss + path sum of Path-SGD, evaluation) and call :func:`train_methods`, which trains every ``optimizer/init`` method
+``pathsgd_adding``, ``pathsgd_seqmnist`` and ``pathsgd_charlm`` each define a :class:`Task` (data, per-example loss,
+the fused loss + path sum of Path-SGD, evaluation, budget) and call :func:`train_methods`, which trains every ``optimizer/init`` method
 of the config from the same initial key with the same clipping (``jeq.pathsgd.make_optimizer``) and the same
 jitted step (``jeq.pathsgd.make_rnn_train_step``), resumably, and returns the metrics under
 ``<prefix>/<method>/...``.
@@ -105,26 +105,42 @@ def parse_methods(methods: tuple[str, ...], learning_rates: tuple[float, ...],
     return out
 
 
+class Task(NamedTuple):
+    """One task every compared method trains on: its losses, Gamma, data, evaluation and budget."""
+
+    loss_fn: Callable
+    """``loss_fn(params, x, y)``: the loss of ONE example (the non-path methods train on it)."""
+    fused_loss_fn: Callable
+    """``fused_loss_fn(params, squared_params, x, y) -> (loss, Gamma(squared_params))`` from one fused scan (the
+    path methods train on it: kappa1 = dGamma/du comes with the gradient)."""
+    path_sum: Callable
+    """``Gamma(u)``, the network's squared-weight path sum (``jeq.pathsgd.make_optimizer(path_sum=...)``)."""
+    evaluate: Callable[[Any], dict[str, float]]
+    """``evaluate(params) -> {metric: value}`` on the test data."""
+    next_batch: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    """``next_batch(step) -> (xb, yb)``, deterministic in ``step`` (a resumed run sees the same batches)."""
+    steps: int
+    """Training steps per method."""
+    eval_every: int
+    """Steps between evaluations (and checkpoints)."""
+
+
 def train_method(
+    task: Task,
     *,
     run_name: str,
     params: Any,
     optimizer,
-    loss_fn: Callable,
-    evaluate: Callable[[Any], dict[str, float]],
-    next_batch: Callable[[int], tuple[np.ndarray, np.ndarray]],
-    steps: int,
-    eval_every: int,
+    fused: bool,
     ckpt: harness.Checkpoint,
     state: dict,
-    fused_loss_fn: Callable | None = None,
     devices: int = 1,
 ) -> dict:
     """Train one (method, task) run with periodic evaluation, resumable through ``state['current']``.
 
-    ``fused_loss_fn(params, squared_params, x, y) -> (loss, Gamma)`` (Path-SGD only): train with
-    ``make_rnn_train_step(..., fused_path_sum=True)``, which takes kappa1 from the same scan as the loss (same
-    numbers as the separate kappa pass, fewer sequential scans on an accelerator).
+    ``fused`` (Path-SGD): train on ``task.fused_loss_fn`` with ``make_rnn_train_step(..., fused_path_sum=True)``,
+    which takes kappa1 from the same scan as the loss (same numbers as the separate kappa pass, fewer sequential scans
+    on an accelerator); otherwise on ``task.loss_fn``.
 
     ``state`` is the seed's checkpoint dict: finished runs live in ``state['finished'][run_name]``; the run in
     progress in ``state['current']`` (params, optimizer state, step, curve), saved after every evaluation.
@@ -138,10 +154,10 @@ def train_method(
     """
     if run_name in state["finished"]:
         return state["finished"][run_name]
-    if fused_loss_fn is None:
-        train_step = pathsgd.make_rnn_train_step(loss_fn, optimizer)
+    if fused:
+        train_step = pathsgd.make_rnn_train_step(task.fused_loss_fn, optimizer, fused_path_sum=True)
     else:
-        train_step = pathsgd.make_rnn_train_step(fused_loss_fn, optimizer, fused_path_sum=True)
+        train_step = pathsgd.make_rnn_train_step(task.loss_fn, optimizer)
     mesh = sharding.data_mesh(devices)
     train_step = sharding.data_parallel(train_step, mesh, batch_argnums=(2, 3, 4))
     current = state.get("current")
@@ -149,22 +165,23 @@ def train_method(
         current = {"name": run_name, "params": params, "opt_state": optimizer.init(params), "step": 0,
                    "curve": {"step": [], "train_loss": []}, "train_seconds": 0.0, "timed_steps": 0,
                    "diverged": False}
-        first = evaluate(params)
+        first = task.evaluate(params)
         current["curve"]["step"].append(0)
         current["curve"]["train_loss"].append(math.nan)
         for k, v in first.items():
             current["curve"].setdefault(k, []).append(v)
     params, opt_state = sharding.replicate((current["params"], current["opt_state"]), mesh)
+    steps = task.steps
     bar = harness.progress(range(current["step"], steps), desc=run_name, initial=current["step"], total=steps)
     losses = []
     t0, timed_from = None, None  # the first step of a (resumed) run compiles: it is not timed
     for step in bar:
-        params, opt_state, metrics = train_step(params, opt_state, *sharding.shard_batch(next_batch(step), mesh))
+        params, opt_state, metrics = train_step(params, opt_state, *sharding.shard_batch(task.next_batch(step), mesh))
         losses.append(metrics.loss)
         if t0 is None:
             jax.block_until_ready(metrics.loss)
             t0, timed_from = time.perf_counter(), step + 1
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
+        if (step + 1) % task.eval_every == 0 or step + 1 == steps:
             loss = float(np.mean(jax.device_get(losses)))
             losses = []
             current["train_seconds"] += time.perf_counter() - t0
@@ -175,7 +192,7 @@ def train_method(
                 current["diverged"] = True
                 current["step"] = steps
                 break
-            results = evaluate(params)
+            results = task.evaluate(params)
             current["curve"]["step"].append(step + 1)
             current["curve"]["train_loss"].append(loss)
             for k, v in results.items():
@@ -205,36 +222,27 @@ def train_method(
 
 def train_methods(
     config: RNNMethodsConfig,
+    task: Task,
     *,
     prefix: str,
     key: jax.Array,
     input_size: int,
     output_size: int,
-    path_sum: Callable,
-    loss_fn: Callable,
-    fused_loss_fn: Callable,
-    evaluate: Callable[[Any], dict[str, float]],
-    next_batch: Callable[[int], tuple[np.ndarray, np.ndarray]],
-    steps: int,
-    eval_every: int,
     ckpt: harness.Checkpoint,
     state: dict,
 ) -> dict[str, Any]:
-    """Train every method of ``config`` on one task with :func:`train_method`; metrics as ``<prefix>/<method>/<k>``.
+    """Train every method of ``config`` on ``task`` with :func:`train_method`; metrics as ``<prefix>/<method>/<k>``.
 
     Each method starts from ``init_rnn(key, ...)`` with its own initialisation (the same key for all), clips the raw
-    gradient at ``config.max_norm`` and runs ``steps`` steps of batches ``next_batch(step)``; the path methods train
-    with ``fused_loss_fn(params, squared_params, x, y) -> (loss, Gamma)``, the others with ``loss_fn(params, x, y)``.
-    Runs are named ``<prefix>/<method>`` in the seed's checkpoint ``state``.
+    gradient at ``config.max_norm`` and runs ``task.steps`` steps; the path methods train on ``task.fused_loss_fn``,
+    the others on ``task.loss_fn``. Runs are named ``<prefix>/<method>`` in the seed's checkpoint ``state``.
     """
     out: dict[str, Any] = {}
     for method in parse_methods(config.methods, config.learning_rates, config.momenta):
         params = method.init_params(key, input_size=input_size, hidden_size=config.hidden, output_size=output_size)
-        optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=path_sum)
-        res = train_method(run_name=f"{prefix}/{method.name}", params=params, optimizer=optimizer, loss_fn=loss_fn,
-                           evaluate=evaluate, next_batch=next_batch, steps=steps, eval_every=eval_every, ckpt=ckpt,
-                           state=state, fused_loss_fn=fused_loss_fn if method.is_path else None,
-                           devices=config.devices)
+        optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=task.path_sum)
+        res = train_method(task, run_name=f"{prefix}/{method.name}", params=params, optimizer=optimizer,
+                           fused=method.is_path, ckpt=ckpt, state=state, devices=config.devices)
         out.update({f"{prefix}/{method.name}/{k}": v for k, v in res.items()})
     return out
 

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from experiments import harness
-from experiments.pathsgd_common import RNNMethodsConfig, plot_curves, train_methods
+from experiments.pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
 from jeq import data, pathsgd
 
 
@@ -104,10 +104,10 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
             return {"test_accuracy": float(evaluate_acc(params, x_test, split.y_test)),
                     "test_loss": float(evaluate_ce(params, x_test, split.y_test))}
 
-        out.update(train_methods(config, prefix=variant, key=jax.random.key(seed), input_size=1, output_size=10,
-                                 path_sum=path_sum, loss_fn=cross_entropy, fused_loss_fn=cross_entropy_and_path_sum,
-                                 evaluate=evaluate, next_batch=next_batch, steps=steps, eval_every=eval_every,
-                                 ckpt=ckpt, state=state))
+        task = Task(loss_fn=cross_entropy, fused_loss_fn=cross_entropy_and_path_sum, path_sum=path_sum,
+                    evaluate=evaluate, next_batch=next_batch, steps=steps, eval_every=eval_every)
+        out.update(train_methods(config, task, prefix=variant, key=jax.random.key(seed), input_size=1,
+                                 output_size=10, ckpt=ckpt, state=state))
     return out
 
 

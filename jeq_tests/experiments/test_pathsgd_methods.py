@@ -46,7 +46,7 @@ def test_train_methods_starts_every_method_from_the_same_network_and_resumes_fin
 
     from experiments import harness
     from experiments.pathsgd_adding import mse_loss, mse_loss_and_path_sum
-    from experiments.pathsgd_common import RNNMethodsConfig, train_methods
+    from experiments.pathsgd_common import RNNMethodsConfig, Task, train_methods
     from jeq import data, pathsgd
 
     config = RNNMethodsConfig(hidden=4, batch_size=8, methods=("path_sgd/gaussian", "sgd/gaussian"),
@@ -59,18 +59,17 @@ def test_train_methods_starts_every_method_from_the_same_network_and_resumes_fin
         calls.append(step)
         return x, y
 
-    task = dict(prefix="T5", key=jax.random.key(1), input_size=2, output_size=1,
-                path_sum=functools.partial(pathsgd.rnn_path_sum, length=5), loss_fn=mse_loss,
-                fused_loss_fn=functools.partial(mse_loss_and_path_sum, path_length=5),
+    task = Task(loss_fn=mse_loss, fused_loss_fn=functools.partial(mse_loss_and_path_sum, path_length=5),
+                path_sum=functools.partial(pathsgd.rnn_path_sum, length=5),
                 evaluate=lambda p: {"test_mse": float(evaluate_mse(p, x, y))}, next_batch=next_batch, steps=4,
                 eval_every=2)
+    where = dict(prefix="T5", key=jax.random.key(1), input_size=2, output_size=1)
     ckpt = harness.Checkpoint(tmp_path / "seed.ckpt")
-    state = {"finished": {}, "current": None}
-    out = train_methods(config, ckpt=ckpt, state=state, **task)
+    out = train_methods(config, task, ckpt=ckpt, state={"finished": {}, "current": None}, **where)
     path, sgd = (out[f"T5/{m}/curve/test_mse"] for m in config.methods)
     assert path[0] == sgd[0] and len(path) == len(sgd) == 3  # step 0, 2, 4
     assert path[-1] != sgd[-1] and out["T5/sgd/gaussian/curve/step"] == [0, 2, 4]
     assert calls == [0, 1, 2, 3] * 2
-    again = train_methods(config, ckpt=ckpt, state=ckpt.load(), **task)
+    again = train_methods(config, task, ckpt=ckpt, state=ckpt.load(), **where)
     assert json.dumps(again, sort_keys=True) == json.dumps(out, sort_keys=True)  # as text: NaN == NaN
     assert calls == [0, 1, 2, 3] * 2  # finished runs are read back, not retrained
