@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,8 +70,7 @@ def test_mon_gradients(splitting, dense_mons):
         check_grads(loss_implicit, (params,), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
         implicit = jax.grad(loss_implicit)(params)  # reuses check_grads' compiled linearisation
         unrolled = jax.jit(jax.grad(lambda p: loss(p, "unroll")))(params)
-        for a, b in zip(jax.tree.leaves(implicit), jax.tree.leaves(unrolled)):
-            np.testing.assert_allclose(a, b, atol=1e-8)
+        chex.assert_trees_all_close(implicit, unrolled, atol=1e-8, rtol=1e-7)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +141,7 @@ def test_deq_converges_and_gradients_match(x64):
     (_, stats), implicit = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
     unrolled = jax.jit(jax.grad(lambda p: loss(p, "unroll")[0]))(params)
     assert bool(jnp.all(stats.converged)) and bool(jnp.all(stats.residual <= 1e-13))
-    for a, b in zip(jax.tree.leaves(implicit), jax.tree.leaves(unrolled)):
-        np.testing.assert_allclose(a, b, atol=1e-9)
+    chex.assert_trees_all_close(implicit, unrolled, atol=1e-9, rtol=1e-7)
 
 
 def test_deep_opteq_is_convex_by_construction_and_its_equilibrium_is_the_argmin(x64):
@@ -155,7 +154,7 @@ def test_deep_opteq_is_convex_by_construction_and_its_equilibrium_is_the_argmin(
     params = params._replace(scales=jnp.full(3, 3.0), link_scales=jnp.full(2, 3.0))
     x = normal_data(9, (5,), jnp.float64)
     z = jax.jit(model.equilibrium)(params, x).value
-    assert [v.shape for v in z] == [(6,), (4,), (3,)]
+    chex.assert_shape(z, [(6,), (4,), (3,)])
     flat = jnp.concatenate(z)
     split = lambda v: (v[:6], v[6:10], v[10:])  # noqa: E731
     value_and_grad = jax.jit(jax.value_and_grad(lambda v: model.objective(params, split(v), x)))

@@ -3,11 +3,15 @@ along Picard, ||W||_2 <= 1 - eps, priors change the layer, Halpern selects among
 
 from __future__ import annotations
 
+import functools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from jeq import equilibrium as eq
@@ -108,12 +112,12 @@ def test_implicit_gradients_of_the_model(x64):
     check_grads(loss_implicit, (params,), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
     implicit = jax.grad(loss_implicit)(params)  # reuses check_grads' linearisation of the jitted loss
     unrolled = jax.jit(jax.grad(lambda p: loss(p, "unroll")))(params)
-    for a, b in zip(jax.tree.leaves(implicit), jax.tree.leaves(unrolled)):
-        np.testing.assert_allclose(a, b, atol=1e-9)
+    chex.assert_trees_all_close(implicit, unrolled, atol=1e-9, rtol=1e-7)
 
 
-def test_l1_prior_turns_relu_into_soft_threshold_and_sparsifies(x64):
-    """Spec 6.1: + lam ||z||_1 in G <=> activation relu(v - lam); larger lam, sparser z*; still argmin of G."""
+def test_l1_prior_turns_relu_into_relu_l1_and_sparsifies(x64):
+    """Spec 6.1: + lam ||z||_1 in G <=> activation relu(v - lam) (prox.relu_l1); larger lam, sparser z*; still
+    argmin of G."""
     n = 20
     w = _random_w(n, 0.8, seed=3)
     c = normal_data(4, (n,), jnp.float64)
@@ -122,6 +126,7 @@ def test_l1_prior_turns_relu_into_soft_threshold_and_sparsifies(x64):
         activation = prox.add_l1(prox.relu(), weight=lam)
         v = jnp.linspace(-2, 2, 9)
         np.testing.assert_allclose(activation.apply(v), jax.nn.relu(v - lam))
+        np.testing.assert_allclose(prox.relu_l1(weight=lam).apply(v), jax.nn.relu(v - lam))
         z = fp.solve(lambda z: eq.opteq_map(z, c, gram=lambda u: w.T @ (w @ u), activation=activation),
                      jnp.zeros(n), solver="picard", tol=1e-13, maxiter=2000).value
         objective = lambda z: eq.hidden_objective(z, c, weight=lambda u: w @ u, activation=activation)
@@ -194,7 +199,8 @@ def test_conv_norm_bound_is_a_tight_upper_bound_on_the_zero_padded_convolution(x
     exact, bound = float(jnp.linalg.norm(dense, 2)), float(eq.conv.conv_norm_bound(kernel, shape))
     assert exact <= bound <= 1.15 * exact
     grad = jax.grad(lambda k: eq.conv.conv_norm_bound(k, shape))(kernel)
-    assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.max(jnp.abs(grad))) > 0
+    chex.assert_tree_all_finite(grad)
+    assert float(jnp.max(jnp.abs(grad))) > 0
 
 
 def test_conv_equilibrium_is_argmin_of_G(x64):
@@ -203,21 +209,54 @@ def test_conv_equilibrium_is_argmin_of_G(x64):
     params = model.init(jax.random.key(10))
     x = uniform_data(11, (4, 4, 1), jnp.float64)
     z = jax.jit(model.equilibrium)(params, x).value
-    assert z.shape == (4, 4, 2)
+    chex.assert_shape(z, (4, 4, 2))
     z_opt = _lbfgs_argmin(lambda v: model.objective(params, v.reshape(4, 4, 2), x), 32, (0.0, None),
                           np.full(32, 0.1))
     assert np.max(np.abs(z_opt - np.asarray(z).reshape(-1))) < 1e-8
 
 
-def test_apply_shapes_jit_vmap_no_recompilation():
+# factory, keywords (small sizes), shape of one example
+FACTORIES = {
+    "opteq": (eq.opteq, dict(features=12, hidden=9, classes=4), (12,)),
+    "opteq_conv": (eq.opteq_conv, dict(image_shape=(4, 4), in_channels=1, channels=2, classes=4, pool=2), (4, 4, 1)),
+    "deep_opteq": (eq.deep_opteq, dict(features=12, hidden=(6, 4), classes=4), (12,)),
+    "mon": (eq.mon, dict(features=12, hidden=9, classes=4), (12,)),
+    "mon_conv": (eq.mon_conv, dict(image_shape=(4, 4), in_channels=1, channels=2, classes=4, pool=2), (4, 4, 1)),
+    "deq": (eq.deq, dict(features=12, hidden=9, classes=4), (12,)),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _built(name):
+    """(model, params, one example) of a factory, built once for both variants."""
+    factory, sizes, x_shape = FACTORIES[name]
+    model = factory(**sizes)
+    return model, model.init(jax.random.key(0)), normal_data(1, x_shape)
+
+
+class ApplyTest(chex.TestCase):
+    """Every factory's ``apply`` on one example, jitted and not jitted (chex.variants): shapes, dtype, finite
+    outputs, and a forward solve that met the model's tolerance."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*FACTORIES)
+    def test_apply_one_example(self, name):
+        model, params, x = _built(name)
+        out = self.variant(model.apply)(params, x)
+        chex.assert_shape([out.logits, out.stats.num_steps, out.jacobian], [(4,), (), ()])
+        chex.assert_type(out.logits, jnp.float32)
+        chex.assert_tree_all_finite((out.logits, out.stats.residual))
+        assert bool(out.stats.converged) and int(out.stats.num_steps) >= 1  # met tol + rtol ||f(z)||
+
+
+def test_apply_jit_vmap_no_recompilation():
     model = eq.opteq(features=12, hidden=9, classes=4, solver="picard", backward=fp.implicit(solver="picard"))
     params = model.init(jax.random.key(0))
     run = jax.jit(jax.vmap(lambda x: model.apply(params, x)))
     xs = normal_data(1, (5, 12))
     out = run(xs)
-    assert out.logits.shape == (5, 4) and out.logits.dtype == jnp.float32
-    assert out.stats.num_steps.shape == (5,) and bool(jnp.all(out.stats.converged))
-    np.testing.assert_allclose(out.logits[2], jax.jit(model.apply)(params, xs[2]).logits, atol=1e-5)
+    chex.assert_shape([out.logits, out.stats.num_steps], [(5, 4), (5,)])
+    assert bool(jnp.all(out.stats.converged))
     run(xs + 1.0)
     assert run._cache_size() == 1
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from jeq import fixedpoint as fp
@@ -40,8 +42,7 @@ def test_implicit_gradient_matches_finite_differences_and_unrolled(name, x64):
     w, c = make_problem(jnp.float64)
     check_grads(_loss(name, TIGHT), (w, c), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
     implicit = jax.grad(_loss(name, TIGHT), argnums=(0, 1))(w, c)  # reuses check_grads' compiled linearisation
-    for a, b in zip(implicit, _grad(name, "unroll")(w, c)):
-        np.testing.assert_allclose(a, b, atol=1e-9)
+    chex.assert_trees_all_close(implicit, _grad(name, "unroll")(w, c), atol=1e-9, rtol=1e-7)
 
 
 def test_halpern_implicit_gradient_matches_finite_differences_and_unrolled(x64):
@@ -51,8 +52,7 @@ def test_halpern_implicit_gradient_matches_finite_differences_and_unrolled(x64):
     check_grads(_loss(HALPERN, TIGHT, 1e-9, 1_000_000), (w, c), order=1, modes=["rev"], atol=1e-4, rtol=1e-4,
                 eps=1e-3)
     implicit = jax.grad(_loss(HALPERN, TIGHT, 1e-9, 1_000_000), argnums=(0, 1))(w, c)
-    for a, b in zip(implicit, _grad(HALPERN, "unroll", 1e-9, 200_000)(w, c)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    chex.assert_trees_all_close(implicit, _grad(HALPERN, "unroll", 1e-9, 200_000)(w, c), atol=1e-5, rtol=1e-7)
 
 
 @pytest.mark.parametrize("backward", ["picard", pytest.param("gmres", marks=pytest.mark.slow),
@@ -62,8 +62,7 @@ def test_backward_solver_choices_agree(backward, x64):
     w, c = make_problem(jnp.float64)
     reference = _grad("anderson", TIGHT)(w, c)
     other = _grad("anderson", fp.implicit(solver=backward, tol=1e-12, rtol=0.0, maxiter=500))(w, c)
-    for a, b in zip(other, reference):
-        np.testing.assert_allclose(a, b, atol=1e-9)
+    chex.assert_trees_all_close(other, reference, atol=1e-9, rtol=1e-7)
 
 
 def test_phantom_gradient_approaches_implicit_as_steps_grow(x64):
@@ -94,8 +93,8 @@ def test_closed_over_values_get_gradients(x64):
                      backward=TIGHT).value
         return jnp.sum(jnp.sin(z))
 
-    for a, b in zip(jax.jit(jax.grad(closed, argnums=(0, 1)))(w, c), _grad("picard", TIGHT)(w, c)):
-        np.testing.assert_allclose(a, b, atol=1e-10)
+    closed_grads = jax.jit(jax.grad(closed, argnums=(0, 1)))(w, c)
+    chex.assert_trees_all_close(closed_grads, _grad("picard", TIGHT)(w, c), atol=1e-10, rtol=1e-7)
 
 
 @pytest.mark.slow  # vmapped gradients are also exercised by test_batch_level_stopping_keeps_gradients[implicit]
@@ -111,27 +110,34 @@ def test_gradients_under_vmap_and_jit(problem32):
     np.testing.assert_allclose(batched, sum(single(w, c) for c in cs), atol=1e-4)
 
 
-def test_jacobian_penalty_is_unbiased_frobenius_norm(x64):
-    w, c = make_problem(jnp.float64)
-    z = jnp.linspace(-1.0, 1.0, N)
+class JacobianDiagnosticsTest(chex.TestCase):
+    """jacobian_penalty and spectral_radius, jitted and not jitted (chex.variants), in float64."""
 
-    @jax.jit
-    def check(w):
-        exact = jnp.sum(jax.jacobian(tanh_layer)(z, w, c) ** 2) / N
-        estimate = fp.jacobian_penalty(tanh_layer, z, w, c, key=jax.random.key(0), samples=20_000)
-        grad = jax.grad(lambda w: fp.jacobian_penalty(tanh_layer, z, w, c, key=jax.random.key(1)))(w)
-        return exact, estimate, grad
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_jacobian_penalty_is_unbiased_frobenius_norm(self):
+        with jax.enable_x64(True):
+            w, c = make_problem(jnp.float64)
+            z = jnp.linspace(-1.0, 1.0, N)
 
-    exact, estimate, grad = check(w)
-    assert abs(float(estimate) / float(exact) - 1) < 0.03
-    assert grad.shape == w.shape and bool(jnp.all(jnp.isfinite(grad)))
+            def check(w):
+                exact = jnp.sum(jax.jacobian(tanh_layer)(z, w, c) ** 2) / N
+                estimate = fp.jacobian_penalty(tanh_layer, z, w, c, key=jax.random.key(0), samples=20_000)
+                grad = jax.grad(lambda w: fp.jacobian_penalty(tanh_layer, z, w, c, key=jax.random.key(1)))(w)
+                return exact, estimate, grad
 
+            exact, estimate, grad = self.variant(check)(w)
+            assert abs(float(estimate) / float(exact) - 1) < 0.03
+            chex.assert_equal_shape([grad, w])
+            chex.assert_tree_all_finite(grad)
 
-def test_spectral_radius_matches_eigenvalues(x64):
-    a = normal_data(2, (N, N), jnp.float64)
-    sym = 0.5 * (a + a.T)
-    rho = fp.spectral_radius(lambda z, m: m @ z, jnp.zeros(N), sym, key=jax.random.key(0), iterations=500)
-    np.testing.assert_allclose(rho, jnp.max(jnp.abs(jnp.linalg.eigvalsh(sym))), rtol=1e-6)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_spectral_radius_matches_eigenvalues(self):
+        with jax.enable_x64(True):
+            a = normal_data(2, (N, N), jnp.float64)
+            sym = 0.5 * (a + a.T)
+            radius = self.variant(lambda m: fp.spectral_radius(lambda z, m: m @ z, jnp.zeros(N), m,
+                                                                key=jax.random.key(0), iterations=500))
+            np.testing.assert_allclose(radius(sym), jnp.max(jnp.abs(jnp.linalg.eigvalsh(sym))), rtol=1e-6)
 
 
 @pytest.mark.parametrize("backward", ["implicit", pytest.param("unroll", marks=pytest.mark.slow),
@@ -157,19 +163,24 @@ def _adjoint_problem():
     return w, c, z_star, jnp.cos(z_star)  # g = d sum(sin z) / dz at z*
 
 
-@pytest.mark.parametrize("solver", ["anderson", "picard", "gmres"])
-def test_adjoint_solve_solves_the_adjoint_equation_and_gives_the_ift_gradient(solver, x64):
-    """u = J^T u + g exactly (vs a dense solve), and u^T df/dargs is the implicit gradient of sum(sin z*)."""
-    w, c, z_star, g = _adjoint_problem()
-    config = fp.implicit(solver=solver, tol=1e-12, rtol=0.0, maxiter=500)
-    u, stats = fp.adjoint_solve(tanh_layer, z_star, w, c, cotangent=g, backward=config)
-    jac = jax.jacobian(tanh_layer)(z_star, w, c)
-    np.testing.assert_allclose(u, np.linalg.solve(np.eye(N) - np.asarray(jac).T, g), atol=1e-10)
-    assert bool(stats.converged) and float(stats.residual) <= 1e-12
-    assert int(stats.num_steps) == (-1 if solver == "gmres" else int(stats.num_steps)) and int(stats.num_steps) != 0
-    _, vjp = jax.vjp(lambda w_, c_: tanh_layer(z_star, w_, c_), w, c)
-    for a, b in zip(vjp(u), _grad("anderson", TIGHT)(w, c)):
-        np.testing.assert_allclose(a, b, atol=1e-9)
+class AdjointSolveTest(chex.TestCase):
+    """adjoint_solve, jitted and not jitted (chex.variants), in float64."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters("anderson", "picard", "gmres")
+    def test_adjoint_solve_solves_the_adjoint_equation_and_gives_the_ift_gradient(self, solver):
+        """u = J^T u + g exactly (vs a dense solve), and u^T df/dargs is the implicit gradient of sum(sin z*)."""
+        with jax.enable_x64(True):
+            w, c, z_star, g = _adjoint_problem()
+            config = fp.implicit(solver=solver, tol=1e-12, rtol=0.0, maxiter=500)
+            u, stats = self.variant(lambda z, g: fp.adjoint_solve(tanh_layer, z, w, c, cotangent=g,
+                                                                  backward=config))(z_star, g)
+            jac = jax.jacobian(tanh_layer)(z_star, w, c)
+            np.testing.assert_allclose(u, np.linalg.solve(np.eye(N) - np.asarray(jac).T, g), atol=1e-10)
+            assert bool(stats.converged) and float(stats.residual) <= 1e-12
+            assert (int(stats.num_steps) == -1) if solver == "gmres" else (int(stats.num_steps) >= 1)
+            _, vjp = jax.vjp(lambda w_, c_: tanh_layer(z_star, w_, c_), w, c)
+            chex.assert_trees_all_close(vjp(u), _grad("anderson", TIGHT)(w, c), atol=1e-9, rtol=1e-7)
 
 
 def test_adjoint_solve_reports_a_truncated_backward_solve(x64):
@@ -180,7 +191,8 @@ def test_adjoint_solve_reports_a_truncated_backward_solve(x64):
     assert not bool(stats.converged) and int(stats.num_steps) == 2 and float(stats.residual) > 1e-6
     batched = jax.vmap(lambda z, gg: fp.adjoint_solve(tanh_layer, z, w, c, cotangent=gg).stats)(
         jnp.stack([z_star, z_star]), jnp.stack([g, 2 * g]))
-    assert batched.converged.shape == (2,) and bool(jnp.all(batched.converged))
+    chex.assert_shape(batched.converged, (2,))
+    assert bool(jnp.all(batched.converged))
 
 
 def test_adjoint_solve_rejects_bad_input(problem32):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 from jeq import fixedpoint as fp
-from jeq_tests.fixedpoint.conftest import N, normal_data, tanh_layer
+from jeq_tests.fixedpoint.conftest import N, make_problem, normal_data, tanh_layer
 
 SOLVER_NAMES = ["picard", "anderson", "broyden", "halpern"]
 FAST = ["picard", "anderson", "broyden"]
@@ -29,18 +31,24 @@ def _solver_fn(solver, tol, maxiter):
                                          maxiter=maxiter))
 
 
-@pytest.mark.parametrize("name", SOLVER_NAMES)
-def test_each_solver_finds_the_fixed_point(name, problem32):
-    w, c = problem32
-    tol = 1e-3 if name == "halpern" else 1e-5
-    sol = _solver_fn(name, tol, 20_000)(w, c)
-    residual = float(jnp.linalg.norm(tanh_layer(sol.value, w, c) - sol.value))
-    assert bool(sol.stats.converged)
-    assert sol.value.shape == (N,) and sol.value.dtype == jnp.float32
-    assert residual <= tol * 1.01 and abs(residual - float(sol.stats.residual)) < 1e-6
-    # A contraction with factor 0.8: distance to z* is at most residual / (1 - 0.8).
-    reference = _solver_fn("picard", 1e-7, 500)(w, c).value
-    assert float(jnp.linalg.norm(sol.value - reference)) <= 5 * tol + 1e-6
+class EachSolverTest(chex.TestCase):
+    """Every solver finds the fixed point of a contraction, jitted and not jitted (one idiom: chex.variants)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*SOLVER_NAMES)
+    def test_each_solver_finds_the_fixed_point(self, name):
+        w, c = make_problem(jnp.float32)
+        tol = 1e-3 if name == "halpern" else 1e-5
+        sol = self.variant(lambda w, c: fp.solve(tanh_layer, jnp.zeros(N, w.dtype), w, c, solver=name, tol=tol,
+                                                 maxiter=20_000))(w, c)
+        residual = float(jnp.linalg.norm(tanh_layer(sol.value, w, c) - sol.value))
+        assert bool(sol.stats.converged)
+        chex.assert_shape(sol.value, (N,))
+        chex.assert_type(sol.value, jnp.float32)
+        assert residual <= tol * 1.01 and abs(residual - float(sol.stats.residual)) < 1e-6
+        # A contraction with factor 0.8: distance to z* is at most residual / (1 - 0.8).
+        reference = _solver_fn("picard", 1e-7, 500)(w, c).value
+        assert float(jnp.linalg.norm(sol.value - reference)) <= 5 * tol + 1e-6
 
 
 def test_accelerated_solvers_take_fewer_steps(problem32):
@@ -97,11 +105,8 @@ def test_pytree_state():
     p = jnp.array([0.1, -0.2, 0.3])
     for name in ("anderson",):  # flattening is shared by all solvers
         sol = jax.jit(lambda p: fp.solve(fn, z0, p, solver=name, tol=1e-6, maxiter=200))(p)
-        out = fn(sol.value, p)
-        assert jax.tree.structure(sol.value) == jax.tree.structure(z0)
-        assert sol.value["b"].shape == (3, 2)
-        np.testing.assert_allclose(out["a"], sol.value["a"], atol=1e-5)
-        np.testing.assert_allclose(out["b"], sol.value["b"], atol=1e-5)
+        chex.assert_trees_all_equal_shapes_and_dtypes(sol.value, z0)
+        chex.assert_trees_all_close(fn(sol.value, p), sol.value, atol=1e-5, rtol=1e-7)
 
 
 def test_jit_vmap_and_no_recompilation(problem32):
@@ -113,7 +118,7 @@ def test_jit_vmap_and_no_recompilation(problem32):
         return jax.vmap(lambda c: fp.solve(tanh_layer, jnp.zeros(N), w, c, solver="anderson", tol=1e-6))(cs)
 
     sol = batched(cs)
-    assert sol.value.shape == (5, N) and sol.stats.converged.shape == (5,)
+    chex.assert_shape([sol.value, sol.stats.converged], [(5, N), (5,)])
     single = _solver_fn("anderson", 1e-6, 50)
     for i in range(5):
         np.testing.assert_allclose(sol.value[i], single(w, cs[i]).value, atol=2e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import chex
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
@@ -118,18 +119,23 @@ def test_softplus_potential_is_dilogarithm(scalar_table):
         np.testing.assert_allclose(slope, np.log1p(-np.exp(-np.array([0.3, 1.0, 4.0]))), atol=1e-10)
 
 
-def test_shape_dtype_jit_vmap():
-    v = jnp.linspace(-2.0, 2.0, 12, dtype=jnp.float32).reshape(3, 4)
+class ShapeDtypeVmapTest(chex.TestCase):
+    """Every Prox acts elementwise on any shape, keeps float32, commutes with vmap and has a finite potential on its
+    own outputs, jitted and not jitted (chex.variants)."""
 
-    @jax.jit
-    def everything(v):  # one compilation for the whole table
-        return {name: (factory().apply(v), jax.vmap(factory().apply)(v), factory().potential(factory().apply(v)))
-                for name, (factory, _) in TABLE.items()}
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_shape_dtype_vmap(self):
+        v = jnp.linspace(-2.0, 2.0, 12, dtype=jnp.float32).reshape(3, 4)
 
-    for name, (out, vmapped, pot) in everything(v).items():
-        assert out.shape == v.shape and out.dtype == jnp.float32, name
-        np.testing.assert_allclose(vmapped, out, rtol=1e-6)
-        assert pot.shape == v.shape and bool(jnp.all(jnp.isfinite(pot))), name
+        def everything(v):  # jitted: one compilation for the whole table
+            return {name: (factory().apply(v), jax.vmap(factory().apply)(v), factory().potential(factory().apply(v)))
+                    for name, (factory, _) in TABLE.items()}
+
+        for name, (out, vmapped, pot) in self.variant(everything)(v).items():
+            chex.assert_shape([out, pot], v.shape)
+            chex.assert_type([out, pot], jnp.float32)
+            chex.assert_trees_all_close(vmapped, out, rtol=1e-6)
+            chex.assert_tree_all_finite(pot)
 
 
 def test_from_activation_matches_closed_form_up_to_constant():
