@@ -192,3 +192,19 @@ def test_bad_tuning_input_gives_clear_errors(tmp_path):
     broken = tune.Strategy("broken", SPACE, 1, lambda key: None, broken_ask, lambda s, t, o: s)
     with pytest.raises(RuntimeError, match=r"broken.ask proposed a θ outside the space"):
         tune.tune(broken, noisy, budget=2, seeds_per_theta=2, key=jax.random.key(0))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_gp_unit_cube_encoding_round_trips_every_theta(seed):
+    for space in (SPACE, tune.ALGORITHMS["de"].hyperparameters, tune.ALGORITHMS["sa"].hyperparameters):
+        theta = tune.sample_uniform(np.random.default_rng(seed), space)
+        u = tune.encode_unit(theta, space)
+        assert np.all((0.0 <= u) & (u <= 1.0))
+        back = tune.decode_unit(u, space)
+        assert back.keys() == theta.keys()
+        for hp in space:
+            if hp.kind in ("float", "log-float"):
+                assert back[hp.name] == pytest.approx(theta[hp.name], rel=1e-9)
+            else:
+                assert back[hp.name] == theta[hp.name]
