@@ -7,7 +7,11 @@ graph, 200 full-batch epochs, T1 = T2 = 1000, dt 0.05, beta 10, W ~ N(0, 0.05^2)
 * ``deep``          DEEP, trajectory (STDP) rule, dt_W = 100 (notebook default)
 * ``deep_lr10``     DEEP with dt_W = 10 (the spec's second column)
 * ``deep_endpoint`` DEEP with the cheap endpoint rule s0 (x) (s_beta - s0) / T2, dt_W = 100
-* ``deep_sparse``   DEEP + L1 (reg_W 1.5e-4) + permanent Boltzmann pruning (tol_W 0.01, temp 5) after every update
+* ``deep_sparse``   DEEP + L1 (reg_W 1.5e-4) + Boltzmann pruning (tol_W 0.01, temp 5) every ``prune_interval``
+                    epochs (1, the notebook's), normalised over all rows of a column as in the notebook;
+                    permanent unless ``--no-prune-permanent`` (the notebook only zeroes the weight)
+* ``deep_sparse_weak`` the same with the probabilities normalised over each neuron's weak edges only (jeq's
+                    earlier ``deep_sparse``; a neuron with one weak edge loses it every round)
 * ``deep_layered``  DEEP on the notebooks' layered graph (one hidden layer of 5), dt_W = 100
 * ``deep_onehot``   the ``logical_operations_DEEP_oh`` notebook: 2 one-hot outputs, 2 hidden, beta 1, dt_W 200,
                     prediction = argmax
@@ -37,7 +41,6 @@ from experiments import harness
 from jeq import validate
 from jeq.data import logic_gates
 from jeq.eqprop import (
-    boltzmann_prune,
     complete_graph,
     deep,
     deep_field,
@@ -46,11 +49,13 @@ from jeq.eqprop import (
     gershgorin,
     layered_graph,
     leaky_field,
+    scheduled_prune,
     sparsity,
     system_matrix,
 )
 
-METHODS = ("deep", "deep_lr10", "deep_endpoint", "deep_sparse", "deep_layered", "deep_onehot", "ep_asym")
+METHODS = ("deep", "deep_lr10", "deep_endpoint", "deep_sparse", "deep_sparse_weak", "deep_layered", "deep_onehot",
+           "ep_asym")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +84,10 @@ class Config(harness.BaseConfig):
     """tol_W of deep_sparse."""
     prune_temperature: float = 5.0
     """temp of deep_sparse."""
+    prune_interval: int = 1
+    """deep_sparse prunes after every ``prune_interval``-th epoch (the notebook: 1, after every epoch)."""
+    prune_permanent: bool = True
+    """deep_sparse keeps pruned edges out (jeq's default) or, False, only zeroes them as the notebook does."""
 
 
 def _learner(method: str, graph, config: Config):
@@ -89,7 +98,7 @@ def _learner(method: str, graph, config: Config):
         return deep(graph, learning_rate=10.0, **common)
     if method == "deep_endpoint":
         return deep(graph, learning_rate=100.0, rule="endpoint", **common)
-    if method == "deep_sparse":
+    if method in ("deep_sparse", "deep_sparse_weak"):
         return deep(graph, learning_rate=100.0, l1_strength=config.l1_strength, **common)
     if method == "deep_layered":
         return deep(graph, learning_rate=100.0, **common)
@@ -111,7 +120,8 @@ def _trainer(config: Config, method: str, num_inputs: int, num_outputs: int):
     else:
         graph = complete_graph(num_inputs=num_inputs, num_hidden=config.hidden, num_outputs=num_outputs)
     learner = _learner(method, graph, config)
-    prune = method == "deep_sparse"
+    prune = method in ("deep_sparse", "deep_sparse_weak")
+    normalisation = "weak" if method == "deep_sparse_weak" else "all"
     field = leaky_field if method == "ep_asym" else deep_field
     structural = jnp.asarray(graph.mask)
 
@@ -119,18 +129,20 @@ def _trainer(config: Config, method: str, num_inputs: int, num_outputs: int):
     def run(key, x, y):
         k_init, k_train, k_test = jax.random.split(key, 3)
 
-        def epoch(carry, k):
+        def epoch(carry, inputs):
             w, mask = carry
+            k, step = inputs
             k_update, k_prune = jax.random.split(k)
             w, info = learner.update(w, k_update, x, y)
             if prune:
-                pruned = boltzmann_prune(k_prune, w * mask, mask, threshold=config.prune_threshold,
-                                         temperature=config.prune_temperature)
+                pruned = scheduled_prune(k_prune, w * mask, mask, step, interval=config.prune_interval,
+                                         permanent=config.prune_permanent, threshold=config.prune_threshold,
+                                         temperature=config.prune_temperature, normalisation=normalisation)
                 w, mask = pruned.weights, pruned.mask
             return (w, mask), info
 
         (w, _), infos = jax.lax.scan(epoch, (learner.init(k_init), structural),
-                                     jax.random.split(k_train, config.epochs))
+                                     (jax.random.split(k_train, config.epochs), jnp.arange(config.epochs)))
         test = learner.predict(w, k_test, x)
         stability = jax.vmap(lambda s: free_phase_stability(w, s, num_inputs=num_inputs, dt=config.dt,
                                                             field=field, tolerance=1e-5))(test.final)

@@ -6,7 +6,7 @@ Modules (each holds one paper's equations):
   directed learner.
 * :mod:`jeq.eqprop.deep` - DEEP (Farinha et al., ESANN 2020): vector field, STDP trajectory / endpoint rules.
 * :mod:`jeq.eqprop.ep_asym` - vector-field EP baseline (Scellier et al. 2018).
-* :mod:`jeq.eqprop.pruning` - Boltzmann pruning of weak incoming edges.
+* :mod:`jeq.eqprop.pruning` - Boltzmann pruning of weak incoming edges (normalisation, schedule, permanence).
 * :mod:`jeq.eqprop.lyapunov` - system matrix, spectral abscissa, Gershgorin, Lyapunov equation, stability report.
 * :mod:`jeq.eqprop.hopfield` - Hopfield energy and its relaxation (``relax_energy``), free/nudged phases, energy
   certificate, EP gradient (one-sided, random sign, centered), jitted training step (one module per concept).
@@ -54,15 +54,24 @@ from jeq.eqprop.lyapunov import (
     spectral_abscissa,
     system_matrix,
 )
-from jeq.eqprop.pruning import Pruning, boltzmann_prune, pruning_probabilities, sparsity
+from jeq.eqprop.pruning import (
+    NORMALISATIONS,
+    Pruning,
+    boltzmann_prune,
+    pruning_probabilities,
+    scheduled_prune,
+    sparsity,
+)
 
 __all__ = [
-    "DirectedInfo", "DirectedLearner", "EPInfo", "EPTrainer", "Gershgorin", "Graph", "HopfieldParams",
+    "NORMALISATIONS", "DirectedInfo", "DirectedLearner",
+    "EPInfo", "EPTrainer", "Gershgorin", "Graph", "HopfieldParams",
     "LyapunovSolution", "Phase", "Pruning", "Relaxation", "Stability", "StepMetrics", "asym_rule",
     "boltzmann_prune", "class_error", "complete_graph", "deep", "deep_field", "directed_learner",
     "endpoint_rule", "energy", "energy_certificate", "ep_asym", "ep_trainer", "eqprop_grad",
     "free_phase", "free_phase_stability", "gershgorin", "hopfield", "init_weights",
     "layer_sgd", "layered_graph", "leaky_field", "lyapunov_along", "nudged_phase",
-    "pruning_probabilities", "relax_field", "rho", "scaled_sigmoid", "solve_lyapunov", "sparsity", "spectral_abscissa",
+    "pruning_probabilities", "relax_field", "rho", "scaled_sigmoid", "scheduled_prune",
+    "solve_lyapunov", "sparsity", "spectral_abscissa",
     "system_matrix", "trajectory_rule",
 ]

@@ -9,7 +9,8 @@ Equations (as in the official notebooks ``logical_operations_DEEP``; spec ``eqpr
     update         W <- mask * (W + dt_W * [sign](dW) - reg_W * sign(W))
 
 With beta0 = 0, beta1 = 1 the rule is presynaptic activity times postsynaptic change; replacing the presynaptic s(t)
-by the free state s0 the sum telescopes to the cheap endpoint form s0 (x) (s_beta - s0) / T2 (derived).
+by the free state s0 the sum telescopes to the cheap endpoint form s0 (x) (s_beta - s0) / T2 (derived); spec §10
+writes it without the 1/T2, a learning-rate rescaling (:func:`endpoint_rule`, ``average``).
 The graph/mask, Euler relaxation and generic learner live in :mod:`jeq.eqprop.directed`; the Boltzmann pruning in
 :mod:`jeq.eqprop.pruning`; stability checks in :mod:`jeq.eqprop.lyapunov`.
 """
@@ -48,17 +49,24 @@ def trajectory_rule(states: jax.Array, *, stdp_beta0: float = 0.0, stdp_beta1: f
     return pre.T @ post / pre.shape[0]
 
 
-def endpoint_rule(states: jax.Array, *, stdp_beta0: float = 0.0, stdp_beta1: float = 1.0) -> jax.Array:
+def endpoint_rule(
+    states: jax.Array, *, stdp_beta0: float = 0.0, stdp_beta1: float = 1.0, average: bool = True
+) -> jax.Array:
     """Cheap endpoint approximation of :func:`trajectory_rule` from the free state s0 = s(0) and s_beta = s(T2).
 
-        dW ~= beta0 s_beta (x) s_beta + beta1 / T2 * s0 (x) (s_beta - s0)
+        average=True  (default)   dW = beta0 s_beta (x) s_beta + beta1 / T2 * s0 (x) (s_beta - s0)
+        average=False (spec §10)  dW = T2 beta0 s_beta (x) s_beta + beta1 * s0 (x) (s_beta - s0)
 
-    (derived: the beta1 sum telescopes when the presynaptic s(t) is replaced by s0; the beta0 mean is replaced by its
-    value at the nudged equilibrium). Same scale as the trajectory rule, so the same ``learning_rate`` applies.
+    (derived: the beta1 sum telescopes when the presynaptic s(t) is replaced by s0; the beta0 sum is replaced by T2
+    times its value at the nudged equilibrium). The two forms differ by the constant factor T2 only, i.e. by a
+    learning-rate rescaling: ``average=False`` with ``learning_rate = dt_W / T2`` is ``average=True`` with
+    ``dt_W``. The default keeps the paper's own 1/(B T2) of the trajectory formula (spec §2), so both rules share
+    the notebook's ``learning_rate`` dt_W = 100; spec §10's bare s0 (x) (s_beta - s0) would need dt_W / T2 = 0.1.
     """
     s0, sb = states[0], states[-1]
     steps = states.shape[0] - 1
-    return stdp_beta0 * jnp.outer(sb, sb) + stdp_beta1 / steps * jnp.outer(s0, sb - s0)
+    dw = stdp_beta0 * steps * jnp.outer(sb, sb) + stdp_beta1 * jnp.outer(s0, sb - s0)
+    return dw / steps if average else dw
 
 
 def deep(
@@ -68,12 +76,15 @@ def deep(
     rule: str = "trajectory",
     stdp_beta0: float = 0.0,
     stdp_beta1: float = 1.0,
+    endpoint_average: bool = True,
     **settings: Any,
 ) -> DirectedLearner:
     """DEEP learner: W <- mask * (W + learning_rate * [sign](dW) - l1_strength * sign(W)), dW = mean_b rule(s_b).
 
     ``rule`` is "trajectory" (:func:`trajectory_rule`, the paper's STDP sum) or "endpoint" (:func:`endpoint_rule`),
     with the STDP weights ``stdp_beta0`` and ``stdp_beta1``; ``learning_rate`` is the notebook's dt_W (100).
+    ``endpoint_average`` (endpoint rule only) keeps the trajectory formula's 1/T2 (default, so dt_W means the same
+    for both rules); False gives spec §10's bare s0 (x) (s_beta - s0), the same rule at a T2-times larger step.
     ``settings`` are the phases and options every directed learner takes, with the notebook's logic-gate defaults
     (spec §2 table): ``dt`` 0.05, ``free_steps`` = ``nudged_steps`` = 1000, ``beta`` 10, ``l1_strength`` 0 (the
     notebook's ``reg_W``, 1.5e-4 when ``regularized``), ``sign_update`` False, ``init_std`` 0.05 (W ~ N(0, 0.05^2)),
@@ -87,6 +98,10 @@ def deep(
     validate.nonnegative(where, "stdp_beta1", stdp_beta1)
     if stdp_beta0 == 0 and stdp_beta1 == 0:
         validate.fail(where, "stdp_beta1", stdp_beta1, "stdp_beta0 and stdp_beta1 cannot both be 0 (no learning)")
-    base = trajectory_rule if rule == "trajectory" else endpoint_rule
-    dw = functools.partial(base, stdp_beta0=stdp_beta0, stdp_beta1=stdp_beta1)
+    if rule == "trajectory" and not endpoint_average:
+        validate.fail(where, "endpoint_average", endpoint_average, 'must be True unless rule="endpoint"')
+    if rule == "trajectory":
+        dw = functools.partial(trajectory_rule, stdp_beta0=stdp_beta0, stdp_beta1=stdp_beta1)
+    else:
+        dw = functools.partial(endpoint_rule, stdp_beta0=stdp_beta0, stdp_beta1=stdp_beta1, average=endpoint_average)
     return directed_learner(graph, deep_field, dw, learning_rate=learning_rate, name="deep", **settings)

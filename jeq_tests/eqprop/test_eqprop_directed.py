@@ -172,6 +172,25 @@ def test_deep_update_is_the_paper_rule_and_respects_the_mask(small_deep, key):
     chex.assert_trees_all_close(info.free_residual, np.mean(np.sum(moved**2, axis=-1)) / 0.05**2, rtol=1e-4)
 
 
+def test_endpoint_rules_1_over_t2_is_a_learning_rate_rescaling_of_the_specs_bare_form(key):
+    """Spec §10 writes the endpoint rule as s0 (x) (s_beta - s0); jeq's default divides by T2 (the trajectory
+    formula's own 1/(B T2)). The two are the same rule with dt_W and dt_W / T2 (issue 15, item 8)."""
+    states = jnp.asarray(np.random.default_rng(5).uniform(size=(31, 9)), jnp.float32)
+    s0, sb = states[0], states[-1]
+    chex.assert_trees_all_close(endpoint_rule(states, average=False), jnp.outer(s0, sb - s0), rtol=1e-6)
+    for b0 in (0.0, 0.3):
+        chex.assert_trees_all_close(endpoint_rule(states, stdp_beta0=b0, average=False),
+                                    30 * endpoint_rule(states, stdp_beta0=b0), rtol=1e-5, atol=1e-6)
+    w, k = GRAPH.mask * 0.05 * jax.random.normal(key, (9, 9)), jax.random.key(3)
+    settings = dict(rule="endpoint", free_steps=40, nudged_steps=30)
+    averaged, _ = deep(GRAPH, learning_rate=100.0, **settings).update(w, k, GATE_X, GATE_Y)
+    bare, _ = deep(GRAPH, learning_rate=100.0 / 30, endpoint_average=False, **settings).update(w, k, GATE_X, GATE_Y)
+    assert float(jnp.linalg.norm(averaged - w)) > 1e-3
+    chex.assert_trees_all_close(bare, averaged, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"deep\(endpoint_average=False\): must be True unless rule=\"endpoint\""):
+        deep(GRAPH, endpoint_average=False)
+
+
 def test_sign_update_moves_every_edge_by_exactly_the_learning_rate(key):
     learner = deep(GRAPH, free_steps=20, nudged_steps=20, sign_update=True, learning_rate=0.01)
     w = learner.init(key)

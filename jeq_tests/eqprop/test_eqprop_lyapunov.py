@@ -99,6 +99,29 @@ def _never_hurwitz_check(w):
     return jnp.sum(a, axis=0), spectral_abscissa(a), gershgorin(a).column_dominant
 
 
+def test_one_transpose_a_is_zero_so_the_specs_global_hurwitz_check_can_never_hold_for_deep(x64):
+    """README note (issue 15, item 10). DEEP's free block A = [W^T - diag(W 1)]_free is a Laplacian-like flow: column
+    i of A sums to sum_j W_ij - sum_k W_ik = 0 (no edges into inputs, no self-loops), so 1^T A = 0, the free
+    neurons' total activity changes at the constant rate 1^T c(x) whatever the state, A is singular, and the spec's
+    global check (A Hurwitz, A^T P + P A = -I with P > 0) fails for every W. jeq checks the clipped flow locally
+    instead (free_phase_stability, see test_v_decreases_along_...)."""
+    g = complete_graph(num_inputs=3, num_hidden=5, num_outputs=1)
+    w = init_weights(jax.random.key(4), g, std=0.5, dtype=jnp.float64)
+    a = system_matrix(w, num_inputs=3)
+    wn = np.asarray(w)
+    by_hand = np.array([wn[i, 3:].sum() - wn[i].sum() for i in range(3, 9)])  # column sums of A, from W
+    np.testing.assert_allclose(by_hand, 0.0, atol=1e-15)
+    np.testing.assert_allclose(jnp.ones(6) @ a, 0.0, atol=1e-12)
+    x = jnp.array([0.0, 1.0, 1.0])
+    inflow = float(jnp.sum(w[:3, 3:].T @ x))  # 1^T c(x)
+    for seed in range(5):
+        s = jnp.concatenate([x, jnp.asarray(np.random.default_rng(seed).uniform(size=6))])
+        assert float(jnp.sum(deep_field(w, s)[3:])) == pytest.approx(inflow, abs=1e-12)
+    assert np.min(np.abs(np.linalg.eigvals(np.asarray(a)))) < 1e-12 and float(spectral_abscissa(a)) > -1e-12
+    assert not bool(LYAPUNOV(a).positive_definite)
+    assert not bool(gershgorin(a).hurwitz_certified)
+
+
 def test_gershgorin_certificate_implies_hurwitz(x64):
     rng = np.random.default_rng(0)
     a = rng.normal(size=(200, 5, 5)) * 0.3 - jax.vmap(jnp.diag)(rng.uniform(0.2, 2.0, (200, 5)))
