@@ -58,19 +58,19 @@ def _traced_arrays(algorithm: Algorithm, thetas: Sequence[Mapping[str, Any]]) ->
 
 
 def _compiled_group(algorithm: Algorithm, problem: Problem, static: tuple, evaluations: int, mesh: Any,
-                    args: tuple, fast_compile: bool) -> Any:
+                    args: tuple, fast_compile: bool, impl: Any) -> Any:
     """The compiled, row-vmapped run for one group and one row count (cached per shape)."""
     shapes = jax.tree.map(lambda a: (a.shape, str(a.dtype)), args)
     cache_key = (algorithm.name, algorithm.run, problem.name, problem.objective, problem.dimension, problem.low,
                  problem.high, static, evaluations, None if mesh is None else tuple(d.id for d in mesh.devices.flat),
-                 str(shapes), fast_compile)
+                 str(shapes), fast_compile, str(impl))
     if cache_key in _COMPILED:
         return _COMPILED[cache_key]
     names = [hp.name for hp in algorithm.hyperparameters if hp.grouped]
     static_values = dict(zip(names, static))
 
     def one(traced, key_data, data):
-        key = jax.random.wrap_key_data(key_data)
+        key = jax.random.wrap_key_data(key_data, impl=impl)
         return algorithm.run(static_values, traced, key, problem.objective, data, low=problem.low, high=problem.high,
                              dimension=problem.dimension, evaluations=evaluations)
 
@@ -147,6 +147,7 @@ def evaluate(
         devices = validate.integer(where, "devices", devices, low=1)
         mesh = sharding.data_mesh(devices)
     key_data = np.asarray(jax.random.key_data(keys))
+    impl = jax.random.key_impl(keys)
     instance_index = np.arange(n_seed) % problem.count
     out = np.full((len(thetas), n_seed), np.nan)
     groups = group_thetas(algorithm, thetas)
@@ -169,7 +170,7 @@ def evaluate(
         rows, _ = sharding.pad_batch(rows, multiple)
         if mesh is not None:
             rows = tuple(jax.device_put(r, sharding.batch_sharding(mesh)) for r in rows)
-        fn = _compiled_group(algorithm, problem, static, evaluations, mesh, rows, fast_compile)
+        fn = _compiled_group(algorithm, problem, static, evaluations, mesh, rows, fast_compile, impl)
         result = np.asarray(fn(*rows), np.float64)[:n_rows].reshape(len(members), n_seed)
         out[members] = result
     return out
