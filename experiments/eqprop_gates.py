@@ -24,7 +24,7 @@ free phase first has zero class error, the final free-phase MSE, divergence (NaN
 trained free phase (:func:`jeq.eqprop.free_phase_stability`: fraction of patterns where it is provably locally
 stable, whether it is a global contraction, and the Gershgorin row flag of the full system matrix, which the spec
 reports as never satisfied). ``--quick`` runs 2 seeds of DEEP and EP_asym (about 1-2 minutes on 2 CPU cores); the
-default (10 seeds, 7 methods) takes about 5-10 minutes.
+default (10 seeds, 8 methods) takes about 5-10 minutes (531 s on 2 busy cores).
 """
 
 from __future__ import annotations
