@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jeq import validate
+
 __all__ = ["avg_pool", "conv", "conv_norm_bound", "conv_transpose"]
 
 
@@ -13,11 +15,8 @@ def conv(z: jax.Array, kernel: jax.Array, *, circular: bool = False, stride: int
 
     ``circular=True`` wraps the borders (a circulant operator, diagonalised by the 2-D DFT; MON's convolutions).
     """
-    if z.ndim != 3 or kernel.ndim != 4 or z.shape[-1] != kernel.shape[2]:
-        raise ValueError(
-            f"jeq.equilibrium.conv: z has shape {tuple(z.shape)} and kernel {tuple(kernel.shape)}; expected "
-            "(H, W, C_in) and (k, k, C_in, C_out)"
-        )
+    validate.array("jeq.equilibrium.conv", "z", z, ndim=3)
+    validate.array("jeq.equilibrium.conv", "kernel", kernel, shape=(None, None, z.shape[-1], None))
     k = kernel.shape[0]
     if circular:
         lo, hi = (k - 1) // 2, k // 2
@@ -43,7 +42,7 @@ def avg_pool(z: jax.Array, size: int) -> jax.Array:
     """Non-overlapping size x size average pooling of (H, W, C); H and W must be multiples of size."""
     h, w, c = z.shape
     if h % size or w % size:
-        raise ValueError(f"jeq.equilibrium.avg_pool: spatial shape {(h, w)} is not a multiple of pool size {size}")
+        validate.fail("jeq.equilibrium.avg_pool", "size", size, f"must divide the spatial shape {(h, w)}")
     return z.reshape(h // size, size, w // size, size, c).mean(axis=(1, 3))
 
 
@@ -59,9 +58,7 @@ def conv_norm_bound(kernel: jax.Array, spatial_shape: tuple[int, int]) -> jax.Ar
     a certificate, unlike power iteration (a lower bound that can stall when the top singular values are close).
     The kernel is real, so half the spectrum (``rfft2``) suffices.
     """
-    if kernel.ndim != 4:
-        raise ValueError(f"jeq.equilibrium.conv_norm_bound: kernel shape {tuple(kernel.shape)}; expected (k, k, C_in, "
-                         "C_out)")
+    validate.array("jeq.equilibrium.conv_norm_bound", "kernel", kernel, ndim=4)
     k_h, k_w = kernel.shape[:2]
     grid = (spatial_shape[0] + k_h - 1, spatial_shape[1] + k_w - 1)
     blocks = jnp.fft.rfft2(kernel, s=grid, axes=(0, 1))  # (grid_h, grid_w // 2 + 1, C_in, C_out)

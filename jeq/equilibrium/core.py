@@ -324,13 +324,12 @@ def random_blocks(
     ``"normal"``: scale * N(0, 1); ``"uniform"``: U(-scale, scale). One draw instead of one per block because every
     threefry call is its own (slow, about a second on CPU) XLA compilation.
     """
+    validate.one_of("jeq.equilibrium.random_blocks", "distribution", distribution, ("normal", "uniform"))
     sizes = [int(np.prod(shape)) for shape, _ in blocks]
     if distribution == "normal":
         flat = jax.random.normal(key, (sum(sizes),), dtype)
-    elif distribution == "uniform":
-        flat = jax.random.uniform(key, (sum(sizes),), dtype, -1.0, 1.0)
     else:
-        raise ValueError(f"jeq.equilibrium.random_blocks(distribution={distribution!r}): must be normal or uniform")
+        flat = jax.random.uniform(key, (sum(sizes),), dtype, -1.0, 1.0)
     out, offset = [], 0
     for (shape, scale), size in zip(blocks, sizes):
         out.append(scale * flat[offset:offset + size].reshape(shape))

@@ -265,7 +265,8 @@ def test_apply_jit_vmap_no_recompilation():
     "call, error, match",
     [
         (lambda: eq.opteq(features=4, hidden=0, classes=2), ValueError, r"opteq\(hidden=0\): must be an int >= 1"),
-        (lambda: eq.opteq(features=4, hidden=3, classes=2, margin=1.0), ValueError, r"margin=1.0\): must be in \[0, 1\)"),
+        (lambda: eq.opteq(features=4, hidden=3, classes=2, margin=1.0), ValueError,
+         r"margin=1.0\): must be in \[0, 1\)"),
         (lambda: eq.opteq(features=4, hidden=3, classes=2, activation=jax.nn.gelu), TypeError, "jeq.prox.Prox"),
         (lambda: eq.opteq(features=4, hidden=3, classes=2, solver="sgd"), ValueError, r"opteq\(solver='sgd'\)"),
         (lambda: eq.opteq(features=4, hidden=3, classes=2, tol=0.0), ValueError, r"opteq\(tol=0.0\): must be > 0"),
@@ -273,6 +274,12 @@ def test_apply_jit_vmap_no_recompilation():
         (lambda: eq.smoothness_prior(strength="0.1"), ValueError, r"smoothness_prior\(strength='0.1'\)"),
         (lambda: eq.opteq_conv(image_shape=(6, 6), in_channels=1, channels=2, classes=2, pool=4), ValueError,
          "must divide"),
+        (lambda: eq.opteq(features=4, hidden=3, classes=2, tool=1e-3), TypeError,
+         r"opteq\(tool=0.001\): unknown keyword"),
+        (lambda: eq.conv.conv(jnp.zeros((4, 4, 2)), jnp.zeros((3, 3, 3, 2))), ValueError,
+         r"conv\(kernel\): must have shape \(\*, \*, 2, \*\), got shape \(3, 3, 3, 2\)"),
+        (lambda: eq.random_blocks(jax.random.key(0), [((2,), 1.0)], jnp.float32, distribution="cauchy"), ValueError,
+         r"random_blocks\(distribution='cauchy'\): must be one of \['normal', 'uniform'\]"),
     ],
 )
 def test_bad_configuration(call, error, match):
