@@ -144,6 +144,8 @@ class Evaluation(NamedTuple):
     """Epochs trained (per sample)."""
     fingerprint: str
     """Fingerprint of the (first) sampled architecture."""
+    test_accuracy: float | None = None
+    """Test accuracy of the same networks, recorded for the report only (never used to select)."""
 
 
 class SearchResult(NamedTuple):
@@ -216,7 +218,7 @@ def evaluate_theta(config: SearchConfig, theta: dict[str, Any], *, epochs: int,
     data = _dataset(config.dataset, config.image_size, config.validation, config.data_path)
     hp = hparams_of(config.method, theta)
     budget = int(theta.get("budget", config.budget))
-    accs, params, fingerprint = [], [], ""
+    accs, tests, params, fingerprint = [], [], [], ""
     for s in range(config.samples_per_theta):
         arch = sample_architecture(hp, seed=config.seed + s)
         fingerprint = fingerprint or arch.fingerprint()
@@ -224,10 +226,12 @@ def evaluate_theta(config: SearchConfig, theta: dict[str, Any], *, epochs: int,
         result = train(arch, data, epochs=epochs, width=width, schedule_epochs=config.max_epochs,
                        batch_size=config.batch_size, learning_rate=config.learning_rate,
                        weight_decay=config.weight_decay, seed=config.seed + s, devices=config.devices,
-                       callback=report if s == 0 else None)
+                       callback=report if s == 0 else None, evaluate_test=True)
         accs.append(result.val_accuracy[-1])
+        tests.append(result.test_accuracy)
         params.append(result.params)
-    return Evaluation(sum(accs) / len(accs), round(sum(params) / len(params)), epochs, fingerprint)
+    return Evaluation(sum(accs) / len(accs), round(sum(params) / len(params)), epochs, fingerprint,
+                      sum(tests) / len(tests))
 
 
 # ----------------------------------------------------------------------------------------------- storage
@@ -362,7 +366,7 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, worker: i
             if multi:
                 return
             trial.report(float(accuracy), int(epoch))
-            if trial.should_prune():
+            if epoch < config.max_epochs and trial.should_prune():  # the top rung trains to the end
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with validation accuracy {accuracy:.4f}")
 
         epochs = config.max_epochs
@@ -378,6 +382,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, worker: i
         trial.set_user_attr("accuracy", float(result.accuracy))
         trial.set_user_attr("params", int(result.params))
         trial.set_user_attr("fingerprint", result.fingerprint)
+        if result.test_accuracy is not None:
+            trial.set_user_attr("test_accuracy", float(result.test_accuracy))
         study.tell(trial, [result.accuracy, float(result.params)] if multi else result.accuracy)
         _say(progress, study_name, trial, "complete")
     return SearchResult(study_name, storage, trial_log(study), _best(study, config), pareto_front(study))
@@ -398,6 +404,7 @@ def trial_log(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append({"number": t.number, "state": t.state.name, "theta": dict(t.params),
                      "epochs": a.get("epochs"), "accuracy": a.get("accuracy"), "params": a.get("params"),
                      "seconds": a.get("seconds"), "fingerprint": a.get("fingerprint"),
+                     "test_accuracy": a.get("test_accuracy"),
                      "retry_of": a.get("retry_of"), "failed_as": a.get("failed_as"),
                      "start": t.datetime_start.isoformat() if t.datetime_start else None,
                      "complete": t.datetime_complete.isoformat() if t.datetime_complete else None})

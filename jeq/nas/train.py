@@ -30,7 +30,7 @@ from jeq import sharding, validate
 from jeq.nas.generator import Architecture
 from jeq.nas.network import Network
 
-__all__ = ["DATASETS", "Dataset", "TrainResult", "load_dataset", "make_optimizer", "make_steps", "train"]
+__all__ = ["DATASETS", "Dataset", "TrainResult", "fit", "load_dataset", "make_optimizer", "make_steps", "train"]
 
 DATASETS = ("mnist5k", "cifar10")
 """Datasets :func:`load_dataset` knows: MNIST-5k (``jeq.data.mnist_subset``) and CIFAR-10 from a path."""
@@ -142,25 +142,43 @@ def train(
     *,
     epochs: int,
     width: int,
+    head_channels: int | None = None,
+    seed: int = 0,
+    **kwargs,
+) -> TrainResult:
+    """Train ``Network(architecture, width)`` (parameters from ``seed``) with :func:`fit`; keyword arguments as
+    :func:`fit`."""
+    num_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
+    model = Network(architecture, width=width, in_channels=data.x_train.shape[-1], num_classes=num_classes,
+                    head_channels=head_channels, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+    return fit(model, data, epochs=epochs, seed=seed, name=architecture.fingerprint()[:8], **kwargs)
+
+
+def fit(
+    model: nnx.Module,
+    data: Dataset,
+    *,
+    epochs: int,
     schedule_epochs: int | None = None,
     batch_size: int = 128,
     learning_rate: float = 0.1,
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
-    head_channels: int | None = None,
     seed: int = 0,
     callback: Callable[[int, float], None] | None = None,
     evaluate_test: bool = False,
     devices: int = 1,
     progress: bool | None = None,
+    name: str = "",
 ) -> TrainResult:
-    """Train ``Network(architecture, width)`` for ``epochs`` epochs of ``min_w CE(f_w(x), y)`` with
-    :func:`make_optimizer` (schedule length ``schedule_epochs``, default ``epochs``) and report validation accuracy.
+    """Train any NNX classifier (``model(x) -> logits``, BatchNorm/Dropout switched by ``train()``/``eval()``) for
+    ``epochs`` epochs of ``min_w mean CE(f_w(x), y)`` with :func:`make_optimizer` (schedule length
+    ``schedule_epochs``, default ``epochs``), minibatches drawn from ``(seed, epoch)``; report validation accuracy.
 
     ``callback(epoch, val_accuracy)`` runs after every epoch (1-based epoch); an exception raised there (e.g.
     ``optuna.TrialPruned``) propagates. Loss NaN stops training with ``FloatingPointError``.
     """
-    where = "jeq.nas.train"
+    where = "jeq.nas.fit"
     epochs = validate.integer(where, "epochs", epochs, low=1)
     schedule_epochs = epochs if schedule_epochs is None else validate.integer(where, "schedule_epochs",
                                                                               schedule_epochs, low=1)
@@ -169,10 +187,6 @@ def train(
     if batch_size % devices:
         validate.fail(where, "batch_size", batch_size, f"must be divisible by devices={devices}")
     t0 = time.perf_counter()
-    in_channels = data.x_train.shape[-1]
-    num_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
-    model = Network(architecture, width=width, in_channels=in_channels, num_classes=num_classes,
-                    head_channels=head_channels, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     steps_per_epoch = len(data.x_train) // batch_size
     tx = make_optimizer(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay,
                         steps_per_epoch=steps_per_epoch, schedule_epochs=schedule_epochs)
@@ -196,7 +210,7 @@ def train(
     show = (os.environ.get("JEQ_NO_PROGRESS") != "1") if progress is None else progress
     from tqdm import tqdm
 
-    bar = tqdm(range(1, epochs + 1), desc=f"train {architecture.fingerprint()[:8]}", leave=False, disable=not show)
+    bar = tqdm(range(1, epochs + 1), desc=f"train {name}", leave=False, disable=not show)
     for epoch in bar:
         xs, ys = _stack(data.x_train, data.y_train, batch_size, seed, epoch)
         ones = np.ones(batch_size, np.float32)
@@ -205,8 +219,7 @@ def train(
             state, loss = step_fn(state, *args)
         loss = float(loss)
         if not np.isfinite(loss):
-            raise FloatingPointError(f"jeq.nas.train: loss became {loss} at epoch {epoch} "
-                                     f"(architecture {architecture.fingerprint()}, width {width})")
+            raise FloatingPointError(f"jeq.nas.fit: loss became {loss} at epoch {epoch} ({name or 'model'})")
         curve.append(accuracy(data.x_val, data.y_val))
         bar.set_postfix(loss=f"{loss:.3f}", val=f"{curve[-1]:.3f}")
         if callback is not None:
