@@ -214,7 +214,8 @@ class Architecture:
             raise ValueError(f"jeq.nas.Architecture: {self.top.nodes} top nodes but {len(self.stages)} stages and "
                              f"{len(self.cells)} cells")
         if set(self.stages) != {0, 1, 2} or list(self.stages) != sorted(self.stages):
-            raise ValueError(f"jeq.nas.Architecture(stages={self.stages}): must be non-decreasing and use stages 0, 1, 2")
+            raise ValueError(f"jeq.nas.Architecture(stages={self.stages}): must be non-decreasing and use stages 0, 1, "
+                             "2")
 
     @property
     def num_operations(self) -> int:

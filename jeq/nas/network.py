@@ -71,7 +71,7 @@ def _source_channels(arch: Architecture, channels: tuple[int, int, int]):
 
 def _uniform(architecture: Architecture, where: str) -> tuple[int, int]:
     """(N_m, N_b): every cell must have the same number of nodes and every node the same number of operations (true
-    for every HNAG sample and preset), so that a cell's weights stack into one array and run as nested scans."""
+    for every HNAG sample and preset), so that a cell's weights stack into one array per cell."""
     n_m = {cell.graph.nodes for cell in architecture.cells}
     n_b = {g.nodes for cell in architecture.cells for g in cell.nodes}
     if len(n_m) != 1 or len(n_b) != 1:

@@ -110,8 +110,11 @@ class SearchConfig:
     """Upper bound of the node counts searched (10 as released; smaller for the CPU proxy)."""
     min_mid_nodes: int = 3
     """Lower bound of N_m searched (3 as released; 1 allows single-node cells)."""
+    startup_trials: int = 10
+    """TPE's random start-up trials before its density model is used (optuna's default 10)."""
     seed: int = 0
-    """Sampler seed and network-sampling seed."""
+    """Sampler seed (salted per method, so two strategies never share a sample stream) and network-sampling
+    seed."""
     devices: int = 1
     """Devices to split each batch over (``jeq.sharding``)."""
 
@@ -130,6 +133,7 @@ class SearchConfig:
         validate.integer(where, "samples_per_theta", self.samples_per_theta, low=1)
         validate.integer(where, "max_nodes", self.max_nodes, low=3, high=64)
         validate.integer(where, "min_mid_nodes", self.min_mid_nodes, low=1, high=self.max_nodes)
+        validate.integer(where, "startup_trials", self.startup_trials, low=1)
         validate.integer(where, "seed", self.seed, low=0)
 
 
@@ -238,8 +242,9 @@ def evaluate_theta(config: SearchConfig, theta: dict[str, Any], *, epochs: int,
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """``journal:PATH`` -> JournalStorage on a journal file (created with its folder; a lock left by a killed writer is broken after 5 s); an SQLAlchemy URL
-    (``sqlite:``, ``postgresql:``, ``mysql:``) -> RDBStorage with a 60 s heartbeat. Anything else is an error."""
+    """``journal:PATH`` -> JournalStorage on a journal file (created with its folder; a lock left by a killed writer
+    is broken after 5 s); an SQLAlchemy URL (``sqlite:``, ``postgresql:``, ``mysql:``) -> RDBStorage with a 60 s
+    heartbeat. Anything else is an error."""
     where = "jeq.nas.open_storage"
     if not isinstance(url, str):
         validate.fail(where, "url", url, "must be a string")
@@ -250,7 +255,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path), grace_period=5)))
+        lock = JournalFileOpenLock(str(path), grace_period=5)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme in ("sqlite", "postgresql", "mysql") and "://" in url:
         return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
@@ -301,15 +307,15 @@ def _recover_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) ->
 
 
 def _make_study(config: SearchConfig, storage: optuna.storages.BaseStorage, study_name: str, salt: int):
-    seed = config.seed * 100_003 + salt
+    seed = config.seed * 100_003 + METHODS.index(config.method) * 1_000_003 + salt
     if config.method == "hnag-mobo":
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=config.startup_trials)
         return optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, load_if_exists=True,
                                    directions=["maximize", "minimize"])
     if config.method == "hnag-rs":
         sampler, pruner = optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner()
     else:
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=config.startup_trials)
         pruner = optuna.pruners.HyperbandPruner(min_resource=config.min_epochs, max_resource=config.max_epochs,
                                                 reduction_factor=config.reduction_factor)
     return optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,

@@ -6,9 +6,10 @@ The released trainer (spec ``nago.md`` §4): SGD lr 0.1, momentum 0.9, weight de
 epochs (a low Hyperband rung) follows the same schedule and stops early, as in vega.
 
 One jitted call per minibatch (one compilation per architecture: every batch has the same shape, the last partial
-batch of an epoch is dropped); after each epoch, validation accuracy on the held-out part of the training set is passed to ``callback(epoch, accuracy)``: an optuna objective reports it there
-and raises ``optuna.TrialPruned`` to stop. The test set is scored only when asked (``evaluate_test``), never used for
-selection. ``devices > 1`` splits each batch over a ``jeq.sharding`` mesh (data parallel; padding weighted 0).
+batch of an epoch is dropped); after each epoch, validation accuracy on the held-out part of the training set is
+passed to ``callback(epoch, accuracy)``: an optuna objective reports it there and raises ``optuna.TrialPruned`` to
+stop. The test set is scored only when asked (``evaluate_test``), never used for selection. ``devices > 1`` splits
+each batch over a ``jeq.sharding`` mesh (data parallel; padding weighted 0).
 """
 
 from __future__ import annotations
@@ -238,8 +239,9 @@ def make_steps(graphdef, eval_def, devices: int = 1):
 
     ``train_step(state, x, y, w) -> (state, loss)`` with ``state = nnx.state((model, optimizer))`` and
     ``graphdef`` from ``nnx.split((model, optimizer))`` (train mode); ``eval_step(model_state, x, y, w)`` counts
-    correct predictions with ``eval_def = nnx.graphdef(model)`` in eval mode; ``w`` weights examples (0 = padding). One jitted call per minibatch: XLA on CPU runs convolutions
-    inside a ``lax.scan`` an order of magnitude slower than straight-line code, so epochs are Python loops."""
+    correct predictions with ``eval_def = nnx.graphdef(model)`` in eval mode; ``w`` weights examples (0 = padding).
+    One jitted call per minibatch: XLA on CPU runs convolutions inside a ``lax.scan`` an order of magnitude slower
+    than straight-line code, so epochs are Python loops."""
 
     def train_step(state, x, y, w):
         model, opt = nnx.merge(graphdef, state)
