@@ -448,13 +448,11 @@ def search(config: SearchConfig, *, storage: str, study_name: str, workers: int 
     procs = [ctx.Process(target=_worker_main, args=((config, storage, study_name, w),)) for w in range(1, workers)]
     for p in procs:
         p.start()
-    result = run_search(config, storage=storage, study_name=study_name, worker=0)
+    run_search(config, storage=storage, study_name=study_name, worker=0)
     for p in procs:
         p.join()
-    store = open_storage(storage)
-    study = optuna.load_study(study_name=study_name, storage=store)
-    return SearchResult(study_name, storage, trial_log(study), _best(study, config), pareto_front(study)) \
-        if workers > 1 else result
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    return SearchResult(study_name, storage, trial_log(study), _best(study, config), pareto_front(study))
 
 
 def main(argv: list[str] | None = None) -> SearchResult:
