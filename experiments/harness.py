@@ -32,7 +32,6 @@ import json
 import math
 import os
 import pathlib
-import pickle
 import sys
 import time
 import types
@@ -63,9 +62,12 @@ class BaseConfig:
     """Multi-host runs: number of processes (hosts)."""
     process_id: int = 0
     """Multi-host runs: this process's index, 0 .. num_processes - 1."""
+    allow_dirty: bool = False
+    """Run even though tracked files have uncommitted changes (recorded in the JSON; finished seeds are then reused
+    only for the identical diff)."""
 
 
-NOT_RESULTS = ("seeds", "out", "coordinator", "num_processes", "process_id")
+NOT_RESULTS = ("seeds", "out", "coordinator", "num_processes", "process_id", "allow_dirty")
 """Config fields that do not change results: left out of the resume hash (:func:`config_hash`) and of the command
 that identifies a run in the README table (``experiments.report``)."""
 
@@ -73,11 +75,222 @@ that identifies a run in the README table (``experiments.report``)."""
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 
+class UnreadableFile(ValueError):
+    """A seed record or checkpoint that cannot be read back (truncated, another format or version, a pickle); the
+    message starts with the file's path, and ``path`` holds it when known."""
+
+    path: pathlib.Path | None = None
+
+
+class DirtyTree(RuntimeError):
+    """:func:`run` refused to run on uncommitted changes without ``--allow-dirty``."""
+
+
+SEED_RECORD_FORMAT = 1
+"""Version of the ``seed_<n>.json`` records :func:`run` writes (``{"seed", "seconds", "metrics", "format"}``)."""
+
+
+def read_seed_record(payload: bytes, where: str) -> dict:
+    """A finished seed's record from its bytes; :class:`UnreadableFile` (naming ``where``) when it is truncated, not
+    JSON, or from another format version."""
+    try:
+        record = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UnreadableFile(f"{where}: unreadable seed record ({err})") from err
+    if not isinstance(record, dict) or record.get("format") != SEED_RECORD_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise UnreadableFile(f"{where}: seed record format {found!r}, expected {SEED_RECORD_FORMAT}")
+    if not isinstance(record.get("metrics"), dict) or not _is_scalar(record.get("seconds")):
+        raise UnreadableFile(f"{where}: seed record without its metrics or seconds")
+    return record
+
+
+def warn(message: str) -> None:
+    """A ``WARNING`` line on stderr (not ``warnings.warn``: a damaged file is reported and repaired, not an error)."""
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def diff_hash(root: str | os.PathLike = REPO_ROOT) -> str:
+    """12 hex digits of SHA-256 over ``git diff HEAD --binary`` (the uncommitted changes to tracked files)."""
+    import subprocess
+
+    diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, timeout=60,
+                          check=True).stdout
+    return hashlib.sha256(diff).hexdigest()[:12]
+
+
+CHECKPOINT_MAGIC = b"JEQ-CKPT\x00v1\n"
+"""First bytes of every checkpoint file: the format name and its version (the rest is msgpack)."""
+
+_PICKLE_FRAMES = (b"\x80",)  # protocol 2+ pickles start with PROTO (0x80)
+_TAG = "~"  # the key that marks an encoded node: every dict in the payload is an encoded node, never a user dict
+_BIG_INT = 2**63
+_IMPORTABLE = ("jeq", "experiments", "optax", "flax", "jax", "chex", "numpy", "evosax", "jaxopt", "collections")
+"""Top-level packages whose NamedTuple / dataclass types a checkpoint may name (others must already be imported)."""
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _resolve_type(name: str, where: str) -> type:
+    """The NamedTuple or dataclass type ``module:qualname`` names; nothing else is ever looked up or called."""
+    import importlib
+
+    module_name, _, qualname = name.partition(":")
+    module = sys.modules.get(module_name)
+    if module is None and module_name.split(".")[0] in _IMPORTABLE:
+        module = importlib.import_module(module_name)
+    if module is None:
+        raise UnreadableFile(f"{where}: names type {name!r} from a module that is not loaded")
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    is_namedtuple = isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")
+    if not (is_namedtuple or (isinstance(obj, type) and dataclasses.is_dataclass(obj))):
+        raise UnreadableFile(f"{where}: {name!r} is not a NamedTuple or dataclass type")
+    return obj
+
+
+def encode_state(state: Any) -> Any:
+    """``state`` as a msgpack-ready tree of plain values, numpy arrays and tagged containers.
+
+    Supported: ``None``, bools, ints (any size), floats, complex, strings, bytes, numpy arrays and scalars, JAX arrays
+    (PRNG key arrays included), lists, tuples, NamedTuples (optax states, jeq parameters), dataclasses, dicts with
+    any such keys, and numpy ``Generator`` / ``RandomState`` objects. Anything else is refused with ``TypeError`` when
+    saving, not when resuming.
+    """
+    import jax
+
+    if state is None or isinstance(state, (bool, str, bytes, float, complex)):
+        return state
+    if isinstance(state, int):
+        return state if -_BIG_INT <= state < _BIG_INT else {_TAG: "int", "v": str(state)}
+    if isinstance(state, np.generic):
+        if state.dtype == object:
+            raise TypeError("experiments.harness.Checkpoint: numpy object scalars cannot be saved")
+        return state
+    if isinstance(state, jax.Array) and jax.dtypes.issubdtype(state.dtype, jax.dtypes.prng_key):
+        return {_TAG: "prng_key", "impl": str(jax.random.key_impl(state)),
+                "data": np.asarray(jax.random.key_data(state))}
+    if isinstance(state, (np.ndarray, jax.Array)):
+        array = np.asarray(state)
+        if array.dtype == object:
+            raise TypeError("experiments.harness.Checkpoint: numpy object arrays cannot be saved")
+        return array
+    if isinstance(state, dict):
+        return {_TAG: "dict", "v": [[encode_state(k), encode_state(v)] for k, v in state.items()]}
+    if isinstance(state, tuple) and hasattr(type(state), "_fields"):
+        return {_TAG: "namedtuple", "type": _type_name(type(state)), "v": [encode_state(v) for v in state]}
+    if isinstance(state, (list, tuple)):
+        return {_TAG: type(state).__name__, "v": [encode_state(v) for v in state]}
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        fields = {f.name: encode_state(getattr(state, f.name)) for f in dataclasses.fields(state) if f.init}
+        return {_TAG: "dataclass", "type": _type_name(type(state)), "v": fields}
+    if isinstance(state, np.random.Generator):
+        return {_TAG: "np_generator", "v": encode_state(state.bit_generator.state)}
+    if isinstance(state, np.random.RandomState):
+        return {_TAG: "np_random_state", "v": encode_state(state.get_state(legacy=False))}
+    raise TypeError(f"experiments.harness.Checkpoint: cannot save a {type(state).__module__}.{type(state).__qualname__}"
+                    " (checkpoints hold pytrees of arrays and plain Python values)")
+
+
+def decode_state(tree: Any, where: str = "checkpoint") -> Any:
+    """The inverse of :func:`encode_state`; constructs nothing but containers, arrays and the NamedTuple/dataclass
+    types it names (:data:`_IMPORTABLE`). Raises :class:`UnreadableFile` on anything it did not write."""
+    if tree is None or isinstance(tree, (bool, int, float, complex, str, bytes, np.ndarray, np.generic)):
+        return tree
+    if isinstance(tree, list):  # only inside tagged nodes
+        raise UnreadableFile(f"{where}: untagged list")
+    if not isinstance(tree, dict) or not isinstance(tree.get(_TAG), str):
+        raise UnreadableFile(f"{where}: unexpected {type(tree).__name__} node")
+    tag, value = tree[_TAG], tree.get("v")
+
+    def items(v):
+        if not isinstance(v, list):
+            raise UnreadableFile(f"{where}: malformed {tag!r} node")
+        return [decode_state(x, where) for x in v]
+
+    if tag == "int":
+        return int(value)
+    if tag == "list":
+        return items(value)
+    if tag == "tuple":
+        return tuple(items(value))
+    if tag == "dict":
+        if not (isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value)):
+            raise UnreadableFile(f"{where}: malformed dict node")
+        return {_hashable(decode_state(k, where)): decode_state(v, where) for k, v in value}
+    if tag == "namedtuple":
+        return _resolve_type(tree["type"], where)(*items(value))
+    if tag == "dataclass":
+        if not isinstance(value, dict):
+            raise UnreadableFile(f"{where}: malformed dataclass node")
+        return _resolve_type(tree["type"], where)(**{k: decode_state(v, where) for k, v in value.items()})
+    if tag == "prng_key":
+        import jax
+
+        return jax.random.wrap_key_data(tree["data"], impl=tree["impl"])
+    if tag == "np_generator":
+        state = decode_state(value, where)
+        name = state.get("bit_generator") if isinstance(state, dict) else None
+        if name not in _BIT_GENERATORS:
+            raise UnreadableFile(f"{where}: unknown numpy bit generator {name!r}")
+        bit_generator = getattr(np.random, name)()
+        bit_generator.state = state
+        return np.random.Generator(bit_generator)
+    if tag == "np_random_state":
+        random_state = np.random.RandomState()
+        random_state.set_state(decode_state(value, where))
+        return random_state
+    raise UnreadableFile(f"{where}: unknown node type {tag!r}")
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def dumps_checkpoint(state: Any) -> bytes:
+    """The bytes :class:`Checkpoint` writes: :data:`CHECKPOINT_MAGIC` then ``flax.serialization`` msgpack of
+    :func:`encode_state` (no pickle: loading it runs no code from the file)."""
+    import jax
+    from flax import serialization
+
+    return CHECKPOINT_MAGIC + serialization.msgpack_serialize(encode_state(state), in_place=True)
+
+
+def loads_checkpoint(payload: bytes, where: str = "checkpoint") -> Any:
+    """Inverse of :func:`dumps_checkpoint`; :class:`UnreadableFile` (naming ``where``) for a pickle, a file from
+    another format or version, or a truncated one."""
+    from flax import serialization
+
+    if not payload.startswith(CHECKPOINT_MAGIC):
+        if payload[:1] in _PICKLE_FRAMES or payload[:1] in (b"(", b"]", b"}"):
+            raise UnreadableFile(f"{where}: holds a pickle payload, refused (unpickling a file runs code from it; "
+                                 "checkpoints are msgpack since issue 18): delete it to recompute the seed")
+        if payload.startswith(CHECKPOINT_MAGIC[:9]):
+            raise UnreadableFile(f"{where}: checkpoint format {payload[9:12]!r} from another jeq version, expected "
+                                 f"{CHECKPOINT_MAGIC[9:11]!r}")
+        raise UnreadableFile(f"{where}: not a jeq checkpoint (no {CHECKPOINT_MAGIC[:8]!r} header)")
+    try:
+        tree = serialization.msgpack_restore(payload[len(CHECKPOINT_MAGIC):])
+    except Exception as err:  # msgpack raises several unrelated types for truncated/corrupt input
+        raise UnreadableFile(f"{where}: unreadable checkpoint ({type(err).__name__}: {err})") from err
+    try:
+        return decode_state(tree, where)
+    except UnreadableFile:
+        raise
+    except Exception as err:
+        raise UnreadableFile(f"{where}: unreadable checkpoint ({type(err).__name__}: {err})") from err
+
+
 def from_process_zero(payload: bytes | None) -> bytes | None:
     """Process 0's ``payload`` on every process of a multi-host run (the identity with one process).
 
     Each host reads its own files, and after a kill the hosts' checkpoints (or their filesystems) may disagree;
-    resuming from process 0's copy keeps every process on the same step, as the collectives require.
+    resuming from process 0's copy keeps every process on the same step, as the collectives require. Only bytes
+    travel, and every process decodes them with :func:`loads_checkpoint` (never unpickled).
     """
     import jax
 
@@ -96,9 +309,11 @@ def from_process_zero(payload: bytes | None) -> bytes | None:
 class Checkpoint:
     """Resumable state of one seed: ``load(default)`` then ``save(state)`` as often as is useful.
 
-    The state is any pytree of arrays and Python values; JAX arrays are brought to host memory before pickling. Writes
-    are atomic, so a kill during ``save`` leaves the previous checkpoint intact. In a multi-host run every process
-    loads process 0's checkpoint (:func:`from_process_zero`).
+    The state is any pytree of arrays and plain Python values (see :func:`encode_state`); JAX arrays are brought to
+    host memory and the file is ``flax.serialization`` msgpack behind a version header, never a pickle. Writes are
+    atomic, so a kill during ``save`` leaves the previous checkpoint intact. In a multi-host run every process loads
+    process 0's checkpoint (:func:`from_process_zero`). A file that cannot be read back (a pickle, another version,
+    truncated) raises :class:`UnreadableFile` naming its path; :func:`run` then warns and recomputes the seed.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -107,13 +322,17 @@ class Checkpoint:
     def load(self, default: Any = None) -> Any:
         """The last saved state, or ``default`` when nothing was saved yet."""
         payload = from_process_zero(self.path.read_bytes() if self.path.exists() else None)
-        return default if payload is None else pickle.loads(payload)
+        if payload is None:
+            return default
+        try:
+            return loads_checkpoint(payload, str(self.path))
+        except UnreadableFile as err:
+            err.path = self.path
+            raise
 
     def save(self, state: Any) -> None:
-        """Persist ``state`` (atomically)."""
-        import jax
-
-        atomic_write_bytes(self.path, pickle.dumps(jax.device_get(state), protocol=pickle.HIGHEST_PROTOCOL))
+        """Persist ``state`` (atomically); ``TypeError`` for a value a checkpoint cannot hold."""
+        atomic_write_bytes(self.path, dumps_checkpoint(state))
 
     def clear(self) -> None:
         """Remove the checkpoint (called once the seed's metrics are stored)."""
@@ -160,29 +379,96 @@ def _field_parser(tp: Any) -> tuple[Callable[[str], Any], bool]:
     raise TypeError(f"experiments.harness: unsupported config field type {tp!r}")
 
 
-def build_parser(config_cls: type, *, description: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per dataclass field; unspecified flags parse to ``None``."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def field_docs(config_cls: type) -> dict[str, str]:
+    """Each dataclass field's attribute docstring (the string literal under ``name: type = default``), read with
+    ``ast`` from the class and its bases; a subclass's docstring wins over its base's."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__):
+        if not dataclasses.is_dataclass(cls) or cls is object:
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(cls))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0].body
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
+    return docs
+
+
+def field_choices(field: dataclasses.Field, tp: Any) -> tuple | None:
+    """The fixed set of values a field takes: a ``Literal`` type (also inside ``tuple[...]`` / ``Optional``), or
+    ``metadata={"choices": ...}`` on the dataclass field."""
+    if "choices" in field.metadata:
+        return tuple(field.metadata["choices"])
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return typing.get_args(tp)
+    if origin in (tuple, typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is not type(None) and arg is not Ellipsis:
+                found = field_choices(dataclasses.field(), arg)
+                if found:
+                    return found
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A default as it would be typed on the command line."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return " ".join(_shown(v) for v in value) if value else "empty"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def build_parser(config_cls: type, *, description: str | None = None, prog: str | None = None
+                 ) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per dataclass field; unspecified flags parse to ``None``.
+
+    Each flag's help is the field's attribute docstring (:func:`field_docs`) and its true default, shown once; a field
+    with a fixed set of values (:func:`field_choices`) lists them and rejects anything else at parse time.
+    """
+    parser = argparse.ArgumentParser(description=description, prog=prog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     hints = typing.get_type_hints(config_cls)
+    docs = field_docs(config_cls)
     for field in dataclasses.fields(config_cls):
         flag = "--" + field.name.replace("_", "-")
         tp = hints[field.name]
-        help_text = f"default {field.default!r}" if field.default is not dataclasses.MISSING else None
+        doc = docs.get(field.name) or f"{field.name.replace('_', ' ')} (undocumented field)"
+        default = field.default if field.default is not dataclasses.MISSING else (
+            field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
+        help_text = f"{doc} (default: {_shown(default)})".replace("%", "%%")
         if tp is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
             continue
         conv, many = _field_parser(tp)
+        choices = field_choices(field, tp)
         parser.add_argument(flag, dest=field.name, type=conv, nargs="+" if many else None, default=None,
+                            choices=choices, metavar=("{" + ",".join(map(str, choices)) + "}") if choices else None,
                             help=help_text)
     return parser
 
 
-def parse_config(config_cls: type, argv: list[str] | None, *, quick: Mapping[str, Any] | None = None) -> Any:
+def parse_config(config_cls: type, argv: list[str] | None, *, quick: Mapping[str, Any] | None = None,
+                 description: str | None = None, prog: str | None = None) -> Any:
     """Config from defaults, then ``quick`` overrides when ``--quick`` is given, then explicit flags."""
     if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, BaseConfig)):
         raise TypeError(f"experiments.harness: {config_cls!r} must be a dataclass subclassing BaseConfig")
-    args = build_parser(config_cls).parse_args(argv)
+    args = build_parser(config_cls, description=description, prog=prog).parse_args(argv)
     explicit = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if v is not None}
     values: dict[str, Any] = {}
     if explicit.get("quick"):
@@ -287,16 +573,28 @@ def run(
         The results dict, with ``json_path`` and ``png_path`` added.
     """
     if config is None:
-        config = parse_config(config_cls, sys.argv[1:] if argv is None else argv, quick=quick)
+        module = sys.modules.get(getattr(run_seed, "__module__", ""))
+        config = parse_config(config_cls, sys.argv[1:] if argv is None else argv, quick=quick,
+                              description=getattr(module, "__doc__", None), prog=f"python -m experiments.{name}")
     if config.coordinator:
         from jeq import sharding
 
         sharding.initialize_multihost(config.coordinator, config.num_processes, config.process_id)
     out_dir = pathlib.Path(config.out) / name
     code_version = git_sha()
-    # Finished seeds and checkpoints are reused only by the same configuration at the same commit: a rerun after a
-    # code change recomputes every seed instead of stamping old numbers with the new commit.
-    run_dir = out_dir / "runs" / f"{config_hash(config)}-{code_version.split('-')[0][:12]}"
+    code_key, diff = code_version.split("-")[0][:12], None
+    if code_version.endswith("-dirty"):
+        if not config.allow_dirty:
+            raise DirtyTree(
+                f"experiments.{name}: the git tree at {REPO_ROOT} has uncommitted changes to tracked files, so the "
+                "results would not come from any commit. Commit (or stash) them, or pass --allow-dirty to run anyway "
+                "(recorded in the results JSON; the run folder is then keyed on a hash of the diff).")
+        diff = diff_hash()
+        code_key += f"-dirty{diff}"
+    # Finished seeds and checkpoints are reused only by the same configuration at the same code (commit, plus the
+    # uncommitted diff when --allow-dirty): a rerun after a code change recomputes every seed instead of stamping old
+    # numbers with the new code.
+    run_dir = out_dir / "runs" / f"{config_hash(config)}-{code_key}"
     atomic_write_json(run_dir / "config.json", dataclasses.asdict(config))
     per_seed: dict[str, Any] = {}
     seed_seconds: dict[str, float] = {}
@@ -305,15 +603,28 @@ def run(
         seed_file = run_dir / f"seed_{seed}.json"
         finished = from_process_zero(seed_file.read_bytes() if seed_file.exists() else None)
         if finished is not None:
-            stored = json.loads(finished)
-            per_seed[str(seed)], seed_seconds[str(seed)] = stored["metrics"], stored["seconds"]
-            print(f"[{name}] seed {seed}: finished earlier, loaded {seed_file}", file=sys.stderr)
-            continue
+            try:
+                stored = read_seed_record(finished, str(seed_file))
+            except UnreadableFile as err:
+                warn(f"[{name}] seed {seed}: {err}; recomputing the seed")
+            else:
+                per_seed[str(seed)], seed_seconds[str(seed)] = stored["metrics"], stored["seconds"]
+                print(f"[{name}] seed {seed}: finished earlier, loaded {seed_file}", file=sys.stderr)
+                continue
         ckpt = Checkpoint(run_dir / f"seed_{seed}.ckpt")
         t0 = time.perf_counter()
-        metrics = dict(run_seed(config, seed, ckpt))
+        try:
+            metrics = dict(run_seed(config, seed, ckpt))
+        except UnreadableFile as err:
+            if getattr(err, "path", None) != ckpt.path:
+                raise
+            warn(f"[{name}] seed {seed}: {err}; recomputing the seed from the start")
+            ckpt.clear()
+            t0 = time.perf_counter()
+            metrics = dict(run_seed(config, seed, ckpt))
         seconds = time.perf_counter() - t0
-        atomic_write_json(seed_file, {"seed": seed, "seconds": seconds, "metrics": metrics})
+        atomic_write_json(seed_file, {"seed": seed, "seconds": seconds, "metrics": metrics,
+                                      "format": SEED_RECORD_FORMAT})
         ckpt.clear()
         per_seed[str(seed)], seed_seconds[str(seed)] = metrics, seconds
     timestamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -329,6 +640,8 @@ def run(
         "seconds_per_seed": seed_seconds,
         "wall_s": time.perf_counter() - start,
         "git_sha": code_version,
+        "allow_dirty": bool(config.allow_dirty),
+        "diff_hash": diff,
         "versions": versions(),
         **device_info(),
     }

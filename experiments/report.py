@@ -138,6 +138,27 @@ def speed_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def reproduce_record(out: pathlib.Path) -> dict | None:
+    """The newest ``experiments.reproduce`` run record under ``out`` (``<out>/reproduce/<timestamp>.json``: each
+    experiment's status and wall time), or ``None``."""
+    return _newest(out / "reproduce")
+
+
+def runtime_table(record: dict | None) -> str:
+    """Markdown: each experiment of a reproduce run, its status (a failure with its error) and wall time."""
+    if not record:
+        return "(no `experiments.reproduce` run recorded yet)"
+    mode = "quick" if record.get("quick") else "full"
+    lines = [f"{mode} run of {record['timestamp'][:8]} at {record.get('git_sha', '?')[:12]} on "
+             f"{record.get('cores', '?')} cores", "",
+             "| experiment | status | wall time |", "|---|---|---|"]
+    for row in record.get("experiments", []):
+        status = row["status"] if row["status"] == "ok" else f"**{row['status']}**: {row.get('error', '')}"
+        lines.append(f"| {row['name']} | {status} | {row['wall_s']:.0f} s |")
+    lines.append(f"| total | | {record.get('total_s', 0):.0f} s |")
+    return "\n".join(lines)
+
+
 def _replace_block(text: str, begin: str, end: str, block: str, readme: pathlib.Path) -> str:
     if begin not in text or end not in text:
         raise ValueError(f"experiments.report: {readme} has no '{begin}' ... '{end}' block to replace")
@@ -162,7 +183,7 @@ def main(argv: list[str] | None = None) -> str:
     out = pathlib.Path(args.out)
     block = table(newest_results(out))
     speed = speed_table(speed_rows(out))
-    print(block + "\n\n" + speed)
+    print(block + "\n\n" + speed + "\n\n" + runtime_table(reproduce_record(out)))
     if args.write_readme:
         write_readme(block, speed=speed)
     return block

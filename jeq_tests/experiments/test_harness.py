@@ -62,7 +62,7 @@ def _counting_run_seed(calls: list, kill_at: int | None):
 
 
 def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
-    argv = ["--out", str(tmp_path), "--seeds", "0", "1"]
+    argv = ["--out", str(tmp_path), "--seeds", "0", "1", "--allow-dirty"]
     calls: list = []
     with pytest.raises(Killed):
         harness.run("toy", Toy, _counting_run_seed(calls, kill_at=4), argv=argv)
@@ -77,7 +77,7 @@ def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
 
 
 def test_results_json_has_provenance(tmp_path):
-    result = harness.run("toy", Toy, _counting_run_seed([], None), argv=["--out", str(tmp_path), "--seeds", "3"])
+    result = harness.run("toy", Toy, _counting_run_seed([], None), argv=["--out", str(tmp_path), "--seeds", "3", "--allow-dirty"])
     stored = json.loads(pathlib.Path(result["json_path"]).read_text())
     for field in ("config", "seeds", "per_seed", "metrics", "git_sha", "versions", "device_kind", "backend"):
         assert field in stored
@@ -96,7 +96,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 
 
 def test_mlp_baseline_writes_json_and_plot_and_learns(tmp_path):
-    result = mlp_baseline.main(["--quick", "--epochs", "2", "--seeds", "0", "--out", str(tmp_path)])
+    result = mlp_baseline.main(["--quick", "--epochs", "2", "--seeds", "0", "--out", str(tmp_path), "--allow-dirty"])
     assert pathlib.Path(result["json_path"]).exists() and pathlib.Path(result["png_path"]).stat().st_size > 1000
     assert result["metrics"]["test_accuracy"]["mean"] > 0.85  # ten classes: chance is 0.1
     assert result["metrics"]["parameters"]["mean"] == 784 * 256 + 256 + 256 * 10 + 10
@@ -105,7 +105,7 @@ def test_mlp_baseline_writes_json_and_plot_and_learns(tmp_path):
 def test_report_table_is_generated_from_results_json(tmp_path):
     from experiments import report
 
-    harness.run("toy", Toy, _counting_run_seed([], None), argv=["--out", str(tmp_path), "--seeds", "0", "1"],
+    harness.run("toy", Toy, _counting_run_seed([], None), argv=["--out", str(tmp_path), "--seeds", "0", "1", "--allow-dirty"],
                 headline=("final",))
     block = report.table(report.newest_results(tmp_path))
     assert "| toy | final | 3.0000 ± 0.5000 | 2 |" in block
@@ -147,14 +147,52 @@ def test_a_diverged_seed_is_counted_not_hidden_in_the_mean():
 
 def test_a_rerun_after_a_code_change_recomputes_finished_seeds(tmp_path, monkeypatch):
     calls: list = []
-    argv = ["--out", str(tmp_path), "--seeds", "0"]
+    argv = ["--out", str(tmp_path), "--seeds", "0", "--allow-dirty"]
     monkeypatch.setattr(harness, "git_sha", lambda: "a" * 40)
+    monkeypatch.setattr(harness, "diff_hash", lambda: "d" * 12)
     harness.run("toy", Toy, _counting_run_seed(calls, None), argv=argv)
     harness.run("toy", Toy, _counting_run_seed(calls, None), argv=argv)
     assert len(calls) == Toy.steps  # same commit: the finished seed is reused
     monkeypatch.setattr(harness, "git_sha", lambda: "b" * 40 + "-dirty")
     result = harness.run("toy", Toy, _counting_run_seed(calls, None), argv=argv)
     assert len(calls) == 2 * Toy.steps and result["git_sha"] == "b" * 40 + "-dirty"
+    assert result["allow_dirty"] and result["diff_hash"] == "d" * 12
+    harness.run("toy", Toy, _counting_run_seed(calls, None), argv=argv)
+    assert len(calls) == 2 * Toy.steps  # the same uncommitted diff: reused
+    monkeypatch.setattr(harness, "diff_hash", lambda: "e" * 12)  # another uncommitted edit: recomputed
+    harness.run("toy", Toy, _counting_run_seed(calls, None), argv=argv)
+    assert len(calls) == 3 * Toy.steps
+
+
+def test_a_dirty_tree_is_refused_without_allow_dirty(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "git_sha", lambda: "b" * 40 + "-dirty")
+    calls: list = []
+    with pytest.raises(harness.DirtyTree, match="--allow-dirty"):
+        harness.run("toy", Toy, _counting_run_seed(calls, None), argv=["--out", str(tmp_path), "--seeds", "0"])
+    assert calls == [] and not (tmp_path / "toy").exists()
+    monkeypatch.setattr(harness, "git_sha", lambda: "c" * 40)  # a clean tree needs no flag, and says so in the JSON
+    result = harness.run("toy", Toy, _counting_run_seed(calls, None), argv=["--out", str(tmp_path), "--seeds", "0"])
+    assert result["allow_dirty"] is False and result["diff_hash"] is None
+
+
+def test_diff_hash_follows_the_uncommitted_diff_of_tracked_files(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-qm", "a")
+    clean = harness.diff_hash(tmp_path)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    edited = harness.diff_hash(tmp_path)
+    (tmp_path / "untracked.py").write_text("y = 1\n")
+    assert clean != edited == harness.diff_hash(tmp_path)  # untracked files are not part of git's -dirty either
+    (tmp_path / "a.py").write_text("x = 3\n")
+    assert harness.diff_hash(tmp_path) not in (clean, edited)
 
 
 def test_speed_table_compares_our_benchmark_with_the_pytorch_reference(tmp_path):
@@ -185,6 +223,6 @@ def test_reproduce_runs_the_listed_experiments_and_builds_the_table(tmp_path, ca
 
     for name in reproduce.EXPERIMENTS:  # every listed experiment is a runnable module with a main()
         assert callable(importlib.import_module(f"experiments.{name}").main)
-    reproduce.main(["--quick", "--only", "mlp_baseline", "--out", str(tmp_path), "--no-readme"])
+    reproduce.main(["--quick", "--only", "mlp_baseline", "--out", str(tmp_path), "--no-readme", "--allow-dirty"])
     assert list((tmp_path / "mlp_baseline").glob("*.json")) and list((tmp_path / "mlp_baseline").glob("*.png"))
     assert "| mlp_baseline | test_accuracy |" in capsys.readouterr().out
