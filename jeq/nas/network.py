@@ -16,8 +16,9 @@ widens its last stage 4x, 320 -> 1280). Edge scalars w start at 1 (SUM merge wit
 
 The graph logic is pure: :func:`plan` lists every parameter's name and shape from the architecture and width (so
 :func:`count_params` is exact without building anything, and :func:`fit_width` solves the budget by bisection), and
-:func:`merge_graph` is the one DAG walk every level uses. :class:`Network` only allocates the layers the plan names
-and calls :func:`merge_graph` three levels deep. BatchNorm follows ``model.train()`` / ``model.eval()``.
+:func:`merge_graph` is the DAG walk of the mid and bottom levels (the top level adds pooling and projections on
+its edges). :class:`Network` only allocates the layers the plan names: a cell's N_m x N_b operations are stored
+stacked (:class:`CellOps`: one kernel array per cell). BatchNorm follows ``model.train()`` / ``model.eval()``.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import functools
 import json
 import math
@@ -290,8 +291,12 @@ def _recover_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) ->
     state change of the same trial, so two workers cannot both retry it)."""
     if isinstance(storage, optuna.storages.RDBStorage):
         optuna.storages.fail_stale_trials(study)
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _dead(t.user_attrs.get("worker")):
+        worker = t.user_attrs.get("worker")
+        # a worker tags its trial right after asking for it: untagged after 30 s means it died in between
+        orphan = worker is None and t.datetime_start is not None and (now - t.datetime_start).total_seconds() > 30
+        if not (orphan or _dead(worker)):
             continue
         try:
             # optuna's ask/tell has no public "fail another worker's trial": go through the storage by trial id
@@ -344,6 +349,7 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, worker: i
     study = _make_study(config, store, study_name, 7919 * len(probe.get_trials(deepcopy=False)) + worker)
     study.set_user_attr(f"config/{config.method}", dataclasses.asdict(config))
     multi = config.method == "hnag-mobo"
+    failures = 0
     while True:
         _recover_stale(study, store)
         trials = study.get_trials(deepcopy=False)
@@ -382,7 +388,20 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, worker: i
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             study.tell(trial, state=TrialState.PRUNED)
             _say(progress, study_name, trial, "pruned")
+            failures = 0
             continue
+        except (ValueError, FloatingPointError) as err:
+            # an infeasible theta (e.g. a MOBO budget below the architecture's width-1 size) or a diverged run:
+            # recorded as failed with its reason, not counted towards the budget; five in a row stop the search
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}")
+            trial.set_user_attr("failed_as", "error")
+            study.tell(trial, state=TrialState.FAIL)
+            _say(progress, study_name, trial, "failed")
+            failures += 1
+            if failures >= 5:
+                raise RuntimeError(f"jeq.nas.run_search: five trials in a row failed, the last with {err}") from err
+            continue
+        failures = 0
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         trial.set_user_attr("epochs", int(result.epochs))
         trial.set_user_attr("accuracy", float(result.accuracy))
@@ -410,7 +429,7 @@ def trial_log(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append({"number": t.number, "state": t.state.name, "theta": dict(t.params),
                      "epochs": a.get("epochs"), "accuracy": a.get("accuracy"), "params": a.get("params"),
                      "seconds": a.get("seconds"), "fingerprint": a.get("fingerprint"),
-                     "test_accuracy": a.get("test_accuracy"),
+                     "test_accuracy": a.get("test_accuracy"), "error": a.get("error"),
                      "retry_of": a.get("retry_of"), "failed_as": a.get("failed_as"),
                      "start": t.datetime_start.isoformat() if t.datetime_start else None,
                      "complete": t.datetime_complete.isoformat() if t.datetime_complete else None})

@@ -172,3 +172,20 @@ def test_an_unknown_storage_url_is_an_error_naming_it(url):
     allowed = "must (be|name) (journal:PATH|a journal file)"
     with pytest.raises(ArgumentError, match=rf"jeq.nas.open_storage\(url='{url}'\): {allowed}"):
         open_storage(url)
+
+
+def test_an_infeasible_theta_is_recorded_as_failed_and_not_counted(tmp_path):
+    from jeq.nas import Evaluation
+
+    def evaluator(config, theta, *, epochs, report):
+        if theta["g1_nodes"] == 3:
+            raise ValueError("no width fits the budget")
+        report(epochs, 0.5)
+        return Evaluation(0.5, 1000, epochs, "x")
+
+    config = SearchConfig(method="hnag-rs", trials=6, min_epochs=1, max_epochs=1, dataset="mnist5k", max_nodes=4)
+    result = run_search(config, storage=f"journal:{tmp_path / 'f.journal'}", study_name="f", evaluate=evaluator,
+                        progress=False)
+    failed = [r for r in result.trials if r["state"] == "FAIL"]
+    assert len(_finished(result.trials)) == 6
+    assert failed and all(r["theta"]["g1_nodes"] == 3 and "no width fits" in r["error"] for r in failed)
