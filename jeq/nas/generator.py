@@ -291,7 +291,9 @@ class Architecture:
                                    ("o", [v for v in range(g.nodes) if v not in g.inputs and v not in g.outputs])):
                 nx.draw_networkx_nodes(dg, pos, nodelist=list(members), node_shape=shape, ax=ax, node_size=260,
                                        node_color=[colours[v] for v in members])
-            nx.draw_networkx_edges(dg, pos, ax=ax, arrows=True, arrowsize=10, node_size=260)
+            # arcs, so that an edge skipping over collinear nodes (0 -> 2 beside 0 -> 1 -> 2) stays visible
+            nx.draw_networkx_edges(dg, pos, ax=ax, arrows=True, arrowsize=10, node_size=260,
+                                   connectionstyle="arc3,rad=0.3")
             nx.draw_networkx_labels(dg, pos, ax=ax, font_size=7, font_color="white")
             ax.set_title(title, fontsize=9)
             ax.axis("off")
