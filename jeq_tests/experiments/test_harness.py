@@ -43,6 +43,13 @@ def test_config_hash_ignores_seeds_and_output_folder():
     assert harness.config_hash(a) == harness.config_hash(Toy(coordinator="h:1", num_processes=2, process_id=1))
 
 
+@pytest.fixture(autouse=True)
+def _pinned_commit(monkeypatch):
+    """A fixed clean commit, so that an edit elsewhere in the (shared, possibly dirty) tree during a test does not move
+    the run folder between a killed run and its resumption; tests of the dirty-tree rules set their own."""
+    monkeypatch.setattr(harness, "git_sha", lambda: "a" * 40)
+
+
 class Killed(Exception):
     pass
 
