@@ -7,8 +7,8 @@ each tuner's best θ on held-out instances with fresh seeds (the same held-out k
 method it reports the held-out mean final objective (mean ± std over the harness seeds, which seed the tuners), the
 runs each tuner needed to find a θ whose tuning mean reached the default θ's held-out mean, and best-so-far vs runs
 curves. Objectives: shifted functions' final best value (optimum 0), TSP tour length (20 random cities in the unit
-square), knapsack relative gap to the LP bound (100 items: at 30 items the default GA is already within noise of
-the best θ found, see the notes in the results README of this experiment).
+square), knapsack relative gap to the LP bound with 100 items (a first quick run with 30 items,
+``results/rltune_table/20261206T230734Z.json``, found the default GA already within noise of every tuned θ there).
 
 The default θ is each algorithm's registry default (evosax's defaults; population 32 for DE/GA/PSO, 4 proposals for
 SA) and spends no tuning runs. GP-EI is jeq's scikit-learn GP (optuna's GPSampler needs PyTorch, not a dependency).
