@@ -26,11 +26,20 @@ from jeq.tune.baselines import decode_unit, encode_unit, gp_ei, tpe
 from jeq.tune.evaluate import evaluate, group_thetas
 from jeq.tune.policy import action_to_theta, entropy, init_policy, log_prob, reinforce, sample
 from jeq.tune.problems import PROBLEMS, Problem, knapsack_decode, knapsack_value, make_problem, tour_length, tsp_decode
-from jeq.tune.search import Strategy, TuneResult, batch_evaluator, random_search, rng_from_key, sample_uniform, tune
+from jeq.tune.search import (
+    Strategy,
+    TuneResult,
+    batch_evaluator,
+    checkpoint_progress,
+    random_search,
+    rng_from_key,
+    sample_uniform,
+    tune,
+)
 
 __all__ = [
     "ALGORITHMS", "KINDS", "PROBLEMS", "Algorithm", "HyperParameter", "Problem", "Strategy", "TuneResult",
-    "action_to_theta", "batch_evaluator", "decode_unit", "default_theta", "encode_unit", "entropy", "evaluate",
+    "action_to_theta", "batch_evaluator", "checkpoint_progress", "decode_unit", "default_theta", "encode_unit", "entropy", "evaluate",
     "get_algorithm", "gp_ei", "group_thetas", "hyperparameter", "init_policy", "knapsack_decode", "knapsack_value",
     "log_prob", "make_problem", "random_search", "reinforce", "rng_from_key", "sample", "sample_uniform", "tour_length",
     "tpe", "tsp_decode", "tune", "validate_theta",

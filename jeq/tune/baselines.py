@@ -3,7 +3,7 @@
 - :func:`jeq.tune.random_search` (in :mod:`jeq.tune.search`): independent uniform θ.
 - :func:`tpe`: optuna's ``TPESampler`` through optuna's own ask/tell, a batch of ``batch_size`` trials per ask with the
   constant-liar strategy for the pending ones (optuna defaults otherwise: 10 random start-up trials, γ(n) =
-  min(⌈0.1 n⌉, 25), 24 EI candidates). The study lives in the strategy state, so it is checkpointed with it.
+  min(⌈0.1 n⌉, 25), 24 EI candidates). The finished trials are the strategy state; each ask rebuilds the study.
 - :func:`gp_ei`: Gaussian-process Bayesian optimisation with expected improvement. optuna 5.1's ``GPSampler`` needs
   PyTorch, which jeq does not depend on, so this is scikit-learn's ``GaussianProcessRegressor`` (constant × Matérn-5/2
   with one length scale per input, plus white noise; marginal-likelihood fit, 2 restarts) on θ encoded in the unit
@@ -31,7 +31,7 @@ from jeq import validate
 from jeq.tune.algorithms import Algorithm, HyperParameter
 from jeq.tune.search import Strategy, rng_from_key, sample_uniform
 
-__all__ = ["GPState", "decode_unit", "encode_unit", "gp_ei", "tpe"]
+__all__ = ["GPState", "TPEState", "decode_unit", "encode_unit", "gp_ei", "tpe"]
 
 
 def _hps(space: Algorithm | Sequence[HyperParameter]) -> tuple[HyperParameter, ...]:
@@ -63,19 +63,38 @@ def _distributions(hps: Sequence[HyperParameter]) -> dict[str, Any]:
 
 
 class TPEState(NamedTuple):
-    """State of :func:`tpe`."""
+    """State of :func:`tpe`: the finished trials (optuna's study is rebuilt from them at every ask)."""
 
-    study: Any
-    """The in-memory ``optuna.Study``."""
-    pending: tuple[int, ...]
-    """Trial numbers of the last ask."""
+    rows: np.ndarray
+    """(n, K) θ told so far: the value of each real/int hyper-parameter, the choice index of each categorical one."""
+    values: np.ndarray
+    """(n,) their (log) mean objectives."""
+
+
+def _row(theta: dict, hps: Sequence[HyperParameter]) -> list[float]:
+    return [float(hp.choices.index(theta[hp.name])) if hp.kind == "categorical" else float(theta[hp.name])
+            for hp in hps]
+
+
+def _theta(row: np.ndarray, hps: Sequence[HyperParameter]) -> dict:
+    out = {}
+    for v, hp in zip(row, hps):
+        if hp.kind == "categorical":
+            out[hp.name] = hp.choices[int(v)]
+        elif hp.kind == "int":
+            out[hp.name] = int(v)
+        else:
+            out[hp.name] = float(v)
+    return out
 
 
 def tpe(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, log_objective: bool = True,
         n_startup_trials: int = 10) -> Strategy:
     """Optuna TPE (Bergstra et al. 2011) asked for ``batch_size`` θ at a time (constant liar for pending trials).
 
-    ``log_objective``: tell optuna log M̄ rather than M̄ (the same reward transform as the RL tuner).
+    Each ask rebuilds an in-memory study from the finished trials and a ``TPESampler`` seeded from the ask key, so the
+    state is plain arrays (checkpointable without pickling optuna objects) and a resumed tuning repeats the
+    uninterrupted one. ``log_objective``: tell optuna log M̄ rather than M̄ (the RL tuner's reward transform).
     """
     where = "jeq.tune.tpe"
     batch_size = validate.integer(where, "batch_size", batch_size, low=1)
@@ -84,22 +103,25 @@ def tpe(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, log
     distributions = _distributions(hps)
 
     def init(key: jax.Array) -> TPEState:
+        return TPEState(np.zeros((0, len(hps))), np.zeros(0))
+
+    def ask(key: jax.Array, state: TPEState, max_count: int) -> tuple[list[dict], TPEState]:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         seed = int(rng_from_key(key).integers(2**31 - 1))
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=n_startup_trials)
-        return TPEState(optuna.create_study(direction="minimize", sampler=sampler), ())
-
-    def ask(key: jax.Array, state: TPEState, max_count: int) -> tuple[list[dict], TPEState]:
-        trials = [state.study.ask(distributions) for _ in range(min(batch_size, max_count))]
-        thetas = [{hp.name: t.params[hp.name] for hp in hps} for t in trials]
-        return thetas, TPEState(state.study, tuple(t.number for t in trials))
+        study = optuna.create_study(direction="minimize", sampler=sampler)
+        study.add_trials([optuna.trial.create_trial(params=_theta(row, hps), distributions=distributions,
+                                                    value=float(value))
+                          for row, value in zip(state.rows, state.values)])
+        trials = [study.ask(distributions) for _ in range(min(batch_size, max_count))]
+        return [{hp.name: t.params[hp.name] for hp in hps} for t in trials], state
 
     def tell(state: TPEState, thetas: list[dict], objectives: np.ndarray) -> TPEState:
-        for number, value in zip(state.pending, _scalar_objectives(objectives, log_objective)):
-            state.study.tell(number, float(value))
-        return TPEState(state.study, ())
+        rows = np.asarray([_row(t, hps) for t in thetas]).reshape(len(thetas), len(hps))
+        return TPEState(np.vstack([state.rows, rows]), np.append(state.values, _scalar_objectives(objectives,
+                                                                                                 log_objective)))
 
     return Strategy("tpe", hps, batch_size, init, ask, tell)
 

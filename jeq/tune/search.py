@@ -15,9 +15,9 @@ uninterrupted run).
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
-import pickle
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -28,7 +28,7 @@ from jeq import validate
 from jeq.io import atomic_write_bytes
 from jeq.tune.algorithms import Algorithm, HyperParameter, validate_theta
 
-__all__ = ["Strategy", "TuneResult", "batch_evaluator", "random_search", "rng_from_key", "sample_uniform", "tune"]
+__all__ = ["Strategy", "TuneResult", "batch_evaluator", "checkpoint_progress", "random_search", "rng_from_key", "sample_uniform", "tune"]
 
 
 class Strategy(NamedTuple):
@@ -115,6 +115,55 @@ def random_search(space: Algorithm | Sequence[HyperParameter], *, batch_size: in
     return Strategy("random", hps, batch_size, init, ask, tell)
 
 
+_MAGIC = b"jeq.tune checkpoint v1\n"
+"""Header of a tuning checkpoint: flax msgpack follows (never a pickle: loading one runs no code from the file)."""
+
+
+def _save(path: pathlib.Path, fingerprint: dict, state: Any, step: int, thetas: list[dict],
+          objectives: list[np.ndarray]) -> None:
+    """Atomically write the tuning so far: the strategy state's leaves (its structure comes from ``init`` on load)."""
+    from flax import serialization
+
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
+    tree = {"fingerprint": json.dumps(fingerprint), "step": step, "thetas": json.dumps(thetas),
+            "objectives": np.concatenate(objectives), "leaves": {str(i): leaf for i, leaf in enumerate(leaves)}}
+    atomic_write_bytes(path, _MAGIC + serialization.msgpack_serialize(tree))
+
+
+def _load(path: pathlib.Path, fingerprint: dict, initial_state: Any) -> tuple[Any, int, list[dict], list[np.ndarray]]:
+    """Inverse of :func:`_save`; the state's leaves are put back into the structure of ``initial_state``."""
+    from flax import serialization
+
+    where = "jeq.tune.tune"
+    payload = path.read_bytes()
+    if not payload.startswith(_MAGIC):
+        validate.fail(where, "checkpoint", str(path), "is not a jeq.tune checkpoint (pickles are refused): delete it "
+                      "to start the tuning afresh")
+    tree = serialization.msgpack_restore(payload[len(_MAGIC):])
+    saved = json.loads(tree["fingerprint"])
+    if saved != fingerprint:
+        validate.fail(where, "checkpoint", str(path), f"holds another tuning ({saved}), not {fingerprint}")
+    treedef = jax.tree.structure(initial_state)
+    leaves = [tree["leaves"][str(i)] for i in range(len(tree["leaves"]))]
+    if len(leaves) != treedef.num_leaves:
+        validate.fail(where, "checkpoint", str(path), f"holds {len(leaves)} state leaves, the strategy has "
+                      f"{treedef.num_leaves}")
+    objectives = np.asarray(tree["objectives"])
+    return jax.tree.unflatten(treedef, leaves), int(tree["step"]), json.loads(tree["thetas"]), [objectives]
+
+
+def checkpoint_progress(path: str | os.PathLike) -> dict[str, Any]:
+    """What a tuning checkpoint holds so far: ``{"step": batches done, "runs": runs spent, "fingerprint": ...}``."""
+    from flax import serialization
+
+    payload = pathlib.Path(path).read_bytes()
+    if not payload.startswith(_MAGIC):
+        validate.fail("jeq.tune.checkpoint_progress", "path", str(path), "is not a jeq.tune checkpoint")
+    tree = serialization.msgpack_restore(payload[len(_MAGIC):])
+    return {"step": int(tree["step"]), "runs": int(np.asarray(tree["objectives"]).size),
+            "fingerprint": json.loads(tree["fingerprint"])}
+
+
 def tune(
     strategy: Strategy,
     evaluate: Callable[[list[dict], jax.Array], np.ndarray],
@@ -135,8 +184,9 @@ def tune(
             at least one full batch.
         seeds_per_theta: R, runs per θ.
         key: ``jax.random.key``; batch ``i`` asks with ``fold_in(k_ask, i)`` and evaluates with ``fold_in(k_eval, i)``.
-        checkpoint: file to save the tuning state to after every batch; if it exists, the tuning resumes from it
-            (it must come from the same strategy, budget and R).
+        checkpoint: file to save the tuning state to after every batch (msgpack: the strategy state must be a pytree
+            of arrays and numbers, rebuilt on resume in the structure ``strategy.init`` returns); if it exists, the
+            tuning resumes from it (it must come from the same strategy, budget, R and key).
         callback: ``callback(thetas, objectives)`` after every batch.
 
     Raises:
@@ -159,14 +209,9 @@ def tune(
                    "key": np.asarray(jax.random.key_data(key)).tolist()}
     ask_key, eval_key, init_key = jax.random.split(key, 3)
     path = None if checkpoint is None else pathlib.Path(checkpoint)
-    saved = pickle.loads(path.read_bytes()) if path is not None and path.exists() else None
-    if saved is not None:
-        if saved["fingerprint"] != fingerprint:
-            validate.fail(where, "checkpoint", str(path), f"holds another tuning ({saved['fingerprint']}), not "
-                          f"{fingerprint}")
-        state, step, thetas, objectives = saved["state"], saved["step"], saved["thetas"], saved["objectives"]
-    else:
-        state, step, thetas, objectives = strategy.init(init_key), 0, [], []
+    state, step, thetas, objectives = strategy.init(init_key), 0, [], []
+    if path is not None and path.exists():
+        state, step, thetas, objectives = _load(path, fingerprint, state)
     used = sum(len(o) for o in objectives) * seeds_per_theta
     while used < budget:
         max_count = (budget - used) // seeds_per_theta
@@ -188,9 +233,7 @@ def tune(
         used += values.size
         step += 1
         if path is not None:
-            payload = {"fingerprint": fingerprint, "state": jax.device_get(state), "step": step, "thetas": thetas,
-                       "objectives": objectives}
-            atomic_write_bytes(path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+            _save(path, fingerprint, state, step, thetas, objectives)
         if callback is not None:
             callback(batch, values)
     all_objectives = np.concatenate(objectives)

@@ -111,7 +111,7 @@ def test_baselines_spend_exactly_the_budget_and_improve_on_the_first_batch():
 
 
 _RESUME_SCRIPT = """
-import sys, time, pickle, jax, numpy as np
+import sys, time, jax, numpy as np
 sys.path.insert(0, {tests!r})
 from test_tune_tuner import SPACE, noisy
 from jeq import tune
@@ -135,13 +135,13 @@ def test_a_tuning_killed_mid_run_resumes_and_spends_exactly_the_budget(tmp_path)
         proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists() and pickle.loads(ckpt.read_bytes())["step"] >= 2:
+        if ckpt.exists() and tune.checkpoint_progress(ckpt)["step"] >= 2:
             break
         time.sleep(0.05)
     assert proc.poll() is None, log.read_text()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = pickle.loads(ckpt.read_bytes())["step"]
+    done = tune.checkpoint_progress(ckpt)["step"]
     assert 2 <= done < 10
 
     calls = []
@@ -185,6 +185,9 @@ def test_bad_tuning_input_gives_clear_errors(tmp_path):
               checkpoint=ckpt)
     with pytest.raises(ArgumentError, match="holds another tuning"):
         tune.tune(rl, noisy, budget=16, seeds_per_theta=2, key=jax.random.key(0), checkpoint=ckpt)
+    ckpt.write_bytes(pickle.dumps({"step": 1}))
+    with pytest.raises(ArgumentError, match="not a jeq.tune checkpoint"):
+        tune.tune(rl, noisy, budget=16, seeds_per_theta=2, key=jax.random.key(0), checkpoint=ckpt)
 
     def broken_ask(key, state, max_count):
         return [{"a": 2.0}], state
@@ -208,3 +211,25 @@ def test_gp_unit_cube_encoding_round_trips_every_theta(seed):
                 assert back[hp.name] == pytest.approx(theta[hp.name], rel=1e-9)
             else:
                 assert back[hp.name] == theta[hp.name]
+
+
+@pytest.mark.parametrize("factory", [tune.tpe, tune.gp_ei, tune.random_search, tune.reinforce])
+def test_every_strategy_resumes_from_its_checkpoint_to_the_uninterrupted_result(tmp_path, factory):
+    fresh = tune.tune(factory(SPACE, batch_size=4), noisy, budget=48, seeds_per_theta=2, key=jax.random.key(3))
+    calls = []
+
+    def interrupted(thetas, key):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the 4th batch never finishes
+        return noisy(thetas, key)
+
+    ckpt = tmp_path / "tuning.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        tune.tune(factory(SPACE, batch_size=4), interrupted, budget=48, seeds_per_theta=2, key=jax.random.key(3),
+                  checkpoint=ckpt)
+    assert tune.checkpoint_progress(ckpt) | {"fingerprint": None} == {"step": 3, "runs": 24, "fingerprint": None}
+    resumed = tune.tune(factory(SPACE, batch_size=4), noisy, budget=48, seeds_per_theta=2, key=jax.random.key(3),
+                        checkpoint=ckpt)
+    assert resumed.runs == 48 and resumed.thetas == fresh.thetas
+    np.testing.assert_array_equal(resumed.objectives, fresh.objectives)
