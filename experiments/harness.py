@@ -545,6 +545,11 @@ def format_metrics(metrics: Mapping[str, Mapping[str, Any]], names: Iterable[str
 # ----------------------------------------------------------------------------------------------- the runner
 
 
+def _prog(name: str) -> str:
+    """How the user started experiment ``name``: ``jeq run name`` from an installed wheel, else ``python -m``."""
+    return f"jeq run {name}" if (__package__ or "").startswith("jeq.") else f"python -m experiments.{name}"
+
+
 def run(
     name: str,
     config_cls: type,
@@ -575,7 +580,7 @@ def run(
     if config is None:
         module = sys.modules.get(getattr(run_seed, "__module__", ""))
         config = parse_config(config_cls, sys.argv[1:] if argv is None else argv, quick=quick,
-                              description=getattr(module, "__doc__", None), prog=f"python -m experiments.{name}")
+                              description=getattr(module, "__doc__", None), prog=_prog(name))
     if config.coordinator:
         from jeq import sharding
 
@@ -639,6 +644,7 @@ def run(
         "per_seed": per_seed,
         "seconds_per_seed": seed_seconds,
         "wall_s": time.perf_counter() - start,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "git_sha": code_version,
         "allow_dirty": bool(config.allow_dirty),
         "diff_hash": diff,

@@ -102,15 +102,40 @@ def latest_wall_times(out: str | os.PathLike, *, quick: bool = True) -> dict[str
     return found
 
 
+def quick_seed_seconds(out: str | os.PathLike, name: str) -> dict | None:
+    """Fallback for an experiment no reproduce run has timed yet: the newest ``<out>/<name>/*.json`` of its plain
+    ``--quick`` command, with the sum of its seeds' compute times (stored when each seed ran, so a resumed run still
+    counts its reused seeds): ``{"seconds", "cores", "timestamp"}``."""
+    folder = pathlib.Path(out) / name
+    for path in sorted(folder.glob("*.json"), reverse=True) if folder.exists() else []:
+        try:
+            result = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            continue
+        if not (isinstance(result, dict) and isinstance(result.get("seconds_per_seed"), dict)
+                and report.canonical_command(result.get("command", "")) == f"python -m experiments.{name} --quick"):
+            continue
+        return {"seconds": sum(result["seconds_per_seed"].values()), "cores": result.get("cores"),
+                "timestamp": result.get("timestamp", path.stem)}
+    return None
+
+
 def listing(out: str | os.PathLike = "results") -> str:
-    """One line per experiment: name, quick-mode wall time (newest reproduce record) and what it reproduces."""
+    """One line per experiment: name, quick-mode wall time and what it reproduces.
+
+    The time is the experiment's wall time in the newest quick reproduce record; without one, the sum of its seeds'
+    times in its newest ``--quick`` results JSON (marked ``seeds``); cores are those the run could use."""
     times = latest_wall_times(out)
     lines = []
     for name in EXPERIMENTS:
-        t = times.get(name)
-        when = (f"{t['wall_s']:.0f} s on {t['cores']} cores ({t['timestamp'][:8]})" if t
-                else "no quick run recorded yet")
-        lines.append(f"{name:<18s} quick: {when:<32s} {summary(name)}")
+        t, fallback = times.get(name), quick_seed_seconds(out, name)
+        if t:
+            when = f"{t['wall_s']:.0f} s on {t['cores']} cores ({t['timestamp'][:8]})"
+        elif fallback:
+            when = f"{fallback['seconds']:.0f} s seeds on {fallback['cores'] or '?'} cores ({fallback['timestamp'][:8]})"
+        else:
+            when = "not run yet"
+        lines.append(f"{name:<18s} quick: {when:<36s} {summary(name)}")
     return "\n".join(lines)
 
 
