@@ -5,8 +5,8 @@ arXiv 2003.02038; spec ``specs/rltune.md`` §8-9).
 on the tuning instances with every tuner at the same budget of target-algorithm runs (θ count × R seeds), then re-runs
 each tuner's best θ on held-out instances with fresh seeds (the same held-out keys for every method). Per pair and
 method it reports the held-out mean final objective (mean ± std over the harness seeds, which seed the tuners), the
-runs each tuner needed to find a θ whose tuning mean reached the default θ's held-out mean, and best-so-far vs runs
-curves. Objectives: shifted functions' final best value (optimum 0), TSP tour length (20 random cities in the unit
+runs each tuner needed to find a θ whose tuning mean reached the default θ's held-out mean (``runs_to_default``) and
+the level that every tuner reached by the end of its budget (``runs_to_common``), and best-so-far vs runs curves. Objectives: shifted functions' final best value (optimum 0), TSP tour length (20 random cities in the unit
 square), knapsack relative gap to the LP bound with 100 items (a first quick run with 30 items,
 ``results/rltune_table/20261206T230734Z.json``, found the default GA already within noise of every tuned θ there).
 
@@ -118,6 +118,14 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
             tuner_ckpt.unlink(missing_ok=True)
             print(f"[rltune_table] seed {seed} {pair} {method}: held-out {np.mean(values):.4g} "
                   f"(default {target:.4g}), {time.perf_counter() - t0:.0f} s", flush=True)
+    for pair in config.pairs:
+        # runs each tuner needed to reach the level every tuner reached by the end (the worst final tuning best)
+        tuned = [done[f"{pair}/{m}"] for m in config.methods if m != "default"]
+        if tuned:
+            common = max(entry["curve"][1][-1] for entry in tuned)
+            for entry in tuned:
+                runs, best = np.asarray(entry["curve"][0]), np.asarray(entry["curve"][1])
+                entry["runs_to_common"] = int(runs[np.flatnonzero(best <= common)[0]])
     metrics: dict = {}
     for key, entry in done.items():
         values = np.asarray(entry["heldout"])
@@ -125,6 +133,7 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
         metrics[f"{key}/heldout_run_std"] = float(values.std())
         if "runs_to_default" in entry:
             metrics[f"{key}/runs_to_default"] = entry["runs_to_default"]
+            metrics[f"{key}/runs_to_common"] = entry["runs_to_common"]
             metrics[f"{key}/seconds"] = entry["seconds"]
             metrics[f"curve/{key}"] = entry["curve"]
         metrics[f"theta/{key}"] = entry["theta"]
