@@ -6,7 +6,8 @@ on the tuning instances with every tuner at the same budget of target-algorithm 
 each tuner's best θ on held-out instances with fresh seeds (the same held-out keys for every method). Per pair and
 method it reports the held-out mean final objective (mean ± std over the harness seeds, which seed the tuners), the
 runs each tuner needed to find a θ whose tuning mean reached the default θ's held-out mean (``runs_to_default``) and
-the level that every tuner reached by the end of its budget (``runs_to_common``), and best-so-far vs runs curves. Objectives: shifted functions' final best value (optimum 0), TSP tour length (20 random cities in the unit
+the level that every tuner reached by the end of its budget (``runs_to_common``), and best-so-far vs runs curves.
+Objectives: shifted functions' final best value (optimum 0), TSP tour length (20 random cities in the unit
 square), knapsack relative gap to the LP bound with 100 items (a first quick run with 30 items,
 ``results/rltune_table/20261206T230734Z.json``, found the default GA already within noise of every tuned θ there).
 

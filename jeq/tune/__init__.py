@@ -39,7 +39,8 @@ from jeq.tune.search import (
 
 __all__ = [
     "ALGORITHMS", "KINDS", "PROBLEMS", "Algorithm", "HyperParameter", "Problem", "Strategy", "TuneResult",
-    "action_to_theta", "batch_evaluator", "checkpoint_progress", "decode_unit", "default_theta", "encode_unit", "entropy", "evaluate",
+    "action_to_theta", "batch_evaluator", "checkpoint_progress", "decode_unit", "default_theta", "encode_unit",
+    "entropy", "evaluate",
     "get_algorithm", "gp_ei", "group_thetas", "hyperparameter", "init_policy", "knapsack_decode", "knapsack_value",
     "log_prob", "make_problem", "random_search", "reinforce", "rng_from_key", "sample", "sample_uniform", "tour_length",
     "tpe", "tsp_decode", "tune", "validate_theta",

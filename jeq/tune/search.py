@@ -28,7 +28,8 @@ from jeq import validate
 from jeq.io import atomic_write_bytes
 from jeq.tune.algorithms import Algorithm, HyperParameter, validate_theta
 
-__all__ = ["Strategy", "TuneResult", "batch_evaluator", "checkpoint_progress", "random_search", "rng_from_key", "sample_uniform", "tune"]
+__all__ = ["Strategy", "TuneResult", "batch_evaluator", "checkpoint_progress", "random_search", "rng_from_key",
+           "sample_uniform", "tune"]
 
 
 class Strategy(NamedTuple):

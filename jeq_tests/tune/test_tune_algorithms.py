@@ -120,5 +120,6 @@ def test_bad_input_gives_clear_errors():
         tune.evaluate("de", SPHERE, [], _keys(2), evaluations=EVALUATIONS)
     with pytest.raises(ArgumentError, match="jax.random.key"):
         tune.evaluate("de", SPHERE, [{}], np.zeros((2, 2), np.uint32), evaluations=EVALUATIONS)
-    with pytest.raises(ArgumentError, match=r"jeq.tune.evaluate\(evaluations=40\): must allow >= 2 generations of population_size=32"):
+    with pytest.raises(ArgumentError,
+                       match=r"jeq.tune.evaluate\(evaluations=40\): must allow >= 2 generations of population_size=32"):
         tune.evaluate("de", SPHERE, [{}], _keys(2), evaluations=40)

@@ -11,7 +11,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import jax
@@ -93,7 +92,8 @@ def test_rl_tuner_beats_random_search_at_equal_runs_on_a_synthetic_g_plus_noise(
     """160 runs each (80 θ x 2 seeds), 6 tuner seeds; quality of the returned θ measured by the noise-free g."""
     rl, rnd = [], []
     for seed in range(6):
-        for strategy, out in ((tune.reinforce(SPACE, batch_size=8), rl), (tune.random_search(SPACE, batch_size=8), rnd)):
+        for strategy, out in ((tune.reinforce(SPACE, batch_size=8), rl),
+                              (tune.random_search(SPACE, batch_size=8), rnd)):
             result = tune.tune(strategy, noisy, budget=160, seeds_per_theta=2, key=jax.random.key(seed))
             assert result.runs == 160 and len(result.thetas) == 80
             out.append(g(result.best_theta))
