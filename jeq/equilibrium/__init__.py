@@ -1,4 +1,4 @@
-"""Equilibrium models as pure functions: OptEq (dense, conv, deep), MON (FB / PR) and a plain DEQ.
+"""Equilibrium models as pure functions: OptEq (dense, unit layer, conv, deep), MON (FB / PR) and a plain DEQ.
 
 Every factory returns an :class:`EquilibriumModel` with ``init``, ``equilibrium(params, x)``,
 ``apply(params, x) -> Output(logits, stats, jacobian)`` and (OptEq family) ``objective(params, z, x)`` = the hidden
@@ -40,7 +40,11 @@ from jeq.equilibrium.opteq import (
     opteq,
     opteq_conv,
     opteq_map,
+    opteq_unit,
     smoothness_prior,
+    unit_map,
+    unit_objective,
+    unit_potential,
 )
 from jeq.equilibrium.train import (
     BATCH_AXIS,
@@ -58,5 +62,6 @@ __all__ = [
     "OptEqOptions", "OptEqParams", "Output", "SolveSettings", "TrainMetrics", "adjoint_report", "assemble",
     "block_coupling", "circulant_apply", "circulant_inverse", "convexity_margin", "deep_opteq", "deq",
     "hidden_objective", "make_eval_step", "make_train_step", "mon", "mon_conv", "opteq", "opteq_conv", "opteq_map",
-    "parameter_count", "random_blocks", "smoothness_prior", "spectral_scale",
+    "opteq_unit", "parameter_count", "random_blocks", "smoothness_prior", "spectral_scale", "unit_map",
+    "unit_objective", "unit_potential",
 ]

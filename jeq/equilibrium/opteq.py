@@ -19,6 +19,16 @@ h(z) = mu/2 z^T L z (:func:`smoothness_prior`) adds -mu L z inside sigma. (b) se
 ||W||_2 = 1 the minimisers of G may form a set; ``equilibrium(..., solver=jeq.fixedpoint.halpern(anchor=u))``
 returns the one nearest u.
 
+The unit layer (section 3; the paper's first contribution), :func:`opteq_unit`:
+
+    z* = T(z*),   T(z) = W^T sigma(W z + c) = grad Phi(z),   Phi(z) = sum_i F((W z + c)_i),  F' = sigma,     (3.3)
+
+with F = :func:`jeq.prox.primitive`. For ||W||_2 <= 1, T is the nonexpansive gradient of a convex function, hence
+(Moreau) the prox of an implicit convex function, and its fixed points minimise E(z) = ||z||^2/2 - Phi(z)
+(:func:`unit_objective`, convex, strongly for ||W||_2 < 1). With y = sigma(W z + c), z = W^T y gives
+y* = sigma(W W^T y* + c): the equilibrium z_hat = W^T y* of (3.3) is the W^T-image of the equilibrium y* of (3.1)
+with W and W^T swapped, i.e. ``opteq`` with the coupling V^T.
+
 W = s V / ||V||_2 with s = (1 - eps) sigmoid(a) (section 4): dense ||V||_2 is exact (SVD); for the convolutional
 variant W is a 'SAME' convolution, W^T W z is the convolution followed by its transpose, and ||V||_2 is replaced by
 the certified upper bound of :func:`jeq.equilibrium.conv.conv_norm_bound` (largest per-frequency singular value), so
@@ -53,7 +63,11 @@ __all__ = [
     "opteq",
     "opteq_conv",
     "opteq_map",
+    "opteq_unit",
     "smoothness_prior",
+    "unit_map",
+    "unit_objective",
+    "unit_potential",
 ]
 
 Array = jax.Array
@@ -103,6 +117,22 @@ def smoothness_prior(*, strength: float, axes: Sequence[int] = (0,)) -> Prior:
         return 0.5 * mu * sum(jnp.sum(jnp.diff(z, axis=a) ** 2) for a in axes)
 
     return energy
+
+
+def unit_map(z: Array, c: Array, *, weight: Array, activation: proxlib.Prox) -> Array:
+    """The OptEq unit layer (3.3): T(z) = W^T sigma(W z + c), ``weight`` = W (m, n), z of shape (n,), c of (m,)."""
+    return weight.T @ activation.apply(weight @ z + c)
+
+
+def unit_potential(z: Array, c: Array, *, weight: Array, activation: proxlib.Prox) -> Array:
+    """Phi(z) = sum_i F((W z + c)_i) with F = :func:`jeq.prox.primitive` (F' = sigma): grad Phi = :func:`unit_map`."""
+    return jnp.sum(proxlib.primitive(activation, weight @ z + c))
+
+
+def unit_objective(z: Array, c: Array, *, weight: Array, activation: proxlib.Prox) -> Array:
+    """E(z) = ||z||^2/2 - Phi(z): grad E = z - T(z), so the unit layer's fixed points are the minimisers of E
+    (convex for ||W||_2 <= 1: its Hessian I - W^T diag(sigma') W >= 0 with 0 <= sigma' <= 1)."""
+    return 0.5 * jnp.sum(z * z) - unit_potential(z, c, weight=weight, activation=activation)
 
 
 # -------------------------------------------------------------------------------------------------- options
@@ -177,17 +207,10 @@ def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> Equili
     config, settings = OptEqOptions.from_keywords(where, options)
 
     def init(key):
-        dtype = config.dtype
-        coupling, injection, readout = core.random_blocks(key, [
-            ((hidden, hidden), 1 / np.sqrt(hidden)), ((hidden, features), np.sqrt(2.0 / features)),
-            ((classes, hidden), 1 / np.sqrt(hidden))], dtype)
-        return OptEqParams(
-            coupling=coupling, scale=jnp.asarray(config.init_scale, dtype), injection=injection,
-            bias=jnp.zeros((hidden,), dtype), readout=readout, readout_bias=jnp.zeros((classes,), dtype),
-        )
+        return _dense_init(key, config, features=features, hidden=hidden, classes=classes)
 
     def prepare(params):
-        w = core.spectral_scale(params.scale, config.margin) * params.coupling / jnp.linalg.norm(params.coupling, 2)
+        w = _dense_weight(params, config.margin)
         return OptEqPrepared(w, w.T @ w)
 
     inject = core.linear_injection(where, features)
@@ -201,6 +224,54 @@ def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> Equili
                                 activation=config.activation, prior=config.prior)
 
     return core.assemble(name="opteq", init=init, prepare=prepare, inject=inject, layer=layer,
+                         readout=core.linear_readout, settings=settings, objective=objective)
+
+
+def _dense_init(key, config: OptEqOptions, *, features: int, hidden: int, classes: int) -> OptEqParams:
+    dtype = config.dtype
+    coupling, injection, readout = core.random_blocks(key, [
+        ((hidden, hidden), 1 / np.sqrt(hidden)), ((hidden, features), np.sqrt(2.0 / features)),
+        ((classes, hidden), 1 / np.sqrt(hidden))], dtype)
+    return OptEqParams(
+        coupling=coupling, scale=jnp.asarray(config.init_scale, dtype), injection=injection,
+        bias=jnp.zeros((hidden,), dtype), readout=readout, readout_bias=jnp.zeros((classes,), dtype),
+    )
+
+
+def _dense_weight(params: OptEqParams, margin: float) -> Array:
+    """W = s V / ||V||_2 with s = (1 - eps) sigmoid(a)."""
+    return core.spectral_scale(params.scale, margin) * params.coupling / jnp.linalg.norm(params.coupling, 2)
+
+
+def opteq_unit(*, features: int, hidden: int, classes: int, **options: Any) -> EquilibriumModel:
+    """The OptEq unit-layer classifier: z* = W^T sigma(W z* + U x + b) (3.3), logits = W_c z* + b_c.
+
+    The layer is T = grad Phi, the gradient of a convex function (the prox of an implicit convex function) for
+    ||W||_2 <= 1; ``objective(params, z, x)`` is E(z) = ||z||^2/2 - Phi(z), minimised by z*. Same parameters
+    (:class:`OptEqParams`, W = s V / ||V||_2), options and solve settings as :func:`opteq` (no prior); with the
+    same params, its z* is W^T y*, y* the equilibrium of ``opteq`` whose coupling is V^T (W and W^T swapped).
+    """
+    where = "jeq.equilibrium.opteq_unit"
+    features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
+    config, settings = OptEqOptions.from_keywords(where, options)
+    if config.prior is not None:
+        validate.fail(where, "prior", config.prior, "must be None: the unit layer takes no prior (use opteq)")
+
+    def init(key):
+        return _dense_init(key, config, features=features, hidden=hidden, classes=classes)
+
+    def prepare(params):
+        return _dense_weight(params, config.margin)
+
+    inject = core.linear_injection(where, features)
+
+    def layer(z, weight, c):
+        return unit_map(z, c, weight=weight, activation=config.activation)
+
+    def objective(params, z, x):
+        return unit_objective(z, inject(params, x), weight=prepare(params), activation=config.activation)
+
+    return core.assemble(name="opteq-unit", init=init, prepare=prepare, inject=inject, layer=layer,
                          readout=core.linear_readout, settings=settings, objective=objective)
 
 

@@ -187,7 +187,8 @@ def adjoint_report(model: EquilibriumModel, params: PyTree, xb: jax.Array, yb: j
             logits = model.readout(params, model.hidden(state, prepared, c))
             return optax.softmax_cross_entropy_with_integer_labels(logits, y)
 
-        return fp.adjoint_solve(model.layer, s, prepared, c, cotangent=jax.grad(loss)(s), backward=backward).stats
+        return fp.adjoint_solve(model.layer, s, prepared, c, cotangent=jax.grad(loss)(s), backward=backward,
+                                tol=settings.tol, rtol=settings.rtol).stats
 
     stats = jax.jit(jax.vmap(one))(xb, yb)
     return AdjointReport(mean_steps=float(jnp.mean(stats.num_steps)),

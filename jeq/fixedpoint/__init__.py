@@ -7,6 +7,7 @@ Solvers live in the registry :data:`SOLVERS` (picard, anderson, broyden, halpern
 
 from jeq.fixedpoint.jacobian import jacobian_penalty, spectral_radius
 from jeq.fixedpoint.solve import (
+    ADJOINT_TOL,
     Implicit,
     Phantom,
     Solution,
@@ -14,6 +15,7 @@ from jeq.fixedpoint.solve import (
     Unroll,
     adjoint_solve,
     check_settings,
+    follow_forward,
     implicit,
     phantom,
     solve,
@@ -35,8 +37,8 @@ from jeq.fixedpoint.solvers import (
 )
 
 __all__ = [
-    "SOLVERS", "AndersonState", "BroydenState", "FixedPointSolver", "HalpernState", "Implicit", "Phantom",
+    "ADJOINT_TOL", "SOLVERS", "AndersonState", "BroydenState", "FixedPointSolver", "HalpernState", "Implicit", "Phantom",
     "PicardState", "Solution", "Stats", "Unroll", "adjoint_solve", "anderson", "broyden", "check_settings",
-    "flat_map", "get_solver", "halpern", "implicit", "jacobian_penalty", "phantom", "picard", "solve",
+    "flat_map", "follow_forward", "get_solver", "halpern", "implicit", "jacobian_penalty", "phantom", "picard", "solve",
     "spectral_radius", "unroll",
 ]

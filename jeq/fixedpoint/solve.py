@@ -14,7 +14,11 @@ Backward (``backward=``):
 
       u = J^T u + g,      d loss / d args = u^T d f(z*, args) / d args,
 
-  with its own solver, tol, rtol and maxiter (separate backward settings). The forward solve is a
+  with its own solver, tol, rtol and maxiter (separate backward settings). An ``implicit()`` whose tol/rtol are
+  left at None (the default, also ``backward="implicit"``) follows the forward solve: adjoint tol =
+  min(forward tol, 1e-6) (TorchDEQ's backward tolerance, never looser than the forward's) and adjoint rtol = forward
+  rtol, so a forward solved to 1e-10 gets an adjoint solved to 1e-10 (a fixed rtol of 1e-4 used to dominate and
+  leave gradients ~1e-4 relative off a tight solve). The forward solve is a
   ``lax.while_loop``: memory is the solver's history, independent of ``maxiter`` (locuslab/deq #28).
 * ``phantom(steps=k, damping=tau)``: Geng et al. (NeurIPS 2021): from z* (no gradient), unroll k damped steps
   z <- tau f(z) + (1 - tau) z and backpropagate through them. The returned value is the last of these steps.
@@ -36,8 +40,8 @@ from jeq import validate
 from jeq.fixedpoint.solvers import FixedPointSolver, flat_map, get_solver
 
 __all__ = [
-    "Implicit", "Phantom", "Solution", "Stats", "Unroll", "adjoint_solve", "check_settings", "implicit", "phantom",
-    "solve", "unroll",
+    "ADJOINT_TOL", "Implicit", "Phantom", "Solution", "Stats", "Unroll", "adjoint_solve", "check_settings",
+    "follow_forward", "implicit", "phantom", "solve", "unroll",
 ]
 
 Array = jax.Array
@@ -71,10 +75,10 @@ class Implicit(NamedTuple):
 
     solver: FixedPointSolver | str
     """Solver for the adjoint u = J^T u + g: a FixedPointSolver, a SOLVERS name, "gmres" or "bicgstab"."""
-    tol: float
-    """Absolute tolerance of the adjoint solve."""
-    rtol: float
-    """Relative tolerance (to ||J^T u + g||) of the adjoint solve."""
+    tol: float | None
+    """Absolute tolerance of the adjoint solve; None: min(forward tol, 1e-6) (resolved by :func:`solve`)."""
+    rtol: float | None
+    """Relative tolerance (to ||J^T u + g||) of the adjoint solve; None: the forward's rtol."""
     maxiter: int
     """Maximum adjoint iterations."""
 
@@ -92,15 +96,25 @@ class Unroll(NamedTuple):
     """Backpropagation through every forward step (see :func:`unroll`)."""
 
 
+ADJOINT_TOL = 1e-6
+"""Cap on the adjoint's absolute tolerance when it follows the forward's (TorchDEQ 0.1.0's backward ``b_tol``)."""
+
+
 def implicit(
-    *, solver: FixedPointSolver | str = "anderson", tol: float = 1e-6, rtol: float = 1e-4, maxiter: int = 100
+    *, solver: FixedPointSolver | str = "anderson", tol: float | None = None, rtol: float | None = None,
+    maxiter: int = 100,
 ) -> Implicit:
     """Implicit differentiation: solve u = J^T u + g at z*, then d loss/d args = u^T d f/d args (IFT).
 
-    The adjoint map is linear with the same spectrum as J, so any solver that converged forward converges here.
+    The adjoint stops when ||J^T u + g - u|| <= tol + rtol ||J^T u + g||. Default (None): follow the forward solve,
+    tol = min(forward tol, 1e-6) and rtol = forward rtol (see :func:`solve`), so the gradient is as accurate as the
+    forward asked for; give tol/rtol to decouple them. The adjoint map is linear with the same spectrum as J, so any
+    solver that converged forward converges here.
     """
     where = "jeq.fixedpoint.implicit"
-    tol, rtol, maxiter = _stopping(where, tol, rtol, maxiter)
+    maxiter = validate.integer(where, "maxiter", maxiter, low=1)
+    tol = None if tol is None else validate.positive(where, "tol", tol)
+    rtol = None if rtol is None else validate.nonnegative(where, "rtol", rtol)
     if not (isinstance(solver, FixedPointSolver) or solver in LINEAR_SOLVERS):
         get_solver(solver, where=where)
     return Implicit(solver, tol, rtol, maxiter)
@@ -139,13 +153,21 @@ def check_settings(
     ``where`` is the public call that errors name (``jeq.<pkg>.<fn>``), e.g. a model factory that takes these settings.
     """
     solver = get_solver(solver, where=where)
-    _stopping(where, tol, rtol, maxiter)
+    tol, rtol, maxiter = _stopping(where, tol, rtol, maxiter)
     if isinstance(backward, str) and backward in _BACKWARDS:
         backward = _BACKWARDS[backward]()
     if not isinstance(backward, (Implicit, Phantom, Unroll)):
         validate.fail(where, "backward", backward,
                       f"must be one of {sorted(_BACKWARDS)} or implicit(...), phantom(...), unroll()")
+    if isinstance(backward, Implicit):
+        backward = follow_forward(backward, tol=tol, rtol=rtol)
     return solver, backward
+
+
+def follow_forward(backward: Implicit, *, tol: float, rtol: float) -> Implicit:
+    """The adjoint settings with tol/rtol left at None resolved from the forward's: min(tol, 1e-6) and rtol."""
+    return backward._replace(tol=min(tol, ADJOINT_TOL) if backward.tol is None else backward.tol,
+                             rtol=rtol if backward.rtol is None else backward.rtol)
 
 
 def _stats(state, count, tol, rtol, axis_name=None) -> Stats:
@@ -226,7 +248,8 @@ def _adjoint_solver(config: Implicit) -> Callable:
 
 
 def adjoint_solve(
-    fn: Callable[..., Any], z_star: Any, *args: Any, cotangent: Any, backward: Implicit | str = "implicit"
+    fn: Callable[..., Any], z_star: Any, *args: Any, cotangent: Any, backward: Implicit | str = "implicit",
+    tol: float = 1e-4, rtol: float = 0.0,
 ) -> Solution:
     """The implicit backward's adjoint solve on its own, with its diagnostics: u = J^T u + g at z*.
 
@@ -243,6 +266,8 @@ def adjoint_solve(
       *args: the arguments of fn.
       cotangent: g, a pytree shaped like z_star.
       backward: ``"implicit"`` or an :func:`implicit` configuration (the adjoint solver, tol, rtol, maxiter).
+      tol, rtol: the forward solve's tolerances (defaults those of :func:`solve`), which an ``implicit()`` with
+        tol/rtol left at None follows exactly as inside :func:`solve`.
 
     Returns:
       :class:`Solution` ``(u, stats)`` with u shaped like z_star; ``d loss / d args = u^T d fn / d args``.
@@ -251,6 +276,9 @@ def adjoint_solve(
         backward = implicit()
     if not isinstance(backward, Implicit):
         validate.fail("jeq.fixedpoint.adjoint_solve", "backward", backward, "must be 'implicit' or implicit(...)")
+    tol = validate.positive("jeq.fixedpoint.adjoint_solve", "tol", tol)
+    rtol = validate.nonnegative("jeq.fixedpoint.adjoint_solve", "rtol", rtol)
+    backward = follow_forward(backward, tol=tol, rtol=rtol)
     z_flat, unravel = ravel_pytree(z_star)
     g_flat, _ = ravel_pytree(cotangent)
     if jax.tree.structure(cotangent) != jax.tree.structure(z_star) or g_flat.shape != z_flat.shape:
@@ -319,7 +347,8 @@ def solve(
       rtol: relative tolerance (>= 0).
       maxiter: maximum number of solver updates (>= 1).
       backward: ``"implicit"``, ``"phantom"``, ``"unroll"`` or a configuration from :func:`implicit`,
-        :func:`phantom`, :func:`unroll`.
+        :func:`phantom`, :func:`unroll`. The implicit adjoint follows the forward's tolerances unless given:
+        tol = min(``tol``, 1e-6), rtol = ``rtol`` (``implicit(tol=..., rtol=...)`` sets its own).
       axis_name: when ``solve`` runs under ``jax.vmap(..., axis_name=axis_name)``, stop on the batch-level
         residual ||F(Z) - Z||_F <= tol + rtol ||F(Z)||_F (a ``psum`` over the vmapped axis; the criterion of the
         MON and DEQ reference codes) instead of per example: every example then takes the same number of

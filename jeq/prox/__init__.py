@@ -13,6 +13,7 @@ from jeq.prox.activations import (
     hard_sigmoid,
     l1,
     leaky_relu,
+    primitive,
     relu,
     relu_l1,
     sigmoid,
@@ -21,6 +22,6 @@ from jeq.prox.activations import (
 )
 
 __all__ = [
-    "Prox", "add_l1", "box", "check_proximal", "from_activation", "hard_sigmoid", "l1", "leaky_relu", "relu",
-    "relu_l1", "sigmoid", "softplus", "tanh",
+    "Prox", "add_l1", "box", "check_proximal", "from_activation", "hard_sigmoid", "l1", "leaky_relu", "primitive",
+    "relu", "relu_l1", "sigmoid", "softplus", "tanh",
 ]

@@ -53,6 +53,7 @@ __all__ = [
     "hard_sigmoid",
     "l1",
     "leaky_relu",
+    "primitive",
     "relu",
     "relu_l1",
     "sigmoid",
@@ -183,6 +184,19 @@ def relu_l1(*, weight: float) -> Prox:
     """
     w = validate.nonnegative("jeq.prox.relu_l1", "weight", weight)
     return Prox(apply=lambda v: jax.nn.relu(v - w), potential=lambda x: w * x + _indicator(x, 0.0, None))
+
+
+def primitive(prox: Prox, v: Array) -> Array:
+    """F(v) = v^2/2 - M_f(v), M_f(v) = f(sigma(v)) + (sigma(v) - v)^2/2 (the Moreau envelope of f): F' = sigma.
+
+    The convex antiderivative of the activation (elementwise; Moreau: grad M_f(v) = v - prox_f(v)), e.g.
+    relu(v)^2/2 for ReLU. It is the F of the OptEq unit layer's Phi(z) = sum_i F((W z + b)_i), whose gradient is
+    W^T sigma(W z + b) (spec opteq.md section 3).
+    """
+    if not isinstance(prox, Prox):
+        validate.fail("jeq.prox.primitive", "prox", prox, "must be a jeq.prox.Prox")
+    x = prox.apply(v)
+    return 0.5 * v * v - prox.potential(x) - 0.5 * (x - v) ** 2
 
 
 def check_proximal(

@@ -202,3 +202,28 @@ def test_adjoint_solve_rejects_bad_input(problem32):
         fp.adjoint_solve(tanh_layer, z, w, c, cotangent=z, backward="phantom")
     with pytest.raises(ValueError, match="shaped like z_star"):
         fp.adjoint_solve(tanh_layer, z, w, c, cotangent=jnp.zeros(N + 1))
+
+
+def _dense_gradient(w, c, z):
+    """d sum(sin z*) / d (W, c) by the IFT with a dense solve: u = (I - J^T)^{-1} g, J = D W, D = diag(1 - z*^2)."""
+    d = 1.0 - z**2
+    u = jnp.linalg.solve(jnp.eye(N, dtype=w.dtype) - (d[:, None] * w).T, jnp.cos(z))
+    return jnp.outer(d * u, z), d * u
+
+
+@pytest.mark.parametrize("forward_tol", [1e-10, 1e-6])
+def test_default_implicit_gradient_is_as_accurate_as_the_forward_solve(forward_tol, x64):
+    """backward="implicit" at its defaults follows the forward's tolerance (capped at TorchDEQ's 1e-6): a forward
+    solved to 1e-10 gives the dense IFT gradient to ~1e-10, not ~1e-4 (the old fixed rtol=1e-4 left it 1.6e-4 off)."""
+    w, c = make_problem(jnp.float64, norm=0.9)
+    loss = _loss("anderson", "implicit", forward_tol, 500)
+    z = fp.solve(tanh_layer, jnp.zeros(N), w, c, solver="anderson", tol=1e-14, maxiter=500).value
+    dense = _dense_gradient(w, c, z)
+    grads = jax.grad(loss, argnums=(0, 1))(w, c)
+    error = max(float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) for a, b in zip(grads, dense))
+    assert error < 50 * forward_tol
+    assert fp.check_settings(solver="anderson", tol=forward_tol, rtol=0.0, maxiter=5, backward="implicit")[1] == \
+        fp.implicit(tol=min(forward_tol, 1e-6), rtol=0.0)
+    # given tolerances are kept: the old default (1e-6, 1e-4) is an explicit choice now
+    assert fp.check_settings(solver="anderson", tol=1e-10, rtol=0.0, maxiter=5,
+                             backward=fp.implicit(tol=1e-6, rtol=1e-4))[1].rtol == 1e-4
