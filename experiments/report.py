@@ -13,7 +13,7 @@ import pathlib
 import shlex
 import sys
 
-from experiments.harness import NOT_RESULTS, REPO_ROOT, seed_count
+from .harness import NOT_RESULTS, REPO_ROOT, seed_count
 from jeq.io import atomic_write_text
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
