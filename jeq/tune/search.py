@@ -62,6 +62,8 @@ class TuneResult(NamedTuple):
     """That mean."""
     runs: int
     """Target-algorithm runs spent (n × R)."""
+    heldout: np.ndarray | None = None
+    """Objectives of ``best_theta`` re-run on held-out seeds and instances (``tune(heldout=...)``), else ``None``."""
 
     def best_so_far(self) -> tuple[np.ndarray, np.ndarray]:
         """(runs spent after each θ, running minimum of the θ means): the best-so-far vs runs curve."""
@@ -174,6 +176,7 @@ def tune(
     key: jax.Array,
     checkpoint: str | os.PathLike | None = None,
     callback: Callable[[list[dict], np.ndarray], None] | None = None,
+    heldout: Callable[[dict], np.ndarray] | None = None,
 ) -> TuneResult:
     """Minimise E[M(A_θ)] over θ with ``strategy``, spending exactly ``budget`` target-algorithm runs.
 
@@ -189,6 +192,8 @@ def tune(
             of arrays and numbers, rebuilt on resume in the structure ``strategy.init`` returns); if it exists, the
             tuning resumes from it (it must come from the same strategy, budget, R and key).
         callback: ``callback(thetas, objectives)`` after every batch.
+        heldout: ``heldout(theta) -> objectives`` re-runs the best θ on held-out seeds and instances (not counted in
+            the budget); its result is :attr:`TuneResult.heldout`.
 
     Raises:
         ArgumentError: a budget smaller than one batch or not a multiple of R; a checkpoint of another tuning.
@@ -240,7 +245,8 @@ def tune(
     all_objectives = np.concatenate(objectives)
     means = all_objectives.mean(axis=1)
     best = int(np.argmin(means))
-    return TuneResult(thetas, all_objectives, thetas[best], float(means[best]), int(all_objectives.size))
+    final = None if heldout is None else np.asarray(heldout(thetas[best]), np.float64)
+    return TuneResult(thetas, all_objectives, thetas[best], float(means[best]), int(all_objectives.size), final)
 
 
 def batch_evaluator(evaluate_fn: Callable[..., np.ndarray], seeds_per_theta: int) -> Callable:
