@@ -5,6 +5,7 @@ An experiment is a frozen dataclass config, a function that runs one seed, and a
     @dataclasses.dataclass(frozen=True)
     class Config(harness.BaseConfig):
         epochs: int = 40
+        '''Training epochs per seed.'''      # the attribute docstring is the flag's --help text
 
     def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict: ...
     def plot(result: dict, path: pathlib.Path) -> None: ...
@@ -15,11 +16,18 @@ An experiment is a frozen dataclass config, a function that runs one seed, and a
 What :func:`run` guarantees:
 
 - argparse flags generated from the config fields (``--epochs 5``, ``--seeds 0 1 2``, ``--quick``, ``--out DIR``,
-  ``--devices N``); ``--quick`` applies the experiment's quick overrides, explicit flags win over both;
-- each finished seed is stored (atomically) under ``<out>/<name>/runs/<config hash>/``; a run killed and restarted
-  with the same command skips finished seeds, and ``run_seed`` resumes from its last :class:`Checkpoint`;
+  ``--devices N``), each with its field's docstring and true default in ``--help``, and its allowed values where the
+  field has a fixed set (a ``Literal`` type or ``metadata={"choices": ...}``), checked at parse time; ``--quick``
+  applies the experiment's quick overrides, explicit flags win over both;
+- results come from committed code: on a tree with uncommitted changes to tracked files it refuses to run
+  (:class:`DirtyTree`) unless ``--allow-dirty``, which the results JSON records with a hash of the diff;
+- each finished seed is stored (atomically) under ``<out>/<name>/runs/<config hash>-<commit>[-dirty<diff hash>]/``;
+  a run killed and restarted with the same command at the same code skips finished seeds, and ``run_seed`` resumes
+  from its last :class:`Checkpoint` (msgpack, never pickle); a damaged seed record or checkpoint is reported with its
+  path (a ``WARNING`` line) and that seed is recomputed;
 - one ``<out>/<name>/<timestamp>.json`` with the config, seeds, per-seed metrics, mean/std of every scalar metric,
-  git SHA, library versions and device kind, and a PNG made from that JSON by the experiment's ``plot``.
+  git SHA (and ``allow_dirty`` / ``diff_hash``), library versions, device kind and cores, and a PNG made from that
+  JSON by the experiment's ``plot``.
 """
 
 from __future__ import annotations
