@@ -24,12 +24,19 @@ Backward (``backward=``):
   z <- tau f(z) + (1 - tau) z and backpropagate through them. The returned value is the last of these steps.
 * ``unroll()``: backpropagate through all ``maxiter`` solver steps (a ``lax.scan``; the iterate freezes once
   converged). Memory grows linearly with ``maxiter``. The exact derivative of the truncated solver.
+
+Halpern (``solver=halpern(anchor=u)``) selects the fixed point nearest u when the fixed points form a set
+(||W||_2 = 1, spec section 6.2). There I - J^T is singular and the implicit adjoint has no (unique) solution, so
+differentiating a Halpern solve with the implicit backward warns (``UserWarning``, when the backward is traced) and
+points to ``phantom``/``unroll``, the derivatives of the iterations actually run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
+
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +47,7 @@ from jeq import validate
 from jeq.fixedpoint.solvers import FixedPointSolver, flat_map, get_solver
 
 __all__ = [
-    "ADJOINT_TOL", "Implicit", "Phantom", "Solution", "Stats", "Unroll", "adjoint_solve", "check_settings",
+    "ADJOINT_TOL", "SINGULAR_ADJOINT", "Implicit", "Phantom", "Solution", "Stats", "Unroll", "adjoint_solve", "check_settings",
     "follow_forward", "implicit", "phantom", "solve", "unroll",
 ]
 
@@ -233,10 +240,24 @@ def _solve_adjoint(config: Implicit, jt: Callable[[Array], Array], g: Array) -> 
     return state.z, stats
 
 
-def _adjoint_solver(config: Implicit) -> Callable:
-    """A jaxopt ``solve(matvec, b)`` for A^T u = b, where matvec(u) = J^T u - u and b = -g."""
+SINGULAR_ADJOINT = (
+    "jeq.fixedpoint.solve: differentiating a halpern solve implicitly. Halpern is for maps whose fixed points form "
+    "a set (e.g. OptEq with ||W||_2 = 1), and there I - J^T is singular: the implicit backward solves a singular "
+    "system and returns a meaningless gradient without an error. Use backward='phantom' or backward='unroll' (or "
+    "ignore this warning if the map is a contraction, where the fixed point is unique and the system regular)."
+)
+"""The warning emitted when the implicit backward of a Halpern forward solve is traced (spec opteq.md section 6.2)."""
+
+
+def _adjoint_solver(config: Implicit, forward: str = "") -> Callable:
+    """A jaxopt ``solve(matvec, b)`` for A^T u = b, where matvec(u) = J^T u - u and b = -g.
+
+    Traced only when differentiating; with a Halpern ``forward`` it warns (:data:`SINGULAR_ADJOINT`) at that point.
+    """
 
     def solve_linear(matvec, b):
+        if forward == "halpern":
+            warnings.warn(SINGULAR_ADJOINT, UserWarning, stacklevel=2)
         b_flat, unravel = ravel_pytree(b)
 
         def jt(u):
@@ -389,7 +410,7 @@ def solve(
     # the identity on z*, its VJP solves the adjoint u = J^T u + g at z*. The adjoint stops per example: JAX does
     # not bind a vmap axis name inside a custom VJP's backward rule.
     attach = jaxopt.implicit_diff.custom_fixed_point(
-        fn, solve=_adjoint_solver(backward), reference_signature=_signature
+        fn, solve=_adjoint_solver(backward, solver.name), reference_signature=_signature
     )(_at_solution)
     return Solution(attach(z_star, *args), stats)
 
