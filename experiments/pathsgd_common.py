@@ -34,7 +34,11 @@ class RNNMethodsConfig(harness.BaseConfig):
     batch_size: int = 50
     """Examples (sequences, images, windows) per training step."""
     max_norm: float = 1.0
-    """Global-norm clipping of the raw gradient, the same for every method (see jeq.pathsgd.methods)."""
+    """Clipping bound, the same for every method (see jeq.pathsgd.methods)."""
+    clip: str = "gradient"
+    """What ``max_norm`` clips (``jeq.pathsgd.make_optimizer(clip=...)``): ``gradient`` (the raw gradient, identical
+    for every method; breaks Path-SGD's rescaling invariance whenever active) or ``update`` (each method's direction,
+    Path-SGD's in the path-norm metric, which keeps the invariance)."""
     methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "adam/gaussian")
     """``optimizer/init[+equal]``: optimizer in jeq.pathsgd.METHODS, init in jeq.pathsgd.INITS, ``+equal`` for
     equal-magnitude output weights (``init_rnn(output_init="equal")``)."""
@@ -70,10 +74,10 @@ class Method(NamedTuple):
         return pathsgd.init_rnn(key, input_size=input_size, hidden_size=hidden_size, output_size=output_size,
                                 init=self.init, output_init=self.output_init)
 
-    def make_optimizer(self, *, max_norm: float, path_sum: Callable):
+    def make_optimizer(self, *, max_norm: float, path_sum: Callable, clip: str = "gradient"):
         """``jeq.pathsgd.make_optimizer`` with this method's optimizer, learning rate and momentum."""
         return pathsgd.make_optimizer(self.optimizer, learning_rate=self.learning_rate, max_norm=max_norm,
-                                      path_sum=path_sum, momentum=self.momentum)
+                                      path_sum=path_sum, momentum=self.momentum, clip=clip)
 
 
 def parse_methods(methods: tuple[str, ...], learning_rates: tuple[float, ...],
@@ -234,13 +238,13 @@ def train_methods(
     """Train every method of ``config`` on ``task`` with :func:`train_method`; metrics as ``<prefix>/<method>/<k>``.
 
     Each method starts from ``init_rnn(key, ...)`` with its own initialisation (the same key for all), clips the raw
-    gradient at ``config.max_norm`` and runs ``task.steps`` steps; the path methods train on ``task.fused_loss_fn``,
+    gradient (or, with ``config.clip = "update"``, its direction) at ``config.max_norm`` and runs ``task.steps`` steps; the path methods train on ``task.fused_loss_fn``,
     the others on ``task.loss_fn``. Runs are named ``<prefix>/<method>`` in the seed's checkpoint ``state``.
     """
     out: dict[str, Any] = {}
     for method in parse_methods(config.methods, config.learning_rates, config.momenta):
         params = method.init_params(key, input_size=input_size, hidden_size=config.hidden, output_size=output_size)
-        optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=task.path_sum)
+        optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=task.path_sum, clip=config.clip)
         res = train_method(task, run_name=f"{prefix}/{method.name}", params=params, optimizer=optimizer,
                            fused=method.is_path, ckpt=ckpt, state=state, devices=config.devices)
         out.update({f"{prefix}/{method.name}/{k}": v for k, v in res.items()})

@@ -8,7 +8,7 @@
 - ``train``: a pure jitted training step with per-example weights.
 """
 
-from jeq.pathsgd.methods import METHODS, make_optimizer
+from jeq.pathsgd.methods import CLIPS, METHODS, make_optimizer
 from jeq.pathsgd.mlp import Dense, init_mlp, mlp_apply
 from jeq.pathsgd.optimizer import ScaleByPathNormState, path_sgd, scale_by_path_norm
 from jeq.pathsgd.path_norm import (
@@ -20,13 +20,15 @@ from jeq.pathsgd.path_norm import (
     rnn_apply_with_path_sum,
     rnn_path_sum,
 )
-from jeq.pathsgd.rnn import HEADS, INITS, OUTPUT_INITS, RNNParams, init_rnn, rnn_apply
+from jeq.pathsgd.rnn import HEADS, INITS, IRNN_SCALE, OUTPUT_INITS, RNNParams, init_rnn, rnn_apply
 from jeq.pathsgd.train import RNNTrainMetrics, make_eval_fn, make_rnn_train_step
 
 __all__ = [
+    "CLIPS",
     "Dense",
     "HEADS",
     "INITS",
+    "IRNN_SCALE",
     "Kappa",
     "METHODS",
     "OUTPUT_INITS",

@@ -41,6 +41,7 @@ def scale_by_path_norm(
     eps: float = 1e-8,
     include_kappa2: bool = False,
     match_first_step_norm: bool = False,
+    max_norm: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Divide each gradient coordinate by the path-norm curvature: ``g_i -> r * g_i / (kappa_i(w) + eps)``.
 
@@ -50,6 +51,16 @@ def scale_by_path_norm(
     ``r = ||g_1|| / ||g_1 / kappa_1||`` is fixed at the first update so that the first step has the norm of
     the first SGD step (the official NIPS 2015 code does the same, with a slightly different norm).
 
+    With ``max_norm`` the scaled update ``d`` is clipped in the path-norm metric (clipping inside the chain):
+
+        d <- d * min(1, max_norm / ||d||_kappa),   ||d||_kappa^2 = sum_i (kappa_i + eps) d_i^2
+                                                                  = r^2 sum_i g_i^2 / (kappa_i + eps),
+
+    the norm of the step under the diagonal curvature kappa1 of the path regulariser. A node rescaling w -> D w maps
+    kappa -> D^-2 kappa and d -> D d, so ``||d||_kappa`` and the clip factor are unchanged and the clipped step still
+    commutes with rescaling (with eps = 0; up to eps otherwise). Clipping the raw gradient in front of the transform
+    (``optax.clip_by_global_norm``, the SGD baselines' clip) does not: ``||g||`` changes under rescaling, so whenever
+    that clip is active runs from a network and from its rescaled copy diverge.
     ``update(updates, state, params, *, kappa1=None)`` needs ``params`` (kappa is a function of the weights).
     A caller that already has ``kappa1 = dGamma/du`` at ``u = params**2`` (e.g. the fused scan of
     :func:`jeq.pathsgd.make_rnn_train_step` with ``fused_path_sum=True``) passes it as the extra argument
@@ -64,6 +75,7 @@ def scale_by_path_norm(
         such a weight gets a zero step rather than 0/0).
       include_kappa2: add the exact kappa2.
       match_first_step_norm: fix the global ratio r at the first update.
+      max_norm: bound (> 0) on the path-metric norm ``||d||_kappa`` of the scaled update, or None (no clip).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByPathNormState`.
@@ -72,6 +84,8 @@ def scale_by_path_norm(
     if not callable(path_sum):
         validate.fail(where, "path_sum", path_sum, "must be callable Gamma(u)")
     eps = validate.nonnegative(where, "eps", eps)
+    if max_norm is not None:
+        max_norm = validate.positive(where, "max_norm", max_norm)
 
     def init_fn(params: PyTree) -> ScaleByPathNormState:
         leaves = jax.tree_util.tree_leaves(params)
@@ -118,6 +132,11 @@ def scale_by_path_norm(
             first = optax.tree.norm(updates) / jnp.maximum(optax.tree.norm(scaled), jnp.finfo(ratio.dtype).tiny)
             ratio = jnp.where(state.count == 0, first.astype(ratio.dtype), ratio)
             scaled = jax.tree_util.tree_map(lambda s: s * ratio.astype(s.dtype), scaled)
+        if max_norm is not None:
+            norm = jnp.sqrt(sum(jnp.sum((k + eps) * s * s) for k, s in zip(
+                jax.tree_util.tree_leaves(denominator), jax.tree_util.tree_leaves(scaled))))
+            factor = jnp.minimum(1.0, max_norm / jnp.maximum(norm, jnp.finfo(norm.dtype).tiny))
+            scaled = jax.tree_util.tree_map(lambda s: s * factor.astype(s.dtype), scaled)
         return scaled, ScaleByPathNormState(count=optax.safe_increment(state.count), ratio=ratio)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -132,11 +151,14 @@ def path_sgd(
     momentum: float | None = None,
     nesterov: bool = False,
     match_first_step_norm: bool = False,
+    max_norm: float | None = None,
 ) -> optax.GradientTransformation:
     """Path-SGD: ``w_i <- w_i - learning_rate * (dL/dw_i) / (kappa_i(w) + eps)``.
 
     ``= optax.chain(scale_by_path_norm(path_sum, ...), [optax.trace(momentum)], scale_by_learning_rate(lr))``;
-    compose with ``optax.clip_by_global_norm`` in front to clip the raw gradient as the SGD baselines do.
+    ``max_norm`` clips the path-scaled update in the path-norm metric (rescaling-invariant, see
+    :func:`scale_by_path_norm`); composing with ``optax.clip_by_global_norm`` in front instead clips the raw gradient
+    as the SGD baselines do, which breaks the invariance whenever the clip is active.
 
     Args:
       learning_rate: eta > 0, or an optax schedule.
@@ -146,6 +168,7 @@ def path_sgd(
       momentum: heavy-ball momentum in [0, 1) applied to the path-scaled gradient, or None.
       nesterov: Nesterov momentum (only with ``momentum``).
       match_first_step_norm: see :func:`scale_by_path_norm`.
+      max_norm: bound on the path-metric norm of the scaled update (before momentum), or None.
 
     Returns:
       An ``optax.GradientTransformation``; its ``update`` needs ``params``.
@@ -159,7 +182,8 @@ def path_sgd(
         validate.fail(where, "nesterov", nesterov, "needs momentum in [0, 1)")
     parts = [
         scale_by_path_norm(
-            path_sum, eps=eps, include_kappa2=include_kappa2, match_first_step_norm=match_first_step_norm
+            path_sum, eps=eps, include_kappa2=include_kappa2, match_first_step_norm=match_first_step_norm,
+            max_norm=max_norm,
         )
     ]
     if momentum is not None:

@@ -6,16 +6,18 @@ Unrolled over T steps this is a feed-forward network whose edges share weights; 
 computes the path regulariser of exactly this graph by running :func:`rnn_apply` on squared weights with the
 identity activation.
 
-Initialisations (only ``W_rec`` differs; ``W_in ~ N(0, s^2)`` with ``s = input_scale`` (default ``1/sqrt(D)``),
-``W_out ~ N(0, 1/H)``, ``b = c = 0``):
+Initialisations (``W_in ~ N(0, s_in^2)``, ``W_out ~ N(0, s_out^2)``, ``b = c = 0``; ``s_in = 1/sqrt(D)`` and
+``s_out = 1/sqrt(H)`` except for the IRNN):
 
 - ``"gaussian"``: ``W_rec ~ N(0, 1/H)``;
-- ``"identity"`` (IRNN, Le, Jaitly & Hinton 2015): ``W_rec = I``;
+- ``"identity"`` (IRNN, Le, Jaitly & Hinton 2015): ``W_rec = I`` and, as in Le et al., the non-recurrent weights
+  ``W_in``, ``W_out`` with standard deviation ``s_in = s_out = 0.001`` (an identity recurrence sums T inputs into
+  the state: O(1) input weights would start it at O(T));
 - ``"np"`` (np-RNN, Talathi & Vartak 2015): ``W_rec = R / lambda_max(R)`` with ``R = A^T A / H``,
   ``A ~ N(0, 1)^{H x H}``: symmetric positive semi-definite with largest eigenvalue 1.
 
-``output_init="equal"`` draws ``W_out = +-1/sqrt(H)`` (random signs) instead: every hidden unit has the same output
-weight magnitude. Path-SGD needs it from the np-RNN init: its step on row i of ``W_rec`` scales like
+``output_init="equal"`` draws ``W_out = +-output_scale`` (random signs; ``1/sqrt(H)`` by default) instead: every
+hidden unit has the same output weight magnitude. Path-SGD needs it from the np-RNN init: its step on row i of ``W_rec`` scales like
 ``1 / |W_out[i]|`` (kappa1 of ``W_rec[i, j]`` carries ``W_out[i]^2``, the gradient ``W_out[i]``), so a Gaussian
 ``W_out`` with a few near-zero entries gives those rows huge steps that lift the recurrent spectral radius above 1
 (``results/pathsgd_adding/variants/NOTES.md``, session 4). Node rescaling cannot fix this, Path-SGD being
@@ -33,11 +35,13 @@ import jax.numpy as jnp
 from jeq import validate
 
 __all__ = ["RNNParams", "init_rnn", "rnn_apply", "check_rnn_shapes", "check_sequence", "HEADS", "INITS",
-           "OUTPUT_INITS"]
+           "IRNN_SCALE", "OUTPUT_INITS"]
 
 HEADS = ("many_to_one", "many_to_many")
 INITS = ("gaussian", "identity", "np")
 OUTPUT_INITS = ("gaussian", "equal")
+IRNN_SCALE = 1e-3
+"""Standard deviation of the IRNN's non-recurrent weights (Le, Jaitly & Hinton 2015: N(0, 0.001^2))."""
 
 
 class RNNParams(NamedTuple):
@@ -64,6 +68,7 @@ def init_rnn(
     init: Literal["gaussian", "identity", "np"] = "gaussian",
     input_scale: float | None = None,
     output_init: Literal["gaussian", "equal"] = "gaussian",
+    output_scale: float | None = None,
     dtype=jnp.float32,
 ) -> RNNParams:
     """Initial weights of the ReLU RNN ``h_t = ReLU(W_in x_t + W_rec h_{t-1} + b)``, ``y_t = W_out h_t + c``.
@@ -73,11 +78,14 @@ def init_rnn(
       input_size, hidden_size, output_size: D, H and K.
       init: the recurrent initialisation, ``"gaussian"`` (``W_rec ~ N(0, 1/H)``), ``"identity"`` (IRNN,
         ``W_rec = I``) or ``"np"`` (np-RNN: ``W_rec = R / lambda_max(R)``, ``R = A^T A / H``).
-        ``W_out ~ N(0, 1/H)`` and zero biases in all three.
-      input_scale: standard deviation of ``W_in`` (default ``1/sqrt(D)``; Le et al. use 1e-3 for the IRNN,
-        whose identity recurrence otherwise sums T inputs of size O(1) into the state).
-      output_init: ``"gaussian"`` (``W_out ~ N(0, 1/H)``) or ``"equal"`` (``W_out = sign(N(0, 1)) / sqrt(H)``,
-        the same draw's signs; see the module docstring).
+        Zero biases in all three.
+      input_scale: standard deviation of ``W_in`` (default ``1/sqrt(D)``, and 0.001 for ``init="identity"``:
+        Le et al.'s IRNN init, whose identity recurrence otherwise sums T inputs of size O(1) into the state).
+      output_init: ``"gaussian"`` (``W_out ~ N(0, output_scale^2)``) or ``"equal"``
+        (``W_out = sign(N(0, 1)) * output_scale``, the same draw's signs; see the module docstring).
+      output_scale: standard deviation (``"gaussian"``) or magnitude (``"equal"``) of ``W_out``: default
+        ``1/sqrt(H)``, and 0.001 for ``init="identity"`` (Le et al. draw every non-recurrent IRNN weight from
+        N(0, 0.001^2)).
       dtype: floating dtype of the weights.
 
     Returns:
@@ -91,12 +99,19 @@ def init_rnn(
     validate.one_of(where, "output_init", output_init, OUTPUT_INITS)
     if input_scale is not None:
         input_scale = validate.positive(where, "input_scale", input_scale)
+    if output_scale is not None:
+        output_scale = validate.positive(where, "output_scale", output_scale)
     k_in, k_rec, k_out = jax.random.split(key, 3)
     h = hidden_size
-    s_in = input_size**-0.5 if input_scale is None else input_scale
+    irnn = init == "identity"
+    s_in = (IRNN_SCALE if irnn else input_size**-0.5) if input_scale is None else input_scale
     w_in = jax.random.normal(k_in, (h, input_size), dtype) * jnp.asarray(s_in, dtype)
     w_out = jax.random.normal(k_out, (output_size, h), dtype)
-    w_out = (jnp.sign(w_out) if output_init == "equal" else w_out) / jnp.sqrt(jnp.asarray(h, dtype))
+    w_out = jnp.sign(w_out) if output_init == "equal" else w_out
+    if output_scale is None and not irnn:
+        w_out = w_out / jnp.sqrt(jnp.asarray(h, dtype))
+    else:
+        w_out = w_out * jnp.asarray(IRNN_SCALE if output_scale is None else output_scale, dtype)
     if init == "gaussian":
         w_rec = jax.random.normal(k_rec, (h, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype))
     elif init == "identity":

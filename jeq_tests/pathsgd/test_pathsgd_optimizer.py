@@ -364,3 +364,81 @@ def test_a_weight_on_no_path_does_not_move_even_with_eps_zero():
     assert np.all(updates.w_out != 0)  # W_out's paths do not run through W_out itself
     with pytest.raises(ValueError, match=r"make_rnn_train_step\(fused_path_sum='yes'\): must be a bool"):
         pathsgd.make_rnn_train_step(fused_mse, tx, fused_path_sum="yes")
+
+
+# ---------------------------------------------------------------- clipping inside the chain (issue 15, item 11)
+
+
+def train_from(params, tx, xb, yb, steps):
+    """``steps`` fused Path-SGD steps of ``tx`` on one batch, with the per-step raw-gradient norm."""
+    step = pathsgd.make_rnn_train_step(fused_mse, tx, fused_path_sum=True)
+    state, norms = tx.init(params), []
+    for _ in range(steps):
+        params, state, metrics = step(params, state, xb, yb)
+        norms.append(float(metrics.grad_norm))
+    return params, norms
+
+
+def test_clipping_the_path_scaled_update_keeps_training_runs_rescaling_invariant(x64, rescale):
+    """With the clip active at every step, 10 Path-SGD steps from w and from D w end at networks with the same
+    function when the scaled update is clipped in the path-norm metric (``clip="update"``), and at different
+    functions when the raw gradient is clipped in front (``clip="gradient"``, the experiments' default)."""
+    params, (xb, yb) = tiny_rnn(8), batch(8)
+    rescaled = as_jnp(rescale(params, [0.3, 2.0, 4.5]))
+    x_test = batch(99)[0]
+    outputs = jax.jit(jax.vmap(pathsgd.rnn_apply, in_axes=(None, 0)))
+    gaps = {}
+    for clip in pathsgd.CLIPS:
+        tx = pathsgd.make_optimizer("path_sgd", learning_rate=0.5, max_norm=0.05, path_sum=PATH_SUM, eps=0.0,
+                                    clip=clip)
+        from_plain, norms = train_from(params, tx, xb, yb, 10)
+        from_rescaled, _ = train_from(rescaled, tx, xb, yb, 10)
+        # the clip is active at every step of both runs
+        assert min(norms) > 0.05
+        kappa1 = pathsgd.kappa(params, LENGTH).kappa1
+        grads = jax.grad(batch_loss)(params, xb, yb)
+        assert float(jnp.sqrt(sum(jnp.sum(g * g / k) for g, k in zip(grads, kappa1)))) > 0.05
+        assert tree_max_abs_diff(from_plain, params) > 1e-3  # the runs went somewhere
+        gaps[clip] = float(jnp.max(jnp.abs(outputs(from_plain, x_test) - outputs(from_rescaled, x_test))))
+    assert gaps["update"] < 1e-9
+    assert gaps["gradient"] > 1e-2  # measured 0.10
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), scales=scales_strategy)
+def test_path_sgd_step_with_an_active_update_clip_commutes_with_node_rescaling(rescale, seed, scales):
+    """step(D w) = D step(w) with ``path_sgd(max_norm=...)`` clipping every step (a bound far below the norm)."""
+    with jax.enable_x64(True):
+        params, (xb, yb) = tiny_rnn(seed), batch(seed)
+        step = CLIPPED_PATH_STEP
+        stepped_then_rescaled = as_jnp(rescale(step(params, xb, yb), scales))
+        rescaled_then_stepped = step(as_jnp(rescale(params, scales)), xb, yb)
+        scale = max(float(jnp.max(jnp.abs(x))) for x in jax.tree_util.tree_leaves(stepped_then_rescaled))
+        chex.assert_trees_all_close(rescaled_then_stepped, stepped_then_rescaled, atol=1e-9 * scale, rtol=0)
+
+
+CLIPPED_PATH_STEP = one_step(pathsgd.path_sgd(0.1, path_sum=PATH_SUM, eps=0.0, max_norm=1e-6))
+
+
+def test_update_clip_bounds_the_path_metric_norm_and_keeps_the_direction(x64):
+    """d = g / kappa is scaled by min(1, c / ||d||_kappa), ||d||_kappa^2 = sum kappa d^2; a loose bound is a no-op;
+    for SGD, clipping the update is clipping the gradient."""
+    params, (xb, yb) = tiny_rnn(5), batch(5)
+    grads = jax.grad(batch_loss)(params, xb, yb)
+    k1 = pathsgd.kappa(params, LENGTH).kappa1
+    direction = jax.tree_util.tree_map(lambda g, k: g / k, grads, k1)
+    metric_norm = float(jnp.sqrt(sum(jnp.sum(k * d * d) for k, d in zip(k1, direction))))
+    for bound in (0.5 * metric_norm, 2.0 * metric_norm):
+        tx = pathsgd.make_optimizer("path_sgd", learning_rate=1.0, max_norm=bound, path_sum=PATH_SUM, eps=0.0,
+                                    clip="update")
+        updates, _ = tx.update(grads, tx.init(params), params)
+        want = jax.tree_util.tree_map(lambda d: -min(1.0, bound / metric_norm) * d, direction)
+        chex.assert_trees_all_close(updates, want, atol=1e-12, rtol=1e-10)
+    for clip in pathsgd.CLIPS:
+        tx = pathsgd.make_optimizer("sgd", learning_rate=1.0, max_norm=1e-3, clip=clip)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        chex.assert_trees_all_close(optax.tree.norm(updates), 1e-3, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"make_optimizer\(clip='raw'\): must be one of"):
+        pathsgd.make_optimizer("sgd", learning_rate=1.0, max_norm=1.0, clip="raw")
+    with pytest.raises(ValueError, match=r"scale_by_path_norm\(max_norm=0\.0\): must be > 0"):
+        pathsgd.path_sgd(0.1, path_sum=PATH_SUM, max_norm=0.0)
