@@ -118,6 +118,15 @@ def warn(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
+def code_version() -> str:
+    """:func:`jeq.io.git_sha` of the checkout holding this jeq (``-dirty`` with uncommitted changes); an installed
+    wheel (no ``.git`` beside the package, so any git repository around site-packages is someone else's) is
+    ``jeq-<version>``."""
+    if (REPO_ROOT / ".git").exists():
+        return git_sha()
+    return "jeq-" + versions()["jeq"]
+
+
 def diff_hash(root: str | os.PathLike = REPO_ROOT) -> str:
     """12 hex digits of SHA-256 over ``git diff HEAD --binary`` (the uncommitted changes to tracked files)."""
     import subprocess
@@ -594,9 +603,9 @@ def run(
 
         sharding.initialize_multihost(config.coordinator, config.num_processes, config.process_id)
     out_dir = pathlib.Path(config.out) / name
-    code_version = git_sha()
-    code_key, diff = code_version.split("-")[0][:12], None
-    if code_version.endswith("-dirty"):
+    version = code_version()
+    code_key, diff = version.split("-dirty")[0][:12], None
+    if version.endswith("-dirty"):
         if not config.allow_dirty:
             raise DirtyTree(
                 f"experiments.{name}: the git tree at {REPO_ROOT} has uncommitted changes to tracked files, so the "
@@ -653,7 +662,7 @@ def run(
         "seconds_per_seed": seed_seconds,
         "wall_s": time.perf_counter() - start,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "git_sha": code_version,
+        "git_sha": version,
         "allow_dirty": bool(config.allow_dirty),
         "diff_hash": diff,
         "versions": versions(),

@@ -29,7 +29,7 @@ import time
 import traceback
 
 from . import harness, report
-from jeq.io import atomic_write_json, git_sha
+from jeq.io import atomic_write_json
 
 EXPERIMENTS = (
     "mlp_baseline",
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.list:
         print(listing(args.out))
         return {}
-    sha = git_sha()
+    sha = harness.code_version()
     if sha.endswith("-dirty") and not args.allow_dirty:  # the same refusal as every experiment's, once, up front
         raise harness.DirtyTree(f"{_package()}.reproduce: uncommitted changes to tracked files; commit them or pass "
                                 "--allow-dirty")

@@ -122,7 +122,7 @@ def test_reproduce_continues_past_a_failed_experiment_and_exits_non_zero(tmp_pat
 
 
 def test_reproduce_refuses_a_dirty_tree_before_running_anything(tmp_path, monkeypatch, fake_experiments):
-    monkeypatch.setattr(reproduce, "git_sha", lambda: "f" * 40 + "-dirty")
+    monkeypatch.setattr(harness, "git_sha", lambda: "f" * 40 + "-dirty")
     with pytest.raises(harness.DirtyTree, match="--allow-dirty"):
         reproduce.main(["--quick", "--out", str(tmp_path), "--no-readme"])
     assert not (tmp_path / "reproduce").exists()

@@ -233,3 +233,14 @@ def test_reproduce_runs_the_listed_experiments_and_builds_the_table(tmp_path, ca
     reproduce.main(["--quick", "--only", "mlp_baseline", "--out", str(tmp_path), "--no-readme", "--allow-dirty"])
     assert list((tmp_path / "mlp_baseline").glob("*.json")) and list((tmp_path / "mlp_baseline").glob("*.png"))
     assert "| mlp_baseline | test_accuracy |" in capsys.readouterr().out
+
+
+def test_an_installed_jeq_is_versioned_by_its_release_not_by_a_surrounding_git_repository(tmp_path, monkeypatch):
+    """A wheel in a virtual environment inside a user's own (possibly dirty) git project must not be refused or
+    stamped with that project's SHA."""
+    monkeypatch.setattr(harness, "git_sha", lambda: "u" * 40 + "-dirty")  # the user's project around site-packages
+    monkeypatch.setattr(harness, "REPO_ROOT", tmp_path)  # no .git beside the package: an installed wheel
+    version = harness.code_version()
+    assert version == "jeq-" + harness.versions()["jeq"]
+    result = harness.run("toy", Toy, _counting_run_seed([], None), argv=["--out", str(tmp_path), "--seeds", "0"])
+    assert result["git_sha"] == version and result["allow_dirty"] is False
