@@ -90,8 +90,9 @@ class UnreadableFile(ValueError):
     path: pathlib.Path | None = None
 
 
-class DirtyTree(RuntimeError):
-    """:func:`run` refused to run on uncommitted changes without ``--allow-dirty``."""
+class DirtyTree(SystemExit):
+    """:func:`run` refused to run on uncommitted changes without ``--allow-dirty``: like an argparse error, a
+    ``SystemExit`` whose message is printed without a traceback (status 1)."""
 
 
 SEED_RECORD_FORMAT = 1

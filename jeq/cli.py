@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         _module(rest[0]).main(rest[1:])
         return 0
-    except SystemExit as done:  # argparse's --help / errors and reproduce's failure status
-        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except SystemExit as done:  # argparse's --help / errors, a refused dirty tree, reproduce's failure status
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        print(done.code, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

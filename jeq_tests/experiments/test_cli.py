@@ -163,3 +163,11 @@ def test_the_jeq_command_lists_runs_and_helps(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["--help"])
     assert done.value.code == 0 and "jeq run opteq_table --quick" in capsys.readouterr().out
+
+
+def test_the_jeq_command_reports_a_dirty_tree_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(harness, "git_sha", lambda: "f" * 40 + "-dirty")
+    assert cli.main(["run", "mlp_baseline", "--quick", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "uncommitted changes" in err and "--allow-dirty" in err and "Traceback" not in err
+    assert not (tmp_path / "mlp_baseline").exists()
