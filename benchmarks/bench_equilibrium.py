@@ -17,6 +17,12 @@ numbers to read, absolute times drift between processes on a shared machine):
    cannot return.
 4. What the MON step spends its time on (prepare / forward solve / full step) and per-example vs batch-level
    stopping.
+5. ||V||_2 of OptEq at the reference width (94 hidden): the exact SVD norm (``norm="svd"``, default) vs the persistent
+   power iteration (``norm="power"`` with ``refresh_power_vector`` in the chain; spec section 4): ``prepare`` alone
+   and one training step (forward, backward, Adam), interleaved; and how far the power estimate is below the SVD
+   norm after the timed steps.
+
+``--sections 5`` runs only the listed sections (e.g. the short run of section 5 alone).
 
 Results are printed and written to ``results/bench_equilibrium/<timestamp>.json``.
 """
@@ -205,26 +211,66 @@ def mon_breakdown(split, budget: float) -> dict:
     return out
 
 
+def spectral_norms(split, budget: float, steps: int = 200) -> dict:
+    """OptEq ||V||_2 by SVD vs by the persistent power iteration at 94 hidden: prepare and a training step."""
+    xb, yb = _batch(split)
+    out, fns, fn_args, trained = {}, [], [], {}
+    for norm in ("svd", "power"):
+        model = eq.opteq(features=784, hidden=94, classes=10, tol=1e-3, norm=norm)
+        params = model.init(jax.random.key(0))
+        optimizer = optax.chain(optax.adam(1e-3), eq.refresh_power_vector())
+        opt_state = optimizer.init(params)
+        step = eq.make_train_step(model.apply, optimizer)
+        for _ in range(steps):  # warm the persistent vector as training would
+            params, opt_state, _ = step(params, opt_state, xb, yb)
+        trained[norm] = params
+        fns += [model.prepare, step]
+        fn_args += [(params,), (params, opt_state, xb, yb)]
+    timings = bench.interleave(fns, fn_args, budget_s=budget)
+    names = ["prepare svd", "train step svd", "prepare power", "train step power"]
+    for name, timing in zip(names, timings):
+        out[name] = {"ms": timing.median_s * 1e3, "p20_ms": timing.p20_s * 1e3, "p80_ms": timing.p80_s * 1e3}
+        print(f"  {name:18s} {_fmt(timing)}")
+    out["ratio_prepare_power_over_svd"] = out["prepare power"]["ms"] / out["prepare svd"]["ms"]
+    out["ratio_step_power_over_svd"] = out["train step power"]["ms"] / out["train step svd"]["ms"]
+    power = trained["power"]
+    exact = float(jnp.linalg.norm(power.coupling, 2))
+    out["power_estimate_relative_gap"] = (exact - float(eq.power_norm(power.coupling, power.power_vector))) / exact
+    out["warm_steps"] = steps
+    print(f"  ratio power/svd: prepare {out['ratio_prepare_power_over_svd']:.2f}, "
+          f"train step {out['ratio_step_power_over_svd']:.2f}; power estimate "
+          f"{out['power_estimate_relative_gap']:.1e} below ||V||_2 after {steps} steps")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short budgets and 5 training epochs")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs for the reference settings")
     parser.add_argument("--budget", type=float, default=None, help="seconds of interleaved timing per section")
     parser.add_argument("--out", default="results", help="results folder")
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5], choices=[1, 2, 3, 4, 5],
+                        help="which sections to run (default all)")
     args = parser.parse_args(argv)
     epochs = args.epochs or (5 if args.quick else 20)
     budget = args.budget or (2.0 if args.quick else 10.0)
     _limits = bench.single_threaded_blas()  # noqa: F841  (kept alive for the run)
     split = data.mnist_subset()
     result = {"device": str(jax.devices()[0]), "jax": jax.__version__, "epochs": epochs, "budget_s": budget}
-    print("1. OptEq backward modes, forward + backward per batch of 128")
-    result["backward_modes"] = backward_modes(split, budget)
-    print("2. model families, forward + backward per batch of 128")
-    result["families"] = families(split, budget)
-    print("3. PyTorch reference settings: one training step, and test accuracy on MNIST-5k")
-    result["reference_settings"] = reference_settings(split, epochs, budget)
-    print("4. MON step breakdown")
-    result["mon_breakdown"] = mon_breakdown(split, budget)
+    sections = {
+        1: ("OptEq backward modes, forward + backward per batch of 128", "backward_modes",
+            lambda: backward_modes(split, budget)),
+        2: ("model families, forward + backward per batch of 128", "families", lambda: families(split, budget)),
+        3: ("PyTorch reference settings: one training step, and test accuracy on MNIST-5k", "reference_settings",
+            lambda: reference_settings(split, epochs, budget)),
+        4: ("MON step breakdown", "mon_breakdown", lambda: mon_breakdown(split, budget)),
+        5: ("OptEq ||V||_2: SVD vs persistent power iteration, 94 hidden, batch of 128", "spectral_norms",
+            lambda: spectral_norms(split, budget)),
+    }
+    for number in sorted(set(args.sections)):
+        title, key, run = sections[number]
+        print(f"{number}. {title}")
+        result[key] = run()
     timestamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = pathlib.Path(args.out) / "bench_equilibrium" / f"{timestamp}.json"
     atomic_write_json(path, result)

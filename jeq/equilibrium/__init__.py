@@ -19,7 +19,15 @@ from jeq.equilibrium.core import (
     random_blocks,
     spectral_scale,
 )
-from jeq.equilibrium.deep_opteq import DeepOptEqParams, block_coupling, convexity_margin, deep_opteq
+from jeq.equilibrium.deep_opteq import (
+    DeepOptEqConvParams,
+    DeepOptEqOptions,
+    DeepOptEqParams,
+    block_coupling,
+    convexity_margin,
+    deep_opteq,
+    deep_opteq_conv,
+)
 from jeq.equilibrium.deq import DEQ_SETTINGS, DeqOptions, DeqParams, deq
 from jeq.equilibrium.mon import (
     MON_SETTINGS,
@@ -41,6 +49,8 @@ from jeq.equilibrium.opteq import (
     opteq_conv,
     opteq_map,
     opteq_unit,
+    power_norm,
+    refresh_power_vector,
     smoothness_prior,
     unit_map,
     unit_objective,
@@ -57,11 +67,14 @@ from jeq.equilibrium.train import (
 )
 
 __all__ = [
-    "BATCH_AXIS", "DEQ_SETTINGS", "MON_SETTINGS", "OPTEQ_SETTINGS", "AdjointReport", "DeepOptEqParams", "DeqOptions",
+    "BATCH_AXIS", "DEQ_SETTINGS", "MON_SETTINGS", "OPTEQ_SETTINGS", "AdjointReport", "DeepOptEqConvParams",
+    "DeepOptEqOptions", "DeepOptEqParams", "DeqOptions",
     "DeqParams", "EquilibriumModel", "EvalMetrics", "MonConvParams", "MonOptions", "MonParams", "OptEqConvParams",
     "OptEqOptions", "OptEqParams", "Output", "SolveSettings", "TrainMetrics", "adjoint_report", "assemble",
-    "block_coupling", "circulant_apply", "circulant_inverse", "convexity_margin", "deep_opteq", "deq",
+    "block_coupling", "circulant_apply", "circulant_inverse", "convexity_margin", "deep_opteq", "deep_opteq_conv",
+    "deq",
     "hidden_objective", "make_eval_step", "make_train_step", "mon", "mon_conv", "opteq", "opteq_conv", "opteq_map",
-    "opteq_unit", "parameter_count", "random_blocks", "smoothness_prior", "spectral_scale", "unit_map",
+    "opteq_unit", "parameter_count", "power_norm", "random_blocks", "refresh_power_vector", "smoothness_prior",
+    "spectral_scale", "unit_map",
     "unit_objective", "unit_potential",
 ]

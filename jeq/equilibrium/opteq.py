@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jeq import prox as proxlib
 from jeq import validate
@@ -64,6 +65,8 @@ __all__ = [
     "opteq_conv",
     "opteq_map",
     "opteq_unit",
+    "power_norm",
+    "refresh_power_vector",
     "smoothness_prior",
     "unit_map",
     "unit_objective",
@@ -72,6 +75,7 @@ __all__ = [
 
 Array = jax.Array
 Prior = Callable[[Array], Array]
+NORMS = ("svd", "power")
 
 
 def opteq_map(z: Array, c: Array, *, gram: Callable[[Array], Array], activation: proxlib.Prox,
@@ -153,6 +157,12 @@ class OptEqOptions(NamedTuple):
     """Initial a in s = (1 - eps) sigmoid(a) (deep OptEq: every a_l and e_l)."""
     dtype: Any = jnp.float32
     """Parameter dtype."""
+    norm: str = "svd"
+    """How ||V||_2 in W = s V / ||V||_2 is computed (dense :func:`opteq` and :func:`opteq_unit`): ``"svd"``
+    (default: exact, one SVD per parameter update, so ||W||_2 <= 1 - eps holds exactly) or ``"power"`` (spec
+    section 4: a persistent power iteration; ``params.power_vector`` carries u between updates and
+    :func:`refresh_power_vector` in the optimiser chain advances it; a lower bound on ||V||_2 that tightens as
+    training goes, so ||W||_2 may exceed s by the estimate's error early on; cheaper at large widths)."""
 
     @classmethod
     def from_keywords(cls, where: str, keywords: Mapping[str, Any]) -> tuple[OptEqOptions, SolveSettings]:
@@ -160,7 +170,8 @@ class OptEqOptions(NamedTuple):
         options, settings = core.split_options(where, keywords, cls(), OPTEQ_SETTINGS)
         options = options._replace(activation=core.check_activation(where, options.activation),
                                    margin=validate.real(where, "margin", options.margin, low=0, high=1,
-                                                        high_open=True))
+                                                        high_open=True),
+                                   norm=validate.one_of(where, "norm", options.norm, NORMS))
         return options, core.solve_settings(where, settings)
 
 
@@ -180,6 +191,9 @@ class OptEqParams(NamedTuple):
     """Classifier W_c, shape (classes, hidden)."""
     readout_bias: Array
     """Classifier bias, shape (classes,)."""
+    power_vector: Array
+    """u, the persistent left singular-vector estimate of V, shape (hidden,) with ``norm="power"`` (no gradient:
+    advanced by :func:`refresh_power_vector`), shape (0,) with ``norm="svd"``."""
 
 
 class OptEqPrepared(NamedTuple):
@@ -210,7 +224,7 @@ def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> Equili
         return _dense_init(key, config, features=features, hidden=hidden, classes=classes)
 
     def prepare(params):
-        w = _dense_weight(params, config.margin)
+        w = _dense_weight(params, config)
         return OptEqPrepared(w, w.T @ w)
 
     inject = core.linear_injection(where, features)
@@ -232,15 +246,62 @@ def _dense_init(key, config: OptEqOptions, *, features: int, hidden: int, classe
     coupling, injection, readout = core.random_blocks(key, [
         ((hidden, hidden), 1 / np.sqrt(hidden)), ((hidden, features), np.sqrt(2.0 / features)),
         ((classes, hidden), 1 / np.sqrt(hidden))], dtype)
+    size = hidden if config.norm == "power" else 0
     return OptEqParams(
         coupling=coupling, scale=jnp.asarray(config.init_scale, dtype), injection=injection,
         bias=jnp.zeros((hidden,), dtype), readout=readout, readout_bias=jnp.zeros((classes,), dtype),
+        power_vector=jnp.full((size,), 1.0 / np.sqrt(max(size, 1)), dtype),
     )
 
 
-def _dense_weight(params: OptEqParams, margin: float) -> Array:
-    """W = s V / ||V||_2 with s = (1 - eps) sigmoid(a)."""
-    return core.spectral_scale(params.scale, margin) * params.coupling / jnp.linalg.norm(params.coupling, 2)
+def _normalise(v: Array) -> Array:
+    return v / (jnp.linalg.norm(v) + jnp.finfo(v.dtype).tiny)
+
+
+def power_norm(coupling: Array, power_vector: Array) -> Array:
+    """sigma = u'^T V v,  v = V^T u / ||V^T u||,  u' = V v / ||V v||: one power-iteration step from the persistent u.
+
+    The vectors carry no gradient (as in ``torch.nn.utils.spectral_norm``); sigma is differentiable in V and a
+    lower bound on ||V||_2 that is exact once u is the top left singular vector.
+    """
+    u = jax.lax.stop_gradient(power_vector)
+    v = jax.lax.stop_gradient(_normalise(coupling.T @ u))
+    u = jax.lax.stop_gradient(_normalise(coupling @ v))
+    return u @ coupling @ v
+
+
+def _dense_weight(params: OptEqParams, config: OptEqOptions) -> Array:
+    """W = s V / ||V||_2 with s = (1 - eps) sigmoid(a); ||V||_2 by SVD or the persistent power iteration."""
+    if config.norm == "power":
+        norm = power_norm(params.coupling, params.power_vector)
+    else:
+        norm = jnp.linalg.norm(params.coupling, 2)
+    return core.spectral_scale(params.scale, config.margin) * params.coupling / norm
+
+
+def refresh_power_vector(*, steps: int = 1) -> optax.GradientTransformation:
+    """Advance OptEq's persistent power iteration inside the optimiser chain: u <- V' v / ||V' v||,
+    v = V'^T u / ||V'^T u|| (``steps`` times), with V' = V + the coupling's update (the weights after this step).
+
+    Chain it last, e.g. ``optax.chain(optax.adam(1e-3), refresh_power_vector())``: it replaces the update of
+    ``params.power_vector`` (zero from the optimiser: u carries no gradient) by u_new - u, so after
+    ``optax.apply_updates`` the params hold the refreshed vector (no extra state, spec section 4). Params with an
+    empty ``power_vector`` (``norm="svd"``) pass through unchanged. Needs ``params`` in ``update``.
+    """
+    steps = validate.integer("jeq.equilibrium.refresh_power_vector", "steps", steps, low=1)
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("jeq.equilibrium.refresh_power_vector: update(updates, state, params) needs params")
+        if params.power_vector.shape[0] == 0:
+            return updates, state
+        coupling = params.coupling + updates.coupling
+        u = params.power_vector
+        for _ in range(steps):
+            u = _normalise(coupling @ _normalise(coupling.T @ u))
+        return updates._replace(power_vector=u - params.power_vector), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def opteq_unit(*, features: int, hidden: int, classes: int, **options: Any) -> EquilibriumModel:
@@ -261,7 +322,7 @@ def opteq_unit(*, features: int, hidden: int, classes: int, **options: Any) -> E
         return _dense_init(key, config, features=features, hidden=hidden, classes=classes)
 
     def prepare(params):
-        return _dense_weight(params, config.margin)
+        return _dense_weight(params, config)
 
     inject = core.linear_injection(where, features)
 
@@ -306,6 +367,7 @@ def opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels: int,
     shape = core.conv_shape(where, image_shape=image_shape, in_channels=in_channels, channels=channels,
                             classes=classes, kernel_size=kernel_size, pool=pool)
     config, settings = OptEqOptions.from_keywords(where, options)
+    validate.one_of(where, "norm", config.norm, ("svd",))  # the conv norm is the certified per-frequency bound
 
     def init(key):
         k, dtype = shape.kernel_size, config.dtype
