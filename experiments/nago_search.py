@@ -68,7 +68,7 @@ class Config(harness.BaseConfig):
     mobo_trials: int = 50
     """Finished trials of HNAG-MOBO."""
     mobo_epochs: int = 30
-    """Epochs of every MOBO trial."""
+    """Epochs of every MOBO trial (of the ``max_epochs`` learning-rate schedule)."""
     max_nodes: int = 10
     """Largest node count searched at each level (10 as released)."""
     min_mid_nodes: int = 3
@@ -90,7 +90,7 @@ class Config(harness.BaseConfig):
 
 
 QUICK = dict(dataset="mnist5k", image_size=16, validation=500, budget=30_000, min_epochs=1, max_epochs=4,
-             epoch_budget=12, max_trials=50, mobo_trials=4, mobo_epochs=1, max_nodes=4, min_mid_nodes=1,
+             epoch_budget=12, max_trials=50, mobo_trials=4, mobo_epochs=2, max_nodes=4, min_mid_nodes=1,
              startup_trials=3, final_epochs=20, final_budget=40_000, seeds=(0,))
 SEARCHES = ("hnag-bohb", "hnag-rs", "rnag-bohb")
 
@@ -124,6 +124,7 @@ def _search_config(config: Config, method: str, seed: int) -> nas.SearchConfig:
         epoch_budget=0 if mobo else config.epoch_budget,
         min_epochs=config.mobo_epochs if mobo else config.min_epochs,
         max_epochs=config.mobo_epochs if mobo else config.max_epochs, reduction_factor=2, budget=config.budget,
+        schedule_epochs=config.max_epochs,
         dataset=config.dataset, data_path=config.data_path, image_size=config.image_size,
         validation=config.validation, batch_size=config.batch_size, learning_rate=config.learning_rate,
         max_nodes=config.max_nodes, min_mid_nodes=config.min_mid_nodes, startup_trials=config.startup_trials,

@@ -89,6 +89,9 @@ class SearchConfig:
     """Largest budget; also the length of the learning-rate schedule (vega: 120)."""
     reduction_factor: int = 2
     """Hyperband's eta (vega: 2)."""
+    schedule_epochs: int = 0
+    """Length of the learning-rate schedule (0: ``max_epochs``); MOBO trains ``max_epochs`` epochs of a longer
+    schedule, like a low Hyperband rung."""
     budget: int = 4_000_000
     """Parameter budget of every sampled network (``fit_width``); MOBO samples budgets in [budget/8, budget]."""
     dataset: str = "cifar10"
@@ -130,6 +133,7 @@ class SearchConfig:
         validate.integer(where, "min_epochs", self.min_epochs, low=1)
         validate.integer(where, "max_epochs", self.max_epochs, low=self.min_epochs)
         validate.integer(where, "reduction_factor", self.reduction_factor, low=2)
+        validate.integer(where, "schedule_epochs", self.schedule_epochs, low=0)
         validate.integer(where, "budget", self.budget, low=1)
         validate.integer(where, "samples_per_theta", self.samples_per_theta, low=1)
         validate.integer(where, "max_nodes", self.max_nodes, low=3, high=64)
@@ -228,7 +232,8 @@ def evaluate_theta(config: SearchConfig, theta: dict[str, Any], *, epochs: int,
         arch = sample_architecture(hp, seed=config.seed + s)
         fingerprint = fingerprint or arch.fingerprint()
         width = fit_width(arch, budget=budget, in_channels=data.x_train.shape[-1])
-        result = train(arch, data, epochs=epochs, width=width, schedule_epochs=config.max_epochs,
+        result = train(arch, data, epochs=epochs, width=width,
+                       schedule_epochs=max(config.schedule_epochs or config.max_epochs, epochs),
                        batch_size=config.batch_size, learning_rate=config.learning_rate,
                        weight_decay=config.weight_decay, seed=config.seed + s, devices=config.devices,
                        callback=report if s == 0 else None, evaluate_test=True)
