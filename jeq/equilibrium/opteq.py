@@ -29,13 +29,14 @@ with F = :func:`jeq.prox.primitive`. For ||W||_2 <= 1, T is the nonexpansive gra
 y* = sigma(W W^T y* + c): the equilibrium z_hat = W^T y* of (3.3) is the W^T-image of the equilibrium y* of (3.1)
 with W and W^T swapped, i.e. ``opteq`` with the coupling V^T.
 
-W = s V / ||V||_2 with s = (1 - eps) sigmoid(a) (section 4): dense ||V||_2 is exact (SVD); for the convolutional
+W = s V / ||V||_2 with s = (1 - eps) sigmoid(a) (section 4): dense ||V||_2 is exact (SVD) by default, or the
+persistent power iteration of the spec (``norm="power"``, :func:`power_norm`, :func:`refresh_power_vector`); for the convolutional
 variant W is a 'SAME' convolution, W^T W z is the convolution followed by its transpose, and ||V||_2 is replaced by
 the certified upper bound of :func:`jeq.equilibrium.conv.conv_norm_bound` (largest per-frequency singular value), so
 ||W||_2 <= 1 - eps holds exactly (slightly below it on small images, where the bound is loose at the borders).
 
 The factories take the sizes by name and every other hyper-parameter as a keyword option: :class:`OptEqOptions`
-(activation, margin, prior, init_scale, dtype) and the solve settings (:class:`jeq.equilibrium.SolveSettings`
+(activation, margin, prior, init_scale, dtype, norm) and the solve settings (:class:`jeq.equilibrium.SolveSettings`
 fields, defaults :data:`OPTEQ_SETTINGS`), e.g. ``opteq(features=784, hidden=94, classes=10, tol=1e-4)``.
 """
 
@@ -141,7 +142,8 @@ def unit_objective(z: Array, c: Array, *, weight: Array, activation: proxlib.Pro
 
 # -------------------------------------------------------------------------------------------------- options
 OPTEQ_SETTINGS = SolveSettings(solver="anderson", tol=1e-3, rtol=0.0, maxiter=50, backward="implicit")
-"""Default solve of the OptEq factories: Anderson to ||f(z) - z|| <= 1e-3 within 50 steps, implicit backward."""
+"""Default solve of the OptEq factories: Anderson to ||f(z) - z|| <= 1e-3 within 50 steps, implicit backward
+(its adjoint follows the forward: tol min(1e-3, 1e-6) = 1e-6, rtol 0, at most 100 Anderson steps)."""
 
 
 class OptEqOptions(NamedTuple):
@@ -212,7 +214,7 @@ def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> Equili
 
     Args:
       features, hidden, classes: sizes.
-      **options: :class:`OptEqOptions` (activation, margin, prior, init_scale, dtype) and the solve settings of
+      **options: :class:`OptEqOptions` (activation, margin, prior, init_scale, dtype, norm) and the solve settings of
         :func:`jeq.fixedpoint.solve` (solver, tol, rtol, maxiter, backward, and axis_name: the vmap axis name for
         batch-level stopping, ``"batch"`` in :mod:`jeq.equilibrium.train`); defaults :data:`OPTEQ_SETTINGS`.
     """
