@@ -37,7 +37,8 @@ from jeq.fixedpoint.solvers import (
 )
 
 __all__ = [
-    "ADJOINT_TOL", "SOLVERS", "AndersonState", "BroydenState", "FixedPointSolver", "HalpernState", "Implicit", "Phantom",
+    "ADJOINT_TOL", "SOLVERS", "AndersonState", "BroydenState", "FixedPointSolver", "HalpernState", "Implicit",
+    "Phantom",
     "PicardState", "Solution", "Stats", "Unroll", "adjoint_solve", "anderson", "broyden", "check_settings",
     "flat_map", "follow_forward", "get_solver", "halpern", "implicit", "jacobian_penalty", "phantom", "picard", "solve",
     "spectral_radius", "unroll",

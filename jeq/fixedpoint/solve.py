@@ -47,7 +47,8 @@ from jeq import validate
 from jeq.fixedpoint.solvers import FixedPointSolver, flat_map, get_solver
 
 __all__ = [
-    "ADJOINT_TOL", "SINGULAR_ADJOINT", "Implicit", "Phantom", "Solution", "Stats", "Unroll", "adjoint_solve", "check_settings",
+    "ADJOINT_TOL", "SINGULAR_ADJOINT", "Implicit", "Phantom", "Solution", "Stats", "Unroll", "adjoint_solve",
+    "check_settings",
     "follow_forward", "implicit", "phantom", "solve", "unroll",
 ]
 
