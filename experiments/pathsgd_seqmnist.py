@@ -5,6 +5,11 @@ package) downsampled to 14x14 pixel by pixel (T = 196) to a 100-unit ReLU RNN an
 (Gaussian), SGD (IRNN, Le et al.'s init), SGD (np-RNN) and Adam at the same number of epochs, batch size and clipping, on the plain and the
 permuted pixel order. Without ``--quick`` it uses full MNIST at 28x28 (T = 784; needs ``jeq.data.mnist(path)``,
 ``--data-path`` or ``$JEQ_DATA``). Paper: RNN-Path 96.9 % test accuracy on sequential MNIST (T = 784).
+
+``--quick`` (results/pathsgd_seqmnist/20261206T235111Z.json, seed 0, final test accuracy sequential / permuted):
+Path-SGD 0.218 / 0.166, SGD 0.315 / 0.46, SGD-IRNN 0.1 / 0.1, SGD-np 0.246 / 0.336, Adam 0.424 / 0.657. The IRNN
+with Le et al.'s N(0, 0.001^2) input and output weights stays at chance (test loss ln 10) in the 8 quick epochs, and
+at lr 0.3 and 1 too (2 epochs); with the earlier N(0, 1/D), N(0, 1/H) draw it reached 0.196 / 0.437.
 """
 
 from __future__ import annotations
