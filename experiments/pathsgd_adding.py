@@ -47,6 +47,17 @@ update, per-group bias steps, per-coordinate update clipping, scaled Gaussian W_
 steps. Against the diagonal Gauss-Newton curvature kappa1 overstates W_rec's by ~1e6 (Gaussian init, T_kappa = T)
 and the other weights' by ~5e3 while the output bias c's is exact; from the np-RNN init the spread is ~2 decades.
 
+Issue 15 reruns (``--quick``, 3 seeds, final test MSE per seed; results/pathsgd_adding/20261207T000026Z.json): every
+method as above except SGD-IRNN, now with Le et al.'s N(0, 0.001^2) input and output weights: 0.169 / 0.167 / 0.171
+(predict-1 level; 0.027-0.040 with the earlier N(0, 1/D), N(0, 1/H) draw). ``--clip update`` (the path-scaled update
+clipped at 1.0 in the path-norm metric, which keeps node-rescaling invariance; Adam's direction clipped in L2; SGD's
+clip is the same in both modes; results/pathsgd_adding/20261206T234457Z.json, ``--methods path_sgd/np+equal
+path_sgd/gaussian adam/gaussian --learning-rates 0.02 0.3 0.0003 --momenta 0.5 0 0``): Path-SGD np+equal 0.035 /
+0.025 / 0.0033 (below 0.01 in 1/3 seeds, step 2750; no seed left on the plateau, against 0.0079 / 0.183 / 0.018 with
+the raw clip), Path-SGD Gaussian 0.164 / 0.182 / 0.160, Adam 0.091 / 0.160 / 0.099 (its clipped direction is ~100x
+smaller). At the first step the path-metric norm is 157 (np+equal) and 3.5 (Gaussian), the raw gradient norm 18 and
+12: both clips are active. ``--clip update --max-norm 10`` for np+equal diverges (NaN by step 250) in 3/3 seeds.
+
 Path-SGD runs use ``jeq.pathsgd.make_rnn_train_step(..., fused_path_sum=True)``: kappa1 comes from the same
 ``lax.scan`` as the loss (same numbers as the separate kappa pass).
 """
