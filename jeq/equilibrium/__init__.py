@@ -20,7 +20,6 @@ from jeq.equilibrium.core import (
     spectral_scale,
 )
 from jeq.equilibrium.deep_opteq import (
-    DeepOptEqConvParams,
     DeepOptEqOptions,
     DeepOptEqParams,
     block_coupling,
@@ -67,7 +66,7 @@ from jeq.equilibrium.train import (
 )
 
 __all__ = [
-    "BATCH_AXIS", "DEQ_SETTINGS", "MON_SETTINGS", "OPTEQ_SETTINGS", "AdjointReport", "DeepOptEqConvParams",
+    "BATCH_AXIS", "DEQ_SETTINGS", "MON_SETTINGS", "OPTEQ_SETTINGS", "AdjointReport",
     "DeepOptEqOptions", "DeepOptEqParams", "DeqOptions",
     "DeqParams", "EquilibriumModel", "EvalMetrics", "MonConvParams", "MonOptions", "MonParams", "OptEqConvParams",
     "OptEqOptions", "OptEqParams", "Output", "SolveSettings", "TrainMetrics", "adjoint_report", "assemble",

@@ -52,7 +52,7 @@ from jeq.equilibrium import core
 from jeq.equilibrium.core import EquilibriumModel
 from jeq.equilibrium.opteq import OptEqOptions
 
-__all__ = ["CONSTRAINTS", "DeepOptEqConvParams", "DeepOptEqOptions", "DeepOptEqParams", "DeepOptEqPrepared",
+__all__ = ["CONSTRAINTS", "DeepOptEqOptions", "DeepOptEqParams", "DeepOptEqPrepared",
            "block_coupling", "convexity_margin", "deep_opteq", "deep_opteq_conv"]
 
 Array = jax.Array
@@ -108,22 +108,24 @@ def _deep_objective(z, c, *, weights, links, activation, prior):
 
 
 class DeepOptEqParams(NamedTuple):
-    """Trainable parameters of a dense deep OptEq classifier with L layers."""
+    """Trainable parameters of a deep OptEq classifier with L layers, dense (:func:`deep_opteq`) or convolutional
+    (:func:`deep_opteq_conv`, downsampling by ``stride`` per layer); B(.) is ||.||_2 (dense) or the certified
+    per-frequency bound of :func:`jeq.equilibrium.conv.conv_norm_bound` (conv)."""
 
     weights: tuple[Array, ...]
-    """Raw V_l^W, shape (d_l, d_l); W_l = sqrt((1 - eps) sigmoid(a_l) / 2) V_l^W / ||V_l^W||_2."""
+    """Raw V_l^W: (d_l, d_l) matrices or (k, k, C_l, C_l) kernels; W_l = sqrt((1 - eps) sigmoid(a_l) / 2) V_l^W / B."""
     scales: Array
     """a_l, shape (L,)."""
     links: tuple[Array, ...]
-    """Raw couplings, shape (d_l, d_{l-1}) for l = 2..L; V_l = (1 - eps) sigmoid(e_l) / 4 * raw / ||raw||_2."""
+    """Raw couplings for l = 2..L: (d_l, d_{l-1}) or (k, k, C_{l-1}, C_l); V_l = (1 - eps) sigmoid(e_l) / 4 raw / B."""
     link_scales: Array
     """e_l, shape (L - 1,)."""
     injection: Array
-    """U, shape (d_1, features)."""
+    """U: (d_1, features), or a (k, k, in_channels, C_1) kernel."""
     biases: tuple[Array, ...]
-    """b_l, shape (d_l,)."""
+    """b_l: (d_l,), or (C_l,) (one per channel)."""
     readout: Array
-    """Classifier on the concatenation (z_1, ..., z_L), shape (classes, d_1 + ... + d_L)."""
+    """Classifier on (z_1, ..., z_L) (dense: concatenated; conv: spatial means), shape (classes, sum of widths)."""
     readout_bias: Array
     """Classifier bias, shape (classes,)."""
 
@@ -226,27 +228,6 @@ def convexity_margin(prepared: DeepOptEqPrepared) -> Array:
 
 
 # ----------------------------------------------------------------------------------------------------------- conv
-class DeepOptEqConvParams(NamedTuple):
-    """Trainable parameters of a convolutional deep OptEq with L layers (downsampling by ``stride`` per layer)."""
-
-    kernels: tuple[Array, ...]
-    """Raw W_l kernels, shape (k, k, C_l, C_l); W_l = sqrt((1 - eps) sigmoid(a_l) / 2) raw / B(raw)."""
-    scales: Array
-    """a_l, shape (L,)."""
-    links: tuple[Array, ...]
-    """Raw V_l kernels, shape (k, k, C_{l-1}, C_l), l = 2..L; V_l = (1 - eps) sigmoid(e_l) / 4 raw / B(raw)."""
-    link_scales: Array
-    """e_l, shape (L - 1,)."""
-    injection: Array
-    """U, shape (k, k, in_channels, C_1)."""
-    biases: tuple[Array, ...]
-    """b_l, shape (C_l,) (one per channel)."""
-    readout: Array
-    """Classifier on the spatial means of (z_1, ..., z_L), shape (classes, C_1 + ... + C_L)."""
-    readout_bias: Array
-    """Classifier bias, shape (classes,)."""
-
-
 def deep_opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels: Sequence[int], classes: int,
                     kernel_size: int = 3, stride: int = 2, **options: Any) -> EquilibriumModel:
     """Convolutional deep OptEq (5.1) with downsampling: z_l of shape (H / s^(l-1), W / s^(l-1), C_l),
@@ -283,8 +264,8 @@ def deep_opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels:
                   + [((k, k, shape.in_channels, widths[0]), np.sqrt(2.0 / (k * k * shape.in_channels))),
                      ((shape.classes, sum(widths)), 1 / np.sqrt(sum(widths)))])
         draws = core.random_blocks(key, blocks, dtype)
-        return DeepOptEqConvParams(
-            kernels=tuple(draws[:depth]), scales=jnp.full((depth,), init_scale, dtype),
+        return DeepOptEqParams(
+            weights=tuple(draws[:depth]), scales=jnp.full((depth,), init_scale, dtype),
             links=tuple(draws[depth:2 * depth - 1]), link_scales=jnp.full((depth - 1,), init_scale, dtype),
             injection=draws[-2], biases=tuple(jnp.zeros((c,), dtype) for c in widths), readout=draws[-1],
             readout_bias=jnp.zeros((shape.classes,), dtype),
@@ -293,7 +274,7 @@ def deep_opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels:
     def prepare(params):
         w_norms = jnp.sqrt((1.0 - margin) * jax.nn.sigmoid(params.scales) / 2)
         v_norms = (1.0 - margin) * jax.nn.sigmoid(params.link_scales) / 4
-        kernels = tuple(w_norms[i] * v / convlib.conv_norm_bound(v, grids[i]) for i, v in enumerate(params.kernels))
+        kernels = tuple(w_norms[i] * v / convlib.conv_norm_bound(v, grids[i]) for i, v in enumerate(params.weights))
         links = tuple(v_norms[i] * v / convlib.conv_norm_bound(v, grids[i]) for i, v in enumerate(params.links))
         return kernels, links
 
