@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import harness
+from . import harness
 from jeq import validate
 from jeq.data import logic_gates
 from jeq.eqprop import (

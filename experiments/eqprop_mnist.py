@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import harness
+from . import harness
 from jeq import data, sharding, validate
 from jeq.eqprop import boltzmann_prune, hopfield
 

@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments import harness
+from . import harness
 from jeq import bench, sharding
 from jeq import io as jeq_io
 from jeq.gemm import AnalyticLandscape, ReplayLandscape, STRATEGIES, search, tune, xla_tiled

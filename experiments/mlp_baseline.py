@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import harness
+from . import harness
 from jeq import data
 
 

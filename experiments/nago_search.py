@@ -39,7 +39,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from experiments import harness
+from . import harness
 from jeq import nas
 from jeq.io import atomic_write_text
 

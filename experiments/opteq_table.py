@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import harness
+from . import harness
 from jeq import data
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp

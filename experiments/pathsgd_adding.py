@@ -73,8 +73,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments import harness
-from experiments.pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
+from . import harness
+from .pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
 from jeq import data, pathsgd
 
 

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import harness
-from experiments.pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
+from . import harness
+from .pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
 from jeq import data, pathsgd
 
 

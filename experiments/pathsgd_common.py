@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from experiments import harness
+from . import harness
 from jeq import pathsgd, sharding
 
 

@@ -25,7 +25,7 @@ import zlib
 import jax
 import numpy as np
 
-from experiments import harness
+from . import harness
 from jeq import tune
 
 METHODS = ("default", "random", "tpe", "gp", "rl")
