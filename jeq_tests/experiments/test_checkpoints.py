@@ -197,16 +197,18 @@ def test_a_damaged_checkpoint_is_reported_and_the_seed_recomputed(tmp_path, caps
 
 
 def test_no_pickle_import_outside_the_cifar10_loader():
+    """CIFAR-10's own format is pickle (jeq.data reads those batches); nothing else in the library or the
+    experiments unpickles."""
     import ast
     import pathlib
 
     root = pathlib.Path(harness.__file__).resolve().parents[1]
     offenders = []
-    for package in ("jeq", "experiments"):
-        for path in sorted((root / package).rglob("*.py")):
+    for folder in ("jeq", "experiments"):
+        for path in sorted((root / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                          else [node.module] if isinstance(node, ast.ImportFrom) else [])
-                if "pickle" in names and path.relative_to(root).as_posix() != "jeq/data/images.py":
+                if {"pickle", "cloudpickle", "dill"} & set(names):
                     offenders.append(path.relative_to(root).as_posix())
-    assert offenders == [] or offenders == ["jeq/tune/search.py"], offenders
+    assert offenders == ["jeq/data/images.py"]
