@@ -104,7 +104,7 @@ def test_an_unsupported_value_fails_at_save_and_keeps_the_previous_checkpoint(tm
     ckpt = harness.Checkpoint(tmp_path / "seed_0.ckpt")
     ckpt.save({"step": 1})
     with pytest.raises(TypeError, match="cannot save a builtins.function"):
-        ckpt.save({"step": 2, "fn": len.__call__ if False else (lambda x: x)})
+        ckpt.save({"step": 2, "fn": lambda x: x})
     with pytest.raises(TypeError, match="object arrays"):
         ckpt.save({"step": 2, "a": np.array([object()])})
     assert ckpt.load() == {"step": 1}
@@ -112,18 +112,17 @@ def test_an_unsupported_value_fails_at_save_and_keeps_the_previous_checkpoint(tm
 
 
 def test_a_checkpoint_cannot_name_arbitrary_callables(tmp_path):
-    ckpt = harness.Checkpoint(tmp_path / "seed_0.ckpt")
-    ckpt.save(optax.EmptyState())
-    payload = ckpt.path.read_bytes()
-    for evil in (b"os:system", b"builtins:eval"):  # same length as the NamedTuple's name would be needed: rebuild
-        tree = harness.encode_state(optax.EmptyState())
-        tree["type"] = evil.decode()
-        from flax import serialization
+    """A NamedTuple node names its type; a file naming a function (or an unloaded module) instead is refused."""
+    from flax import serialization
 
+    ckpt = harness.Checkpoint(tmp_path / "seed_0.ckpt")
+    for evil, message in (("os:system", "not a NamedTuple or dataclass type"),
+                          ("builtins:eval", "not a NamedTuple or dataclass type"),
+                          ("some_plugin.hooks:Evil", "from a module that is not loaded")):
+        tree = dict(harness.encode_state(optax.EmptyState()), type=evil)
         ckpt.path.write_bytes(harness.CHECKPOINT_MAGIC + serialization.msgpack_serialize(tree))
-        with pytest.raises(harness.UnreadableFile, match="not a NamedTuple or dataclass type|not loaded"):
+        with pytest.raises(harness.UnreadableFile, match=message):
             ckpt.load()
-    assert payload.startswith(harness.CHECKPOINT_MAGIC)
 
 
 @pytest.fixture(autouse=True)
