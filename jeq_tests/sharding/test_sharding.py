@@ -233,9 +233,9 @@ def _run_two_processes(tmp_path, worker: str, devices_per_process: int) -> None:
         port = sock.getsockname()[1]
     script = tmp_path / "worker.py"
     script.write_text(worker)
+    repo = pathlib.Path(__file__).resolve().parents[2]  # workers import experiments.harness from the checkout
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
-               JAX_PLATFORMS="cpu")
-    repo = pathlib.Path(__file__).resolve().parents[2]  # workers may import experiments.harness
+               JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
     procs = [subprocess.Popen([sys.executable, str(script), f"localhost:{port}", str(i), str(tmp_path)], env=env,
                               cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
