@@ -40,7 +40,8 @@ EXPERIMENTS = (
     "pathsgd_seqmnist",
     "pathsgd_charlm",
     "gemm_tuners",
-    # ---- NAS (NAGO) and RL tuning: to be added here, one line each, when they land ("nago_search", "rltune_table")
+    "nago_search",
+    "rltune_table",
 )
 """Experiments the quick reproduction runs, in order (one per paper table/figure, plus the MLP reference)."""
 
