@@ -67,6 +67,14 @@ def _fmt(m: dict) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
+def provenance_note(result: dict) -> str:
+    """``", uncommitted code"`` for a result stamped ``<sha>-dirty`` (run on a tree with uncommitted changes), else ``""``.
+
+    The harness refuses such runs unless ``--allow-dirty``; rows that come from one say so in the table.
+    """
+    return ", uncommitted code" if str(result.get("git_sha", "")).endswith("-dirty") else ""
+
+
 def table(results: list[dict]) -> str:
     """A Markdown table: experiment, headline metric, mean ± std over seeds, seeds, device, date, command."""
     lines = [
@@ -80,7 +88,7 @@ def table(results: list[dict]) -> str:
                 continue
             lines.append(
                 f"| {r['name']} | {name} | {_fmt(r['metrics'][name])} | {seed_count(r['metrics'][name])} | "
-                f"{r.get('device_kind', '?')} | {r['timestamp'][:8]} | `{r.get('command', '').strip()}` |"
+                f"{r.get('device_kind', '?')} | {r['timestamp'][:8]}{provenance_note(r)} | `{r.get('command', '').strip()}` |"
             )
     if len(lines) == 2:
         lines.append("| (no results yet: run an experiment) | | | | | | |")

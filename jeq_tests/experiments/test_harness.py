@@ -244,3 +244,14 @@ def test_an_installed_jeq_is_versioned_by_its_release_not_by_a_surrounding_git_r
     assert version == "jeq-" + harness.versions()["jeq"]
     result = harness.run("toy", Toy, _counting_run_seed([], None), argv=["--out", str(tmp_path), "--seeds", "0"])
     assert result["git_sha"] == version and result["allow_dirty"] is False
+
+
+def test_report_labels_rows_from_uncommitted_code():
+    from experiments import report
+
+    result = {"name": "x", "metrics": {"mse": {"mean": 1.0, "std": 0.0, "values": [1.0]}}, "timestamp": "20261207T000000Z",
+              "device_kind": "cpu", "command": "python -m experiments.x", "config": {}}
+    clean = report.table([dict(result, git_sha="a" * 40)])
+    dirty = report.table([dict(result, git_sha="a" * 40 + "-dirty")])
+    assert "20261207 |" in clean and "uncommitted" not in clean
+    assert "| 20261207, uncommitted code |" in dirty
