@@ -166,7 +166,11 @@ def test_the_jeq_command_lists_runs_and_helps(tmp_path, capsys):
 
 
 def test_the_jeq_command_reports_a_dirty_tree_in_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(harness, "git_sha", lambda: "f" * 40 + "-dirty")
+    # an editable install holds the experiments twice (experiments and jeq.experiments): patch the one jeq runs
+    import importlib
+
+    used = importlib.import_module(f"{cli.experiments_package()}.harness")
+    monkeypatch.setattr(used, "git_sha", lambda: "f" * 40 + "-dirty")
     assert cli.main(["run", "mlp_baseline", "--quick", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "uncommitted changes" in err and "--allow-dirty" in err and "Traceback" not in err
