@@ -107,11 +107,10 @@ def nonnegative(where: str, argument: str, value: Any) -> float:
 
 def integer(where: str, argument: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     """An integer (Python or numpy, not ``bool``) in ``[low, high]``, as ``int``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+            or (low is not None and value < low) or (high is not None and value > high)):
         bounds = "" if low is None and high is None else " " + _interval(low, high, False, False)
         fail(where, argument, value, f"must be an int{bounds}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        fail(where, argument, value, f"must be an int {_interval(low, high, False, False)}")
     return int(value)
 
 
