@@ -41,13 +41,31 @@ __all__ = [
 
 
 class ArgumentError(ValueError, TypeError):
-    """Bad input to a jeq function: raised before any tracing, the message names the call, argument and value."""
+    """Bad input to a jeq function: raised before any tracing, the message names the call, argument and value.
+
+    It is both a ``ValueError`` and a ``TypeError``, so either ``except`` clause catches it:
+
+    >>> from jeq.validate import ArgumentError, positive
+    >>> issubclass(ArgumentError, ValueError) and issubclass(ArgumentError, TypeError)
+    True
+    >>> try:
+    ...     positive("jeq.example.f", "learning_rate", "fast")
+    ... except TypeError as error:
+    ...     print(error)
+    jeq.example.f(learning_rate='fast'): must be a real number
+    """
 
 
 def fail(where: str, argument: str, value: Any, allowed: str) -> NoReturn:
     """Raise ``ArgumentError("<where>(<argument>=<value!r>): <allowed>")``.
 
     ``allowed`` is the end of the sentence, normally starting with "must": ``"must be one of ['a', 'b']"``.
+
+    >>> from jeq.validate import fail
+    >>> fail("jeq.example.f", "mode", "c", "must be one of ['a', 'b']")
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(mode='c'): must be one of ['a', 'b']
     """
     raise ArgumentError(f"{where}({argument}={value!r}): {allowed}")
 
@@ -79,6 +97,19 @@ def real(
     """A finite real number in the interval given by ``low``/``high`` (closed unless ``*_open``), as ``float``.
 
     Python and numpy ints and floats (and 0-d arrays of them) are accepted; ``bool`` is not a number here.
+
+    >>> import numpy as np
+    >>> from jeq.validate import real
+    >>> real("jeq.example.f", "beta", np.float32(0.5), low=0, high=1, high_open=True)
+    0.5
+    >>> real("jeq.example.f", "beta", 1.0, low=0, high=1, high_open=True)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(beta=1.0): must be in [0, 1)
+    >>> real("jeq.example.f", "beta", True)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(beta=True): must be a real number
     """
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
@@ -96,17 +127,45 @@ def real(
 
 
 def positive(where: str, argument: str, value: Any) -> float:
-    """A finite real number > 0, as ``float``."""
+    """A finite real number ``value > 0``, as ``float``.
+
+    >>> from jeq.validate import positive
+    >>> positive("jeq.example.f", "learning_rate", 3)
+    3.0
+    >>> positive("jeq.example.f", "learning_rate", 0.0)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(learning_rate=0.0): must be > 0
+    """
     return real(where, argument, value, low=0, low_open=True)
 
 
 def nonnegative(where: str, argument: str, value: Any) -> float:
-    """A finite real number >= 0, as ``float``."""
+    """A finite real number ``value >= 0``, as ``float``.
+
+    >>> from jeq.validate import nonnegative
+    >>> nonnegative("jeq.example.f", "weight_decay", 0)
+    0.0
+    >>> nonnegative("jeq.example.f", "weight_decay", float("inf"))
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(weight_decay=inf): must be >= 0
+    """
     return real(where, argument, value, low=0)
 
 
 def integer(where: str, argument: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
-    """An integer (Python or numpy, not ``bool``) in ``[low, high]``, as ``int``."""
+    """An integer ``low <= value <= high`` (Python or numpy, not ``bool``), as ``int``.
+
+    >>> import numpy as np
+    >>> from jeq.validate import integer
+    >>> integer("jeq.example.f", "steps", np.int64(5), low=1)
+    5
+    >>> integer("jeq.example.f", "steps", 2.0, low=1)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(steps=2.0): must be an int >= 1
+    """
     if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
             or (low is not None and value < low) or (high is not None and value > high)):
         bounds = "" if low is None and high is None else " " + _interval(low, high, False, False)
@@ -115,7 +174,16 @@ def integer(where: str, argument: str, value: Any, *, low: int | None = None, hi
 
 
 def one_of(where: str, argument: str, value: Any, choices: Collection[Any]) -> Any:
-    """``value`` itself when it is one of ``choices`` (compared with ``==``)."""
+    """``value`` itself when ``value in choices`` (compared with ``==``).
+
+    >>> from jeq.validate import one_of
+    >>> one_of("jeq.example.f", "solver", "anderson", ("picard", "anderson"))
+    'anderson'
+    >>> one_of("jeq.example.f", "solver", "newton", ("picard", "anderson"))
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(solver='newton'): must be one of ['anderson', 'picard']
+    """
     try:
         ok = value in choices
     except TypeError:  # unhashable value against a set/dict
@@ -138,6 +206,15 @@ def array(
     kind (``dtype`` is a numpy dtype or an abstract kind such as ``np.floating``).
 
     Works on numpy and JAX arrays alike (and on ``jax.ShapeDtypeStruct``); the message shows the shape and dtype seen.
+
+    >>> import numpy as np
+    >>> from jeq.validate import array
+    >>> array("jeq.example.f", "x", np.zeros((4, 3)), shape=(None, 3), dtype=np.floating).shape
+    (4, 3)
+    >>> array("jeq.example.f", "x", np.zeros((4, 2), np.int32), shape=(None, 3))
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(x): must have shape (*, 3), got shape (4, 2) dtype int32
     """
     got_shape = tuple(np.shape(value)) if not hasattr(value, "shape") else tuple(value.shape)
     got_dtype = np.dtype(value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype)  # no asarray of a tracer
@@ -160,6 +237,16 @@ def all_finite(where: str, argument: str, tree: Any) -> Any:
     """``tree`` itself when every leaf of the pytree is finite (host-side check: call it outside ``jit``).
 
     The message names the first leaf (by its tree path) that holds a NaN or an infinity.
+
+    >>> import numpy as np
+    >>> from jeq.validate import all_finite
+    >>> params = {"w": np.ones(3), "b": np.array([0.0, np.nan])}
+    >>> all_finite("jeq.example.f", "params", {"w": np.ones(3)})["w"].shape
+    (3,)
+    >>> all_finite("jeq.example.f", "params", params)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.example.f(params): leaf ['b'] holds 1 non-finite value(s)
     """
     import jax
 
