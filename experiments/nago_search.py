@@ -45,21 +45,10 @@ from jeq.io import atomic_write_text
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.BaseConfig):
-    dataset: str = "cifar10"
-    """``cifar10`` (full) or ``mnist5k`` (quick)."""
-    data_path: str = ""
-    """Folder of the CIFAR-10 python batches (empty: ``$JEQ_DATA``)."""
-    image_size: int = 32
-    """Images are resized to this size (divisible by 4)."""
-    validation: int = 5000
-    """Training examples held out for validation (all selection happens on these)."""
-    budget: int = 4_000_000
-    """Parameter budget of every sampled network during the searches (fit_width)."""
-    min_epochs: int = 30
-    """Hyperband's smallest budget (epochs)."""
-    max_epochs: int = 120
-    """Hyperband's largest budget, the epochs of an RS trial, and the schedule length."""
+class Config(harness.BaseConfig, nas.TrialSettings):
+    """The data, training proxy, budget and space bounds of every search are ``jeq.nas.TrialSettings``; this adds
+    the schedule of searches, the MOBO study and the final retraining."""
+
     epoch_budget: int = 7 * 50 * 60
     """Training epochs each of HNAG-BOHB / HNAG-RS / RNAG-BOHB may spend (equal compute); 50 brackets of
     4x30 + 2x60 + 1x120 = 360 epochs = 21 000 by default."""
@@ -69,20 +58,10 @@ class Config(harness.BaseConfig):
     """Finished trials of HNAG-MOBO."""
     mobo_epochs: int = 30
     """Epochs of every MOBO trial (of the ``max_epochs`` learning-rate schedule)."""
-    max_nodes: int = 10
-    """Largest node count searched at each level (10 as released)."""
-    min_mid_nodes: int = 3
-    """Smallest N_m searched (3 as released)."""
-    startup_trials: int = 10
-    """TPE's random start-up trials (BOHB and MOBO)."""
     final_epochs: int = 600
     """Epochs of the final retraining of the best architecture (and of the LeNet reference)."""
     final_budget: int = 4_000_000
     """Parameter budget of the retrained architecture and of the LeNet reference."""
-    batch_size: int = 128
-    """Minibatch size."""
-    learning_rate: float = 0.1
-    """SGD lr_0 (momentum 0.9, weight decay 1e-4, StepLR halving every schedule/6 epochs)."""
     workers: int = 1
     """Worker processes per search (one optuna study each)."""
     storage: str = ""
@@ -118,17 +97,12 @@ def lenet_params(c: int, image_size: int, in_channels: int, num_classes: int) ->
 
 
 def _search_config(config: Config, method: str, seed: int) -> nas.SearchConfig:
-    mobo = method == "hnag-mobo"
-    return nas.SearchConfig(
-        method=method, trials=config.mobo_trials if mobo else config.max_trials,
-        epoch_budget=0 if mobo else config.epoch_budget,
-        min_epochs=config.mobo_epochs if mobo else config.min_epochs,
-        max_epochs=config.mobo_epochs if mobo else config.max_epochs, reduction_factor=2, budget=config.budget,
-        schedule_epochs=config.max_epochs,
-        dataset=config.dataset, data_path=config.data_path, image_size=config.image_size,
-        validation=config.validation, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        max_nodes=config.max_nodes, min_mid_nodes=config.min_mid_nodes, startup_trials=config.startup_trials,
-        seed=seed, devices=config.devices)
+    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(nas.TrialSettings)}
+    if method == "hnag-mobo":
+        shared.update(epoch_budget=0, min_epochs=config.mobo_epochs, max_epochs=config.mobo_epochs)
+    return nas.SearchConfig(**shared, method=method, trials=config.mobo_trials if method == "hnag-mobo"
+                            else config.max_trials, reduction_factor=2, schedule_epochs=config.max_epochs, seed=seed,
+                            devices=config.devices)
 
 
 def best_so_far(trials: list[dict]) -> tuple[list[int], list[float]]:
@@ -191,6 +165,7 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     data = nas.load_dataset(config.dataset, image_size=config.image_size, validation=config.validation,
                             path=config.data_path or None)
     kwargs = dict(epochs=config.final_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                  weight_decay=config.weight_decay,
                   evaluate_test=True, devices=config.devices)
     if "final" not in state:
         width = nas.fit_width(arch, budget=config.final_budget, in_channels=data.x_train.shape[-1])

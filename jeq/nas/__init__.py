@@ -24,6 +24,7 @@ from jeq.nas.search import (
     Evaluation,
     SearchConfig,
     SearchResult,
+    TrialSettings,
     evaluate_theta,
     hparams_of,
     open_storage,
@@ -36,7 +37,7 @@ from jeq.nas.train import DATASETS, Dataset, TrainResult, fit, load_dataset, mak
 
 __all__ = [
     "DATASETS", "HNAG_SPACE", "METHODS", "RNAG_SPACE", "Architecture", "Cell", "Dataset", "Evaluation", "Graph",
-    "HParams", "Network", "Plan", "SearchConfig", "SearchResult", "TrainResult", "count_params", "darts_like",
+    "HParams", "Network", "Plan", "SearchConfig", "SearchResult", "TrainResult", "TrialSettings", "count_params", "darts_like",
     "evaluate_theta", "fit", "fit_width", "hparams_of", "load_dataset", "make_optimizer", "make_steps", "merge_graph",
     "open_storage",
     "param_count", "pareto_front", "plan", "randwire", "run_search", "sample_architecture", "search",

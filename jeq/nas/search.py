@@ -63,7 +63,7 @@ from jeq import validate
 from jeq.nas.generator import HNAG_SPACE, RNAG_SPACE, HParams, randwire, sample_architecture
 from jeq.nas.network import fit_width
 
-__all__ = ["METHODS", "SearchConfig", "SearchResult", "Evaluation", "evaluate_theta", "hparams_of", "open_storage",
+__all__ = ["METHODS", "SearchConfig", "SearchResult", "TrialSettings", "Evaluation", "evaluate_theta", "hparams_of", "open_storage",
            "pareto_front", "run_search", "search", "trial_log"]
 
 METHODS = ("hnag-bohb", "hnag-rs", "rnag-bohb", "hnag-mobo")
@@ -74,24 +74,17 @@ _ALIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchConfig:
-    """One search: strategy, budget and the training proxy every trial uses."""
+class TrialSettings:
+    """What every trial of a search shares: the data, the training proxy, the parameter budget and the search
+    space bounds. :class:`SearchConfig` adds the strategy; ``experiments.nago_search`` adds its own schedule of
+    searches on top of the same fields."""
 
-    method: str = "hnag-bohb"
-    """One of :data:`METHODS`."""
-    trials: int = 350
-    """Finished trials (complete + pruned) the study ends with (vega: 50 brackets x 7 = 350)."""
     epoch_budget: int = 0
     """If > 0, no new trial starts once the finished trials have trained this many epochs in total (equal compute)."""
     min_epochs: int = 30
     """Hyperband's smallest budget in epochs (vega: 30)."""
     max_epochs: int = 120
     """Largest budget; also the length of the learning-rate schedule (vega: 120)."""
-    reduction_factor: int = 2
-    """Hyperband's eta (vega: 2)."""
-    schedule_epochs: int = 0
-    """Length of the learning-rate schedule (0: ``max_epochs``); MOBO trains ``max_epochs`` epochs of a longer
-    schedule, like a low Hyperband rung."""
     budget: int = 4_000_000
     """Parameter budget of every sampled network (``fit_width``); MOBO samples budgets in [budget/8, budget]."""
     dataset: str = "cifar10"
@@ -105,7 +98,7 @@ class SearchConfig:
     batch_size: int = 128
     """Minibatch size."""
     learning_rate: float = 0.1
-    """SGD step size lr_0."""
+    """SGD step size lr_0 (momentum 0.9, StepLR halving every schedule/6 epochs)."""
     weight_decay: float = 1e-4
     """Coupled weight decay."""
     samples_per_theta: int = 1
@@ -116,6 +109,36 @@ class SearchConfig:
     """Lower bound of N_m searched (3 as released; 1 allows single-node cells)."""
     startup_trials: int = 10
     """TPE's random start-up trials before its density model is used (optuna's default 10)."""
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        where = f"jeq.nas.{cls.__name__}" if cls.__module__.startswith("jeq.") else f"{cls.__module__}.{cls.__name__}"
+        from jeq.nas.train import DATASETS
+
+        validate.one_of(where, "dataset", self.dataset, DATASETS)
+        validate.integer(where, "epoch_budget", self.epoch_budget, low=0)
+        validate.integer(where, "min_epochs", self.min_epochs, low=1)
+        validate.integer(where, "max_epochs", self.max_epochs, low=self.min_epochs)
+        validate.integer(where, "budget", self.budget, low=1)
+        validate.integer(where, "samples_per_theta", self.samples_per_theta, low=1)
+        validate.integer(where, "max_nodes", self.max_nodes, low=3, high=64)
+        validate.integer(where, "min_mid_nodes", self.min_mid_nodes, low=1, high=self.max_nodes)
+        validate.integer(where, "startup_trials", self.startup_trials, low=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig(TrialSettings):
+    """One search: strategy, budget and the training proxy every trial uses (:class:`TrialSettings`)."""
+
+    method: str = "hnag-bohb"
+    """One of :data:`METHODS`."""
+    trials: int = 350
+    """Finished trials (complete + pruned) the study ends with (vega: 50 brackets x 7 = 350)."""
+    reduction_factor: int = 2
+    """Hyperband's eta (vega: 2)."""
+    schedule_epochs: int = 0
+    """Length of the learning-rate schedule (0: ``max_epochs``); MOBO trains ``max_epochs`` epochs of a longer
+    schedule, like a low Hyperband rung."""
     seed: int = 0
     """Sampler seed (salted per method, so two strategies never share a sample stream) and network-sampling
     seed."""
@@ -123,22 +146,12 @@ class SearchConfig:
     """Devices to split each batch over (``jeq.sharding``)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         where = "jeq.nas.SearchConfig"
         validate.one_of(where, "method", self.method, METHODS)
-        from jeq.nas.train import DATASETS
-
-        validate.one_of(where, "dataset", self.dataset, DATASETS)
         validate.integer(where, "trials", self.trials, low=1)
-        validate.integer(where, "epoch_budget", self.epoch_budget, low=0)
-        validate.integer(where, "min_epochs", self.min_epochs, low=1)
-        validate.integer(where, "max_epochs", self.max_epochs, low=self.min_epochs)
         validate.integer(where, "reduction_factor", self.reduction_factor, low=2)
         validate.integer(where, "schedule_epochs", self.schedule_epochs, low=0)
-        validate.integer(where, "budget", self.budget, low=1)
-        validate.integer(where, "samples_per_theta", self.samples_per_theta, low=1)
-        validate.integer(where, "max_nodes", self.max_nodes, low=3, high=64)
-        validate.integer(where, "min_mid_nodes", self.min_mid_nodes, low=1, high=self.max_nodes)
-        validate.integer(where, "startup_trials", self.startup_trials, low=1)
         validate.integer(where, "seed", self.seed, low=0)
 
 
