@@ -7,9 +7,11 @@
   that produced it.
 
 >>> import json, pathlib, tempfile
->>> path = pathlib.Path(tempfile.mkdtemp()) / "out" / "r.json"
->>> atomic_write_json(path, {"loss": 0.5})
->>> json.loads(path.read_text())
+>>> from jeq.io import atomic_write_json
+>>> with tempfile.TemporaryDirectory() as folder:
+...     path = pathlib.Path(folder) / "out" / "r.json"
+...     atomic_write_json(path, {"loss": 0.5})
+...     print(json.loads(path.read_text()))
 {'loss': 0.5}
 """
 
@@ -38,6 +40,15 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``).
 
     Parent folders are created. On any error the temporary file is removed and the old ``path`` is left untouched.
+
+    >>> import pathlib, tempfile
+    >>> from jeq.io import atomic_write_bytes
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "cache" / "blob.bin"
+    ...     atomic_write_bytes(path, b"old")
+    ...     atomic_write_bytes(path, b"new")
+    ...     print(path.read_bytes(), sorted(p.name for p in path.parent.iterdir()))  # no temporary file left
+    b'new' ['blob.bin']
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,12 +66,30 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8.
+
+    >>> import pathlib, tempfile
+    >>> from jeq.io import atomic_write_text
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "note.txt"
+    ...     atomic_write_text(path, "β = 0.5")
+    ...     print(path.read_bytes())
+    b'\\xce\\xb2 = 0.5'
+    """
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def json_default(obj: Any) -> Any:
-    """``json.dumps(default=...)`` hook: numpy scalars and arrays (and JAX arrays), sets and paths become JSON."""
+    """``json.dumps(default=...)`` hook: numpy scalars and arrays (and JAX arrays), sets and paths become JSON.
+
+    >>> import json, pathlib
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.io import json_default
+    >>> json.dumps({"n": np.int64(3), "w": jnp.arange(3), "tags": {"b", "a"}, "out": pathlib.PurePosixPath("r/x")},
+    ...            default=json_default)
+    '{"n": 3, "w": [0, 1, 2], "tags": ["a", "b"], "out": "r/x"}'
+    """
     if isinstance(obj, np.generic):
         return obj.item()
     if hasattr(obj, "__array__"):
@@ -73,14 +102,33 @@ def json_default(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) -> None:
-    """Atomically write ``obj`` as indented JSON (numpy and JAX arrays become lists; NaN and inf are kept)."""
+    """Atomically write ``obj`` as indented JSON (numpy and JAX arrays become lists; NaN and inf are kept).
+
+    >>> import json, pathlib, tempfile
+    >>> import numpy as np
+    >>> from jeq.io import atomic_write_json
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "results.json"
+    ...     atomic_write_json(path, {"loss": np.float32(0.25), "curve": np.array([1.0, np.nan])})
+    ...     print(json.loads(path.read_text()))
+    {'loss': 0.25, 'curve': [1.0, nan]}
+    """
     text = json.dumps(obj, indent=1, default=json_default, allow_nan=True, sort_keys=sort_keys)
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def git_sha(root: str | os.PathLike = REPO_ROOT) -> str:
     """HEAD of the git repository at ``root``, with ``-dirty`` when tracked files have uncommitted changes;
-    ``unknown`` outside git."""
+    ``unknown`` outside git.
+
+    >>> import re, tempfile
+    >>> from jeq.io import git_sha
+    >>> bool(re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", git_sha()))
+    True
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     print(git_sha(folder))
+    unknown
+    """
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
@@ -95,7 +143,16 @@ _PACKAGES = ("jeq", "jax", "jaxlib", "flax", "optax", "jaxopt", "numpy")
 
 
 def versions(extra: Iterable[str] = ()) -> dict[str, str]:
-    """Versions of Python, jeq and the libraries results depend on (plus the ``extra`` distributions named)."""
+    """Versions of Python, jeq and the libraries results depend on (plus the ``extra`` distributions named).
+
+    >>> import jax
+    >>> from jeq.io import versions
+    >>> found = versions(extra=["no-such-distribution"])
+    >>> sorted(found)
+    ['flax', 'jax', 'jaxlib', 'jaxopt', 'jeq', 'no-such-distribution', 'numpy', 'optax', 'python']
+    >>> found["jax"] == jax.__version__, found["no-such-distribution"]
+    (True, 'not installed')
+    """
     out = {"python": platform.python_version()}
     for pkg in (*_PACKAGES, *extra):
         try:
@@ -106,7 +163,14 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
 
 
 def device_info() -> dict[str, Any]:
-    """Backend, device kind and device count as JAX sees them."""
+    """Backend, device kind and device count as JAX sees them.
+
+    >>> import jax
+    >>> from jeq.io import device_info
+    >>> info = device_info()
+    >>> sorted(info), info["device_count"] == jax.device_count()
+    (['backend', 'device_count', 'device_kind'], True)
+    """
     import jax
 
     devices = jax.devices()
