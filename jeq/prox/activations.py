@@ -65,7 +65,18 @@ Array = jax.Array
 
 
 class Prox(NamedTuple):
-    """An activation seen as the proximal operator of a convex potential; both act elementwise."""
+    """An activation seen as the proximal operator of a convex potential; both act elementwise.
+
+    ``apply(v) = argmin_x potential(x) + (x - v)^2 / 2``.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.relu()
+    >>> p._fields
+    ('apply', 'potential')
+    >>> p.apply(jnp.array([-1.0, 0.5])).tolist(), p.potential(jnp.array([-1.0, 0.5])).tolist()
+    ([0.0, 0.5], [inf, 0.0])
+    """
 
     apply: Callable[[Array], Array]
     """The activation ``sigma(v) = argmin_x f(x) + (x - v)^2 / 2`` (elementwise, any shape)."""
@@ -83,24 +94,59 @@ def _indicator(x: Array, lower: float | None, upper: float | None) -> Array:
 
 
 def relu() -> Prox:
-    """ReLU ``max(v, 0)`` = projection onto [0, inf): f = indicator of [0, inf)."""
+    """ReLU ``max(v, 0)`` = projection onto [0, inf): f = indicator of [0, inf).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.relu()
+    >>> p.apply(jnp.array([-2.0, 0.0, 1.5])).tolist()
+    [0.0, 0.0, 1.5]
+    >>> p.potential(jnp.array([-0.1, 0.0, 3.0])).tolist()  # the indicator of [0, inf)
+    [inf, 0.0, 0.0]
+    """
     return Prox(apply=jax.nn.relu, potential=lambda x: _indicator(x, 0.0, None))
 
 
 def box(*, lower: float, upper: float) -> Prox:
-    """Clip ``min(max(v, lower), upper)`` = projection onto [lower, upper]: f = indicator of [lower, upper]."""
+    """Clip ``min(max(v, lower), upper)`` = projection onto [lower, upper]: f = indicator of [lower, upper].
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.box(lower=-1.0, upper=2.0)
+    >>> p.apply(jnp.array([-3.0, 0.5, 5.0])).tolist()
+    [-1.0, 0.5, 2.0]
+    >>> p.potential(jnp.array([-3.0, 0.5, 5.0])).tolist()
+    [inf, 0.0, inf]
+    """
     lower = validate.real("jeq.prox.box", "lower", lower)
     upper = validate.real("jeq.prox.box", "upper", upper, low=lower, low_open=True)
     return Prox(apply=lambda v: jnp.clip(v, lower, upper), potential=lambda x: _indicator(x, lower, upper))
 
 
 def hard_sigmoid() -> Prox:
-    """Hard sigmoid ``clip(v, 0, 1)``: f = indicator of [0, 1] (``box(lower=0, upper=1)``)."""
+    """Hard sigmoid ``clip(v, 0, 1)``: f = indicator of [0, 1] (``box(lower=0, upper=1)``).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> prox.hard_sigmoid().apply(jnp.array([-0.5, 0.25, 1.5])).tolist()
+    [0.0, 0.25, 1.0]
+    """
     return box(lower=0.0, upper=1.0)
 
 
 def leaky_relu(*, slope: float) -> Prox:
-    """Leaky ReLU ``v if v >= 0 else slope * v`` for slope a in (0, 1]: f(x) = (1/a - 1) x^2 / 2 for x < 0, else 0."""
+    """Leaky ReLU ``v if v >= 0 else slope * v`` for slope a in (0, 1]: f(x) = (1/a - 1) x^2 / 2 for x < 0, else 0.
+
+    The activation is the argmin of f(x) + (x - v)^2 / 2; check it against a grid:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.leaky_relu(slope=0.1)
+    >>> xs = jnp.linspace(-3.0, 3.0, 6001)
+    >>> v = -2.0
+    >>> round(float(xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]), 2), round(float(p.apply(v)), 2)
+    (-0.2, -0.2)
+    """
     a = validate.real("jeq.prox.leaky_relu", "slope", slope)
     if not 0.0 < a <= 1.0:
         validate.fail("jeq.prox.leaky_relu", "slope", slope, "must be in (0, 1] (slope > 1 is not 1-Lipschitz)")
@@ -113,7 +159,21 @@ def leaky_relu(*, slope: float) -> Prox:
 
 
 def sigmoid() -> Prox:
-    """Logistic sigmoid: f(x) = x ln x + (1 - x) ln(1 - x) - x^2/2 on [0, 1] (negative binary entropy - x^2/2)."""
+    """Logistic sigmoid: f(x) = x ln x + (1 - x) ln(1 - x) - x^2/2 on [0, 1] (negative binary entropy - x^2/2).
+
+    sigmoid(v) is the argmin of f(x) + (x - v)^2 / 2; check it against a grid on [0, 1]:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.sigmoid()
+    >>> xs = jnp.linspace(0.0, 1.0, 10001)
+    >>> v = 1.0
+    >>> x_star = xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]
+    >>> round(float(x_star), 2), round(float(p.apply(v)), 2)
+    (0.73, 0.73)
+    >>> float(p.potential(1.5))  # outside the domain [0, 1]
+    inf
+    """
 
     def potential(x):
         inside = (x >= 0) & (x <= 1)
@@ -125,7 +185,19 @@ def sigmoid() -> Prox:
 
 
 def tanh() -> Prox:
-    """tanh: f(x) = x artanh x + ln(1 - x^2)/2 - x^2/2 = ((1+x)ln(1+x) + (1-x)ln(1-x))/2 - x^2/2 on [-1, 1]."""
+    """tanh: f(x) = x artanh x + ln(1 - x^2)/2 - x^2/2 = ((1+x)ln(1+x) + (1-x)ln(1-x))/2 - x^2/2 on [-1, 1].
+
+    tanh(v) is the argmin of f(x) + (x - v)^2 / 2; check it against a grid on [-1, 1]:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.tanh()
+    >>> xs = jnp.linspace(-1.0, 1.0, 20001)
+    >>> v = -0.5
+    >>> x_star = xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]
+    >>> round(float(x_star), 2), round(float(p.apply(v)), 2)
+    (-0.46, -0.46)
+    """
 
     def potential(x):
         inside = (x >= -1) & (x <= 1)
@@ -138,7 +210,19 @@ def tanh() -> Prox:
 
 
 def softplus() -> Prox:
-    """softplus ``ln(1 + e^v)``: f(x) = Li2(e^{-x}) = int ln(1 - e^{-x}) dx on [0, inf) (convex, decreasing)."""
+    """softplus ``ln(1 + e^v)``: f(x) = Li2(e^{-x}) = int ln(1 - e^{-x}) dx on [0, inf) (convex, decreasing).
+
+    softplus(v) is the argmin of f(x) + (x - v)^2 / 2; check it against a grid on [0, 4]:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.softplus()
+    >>> xs = jnp.linspace(0.0, 4.0, 40001)
+    >>> v = 0.0
+    >>> x_star = xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]
+    >>> round(float(x_star), 2), round(float(p.apply(v)), 2)  # ln 2
+    (0.69, 0.69)
+    """
 
     def potential(x):
         inside = x >= 0
@@ -151,7 +235,17 @@ def softplus() -> Prox:
 
 
 def l1(*, weight: float) -> Prox:
-    """Soft thresholding ``sign(v) max(|v| - w, 0)`` = prox of f(x) = w |x| (w >= 0)."""
+    """Soft thresholding ``sign(v) max(|v| - w, 0)`` = prox of f(x) = w |x| (w >= 0).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.l1(weight=0.5)
+    >>> p.apply(jnp.array([-2.0, 0.3, 1.0])).tolist()
+    [-1.5, 0.0, 0.5]
+    >>> xs = jnp.linspace(-3.0, 3.0, 6001)  # the argmin of w|x| + (x - v)^2 / 2 on a grid, v = -2
+    >>> round(float(xs[jnp.argmin(p.potential(xs) + (xs + 2.0) ** 2 / 2)]), 2)
+    -1.5
+    """
     w = validate.nonnegative("jeq.prox.l1", "weight", weight)
     return Prox(
         apply=lambda v: jnp.sign(v) * jnp.maximum(jnp.abs(v) - w, 0.0),
@@ -165,6 +259,17 @@ def add_l1(prox: Prox, *, weight: float) -> Prox:
         prox_{f + w|.|}(v) = max(prox_f(v - w), 0) + min(prox_f(v + w), 0).
 
     (x > 0 at the minimum iff prox_f(v - w) > 0, x < 0 iff prox_f(v + w) < 0, else x = 0.)
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.add_l1(prox.tanh(), weight=0.2)
+    >>> xs = jnp.linspace(-1.0, 1.0, 20001)  # brute force: the argmin over a grid
+    >>> [round(float(xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]), 2) for v in (-1.0, 0.8)]
+    [-0.66, 0.54]
+    >>> [round(float(p.apply(v)), 2) for v in (-1.0, 0.8)]
+    [-0.66, 0.54]
+    >>> float(p.apply(0.1))  # |v| <= w: the dead zone of the l1 prior
+    0.0
     """
     w = validate.nonnegative("jeq.prox.add_l1", "weight", weight)
     if not isinstance(prox, Prox):
@@ -181,6 +286,14 @@ def relu_l1(*, weight: float) -> Prox:
     The one-sided shrinkage (negative inputs go to 0, positive ones shrink by w), the closed form of
     ``add_l1(relu(), weight=w)``; the two-sided soft threshold is :func:`l1`. Adding ``w * ||z||_1`` to an OptEq
     objective turns its ReLU layer into this one (spec section 6.1).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> v = jnp.array([-1.0, 0.2, 2.0])
+    >>> prox.relu_l1(weight=0.5).apply(v).tolist()
+    [0.0, 0.0, 1.5]
+    >>> prox.add_l1(prox.relu(), weight=0.5).apply(v).tolist()  # the same map
+    [0.0, 0.0, 1.5]
     """
     w = validate.nonnegative("jeq.prox.relu_l1", "weight", weight)
     return Prox(apply=lambda v: jax.nn.relu(v - w), potential=lambda x: w * x + _indicator(x, 0.0, None))
@@ -192,6 +305,17 @@ def primitive(prox: Prox, v: Array) -> Array:
     The convex antiderivative of the activation (elementwise; Moreau: grad M_f(v) = v - prox_f(v)), e.g.
     relu(v)^2/2 for ReLU. It is the F of the OptEq unit layer's Phi(z) = sum_i F((W z + b)_i), whose gradient is
     W^T sigma(W z + b) (spec opteq.md section 3).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> v = jnp.array([-1.0, 0.5, 2.0])
+    >>> prox.primitive(prox.relu(), v).tolist()  # relu(v)^2 / 2
+    [0.0, 0.125, 2.0]
+    >>> p = prox.sigmoid()
+    >>> dF = jax.vmap(jax.grad(lambda t: prox.primitive(p, t)))(v)  # F' = sigma
+    >>> bool(jnp.allclose(dF, p.apply(v), atol=1e-4))
+    True
     """
     if not isinstance(prox, Prox):
         validate.fail("jeq.prox.primitive", "prox", prox, "must be a jeq.prox.Prox")
@@ -219,6 +343,14 @@ def check_proximal(
       radius: half-width of the grid.
       num_points: grid size (>= 3).
       tolerance: slack on both inequalities (float32 rounding makes divided differences inexact by ~1e-4).
+
+    >>> import jax
+    >>> from jeq import prox
+    >>> prox.check_proximal(jax.nn.relu6)  # nondecreasing and 1-Lipschitz: passes silently
+    >>> prox.check_proximal(jax.nn.gelu, name="gelu")
+    Traceback (most recent call last):
+    ...
+    ValueError: jeq.prox.check_proximal(gelu): not a proximal operator: not monotone ...
     """
     label = name or getattr(activation, "__name__", repr(activation))
     radius = validate.positive("jeq.prox.check_proximal", "radius", radius)
@@ -268,6 +400,19 @@ def from_activation(
     function: f(x) = phi^*(x) - x^2/2 = x v - phi(v) - x^2/2 with v = sigma^{-1}(x) (found by bisection on
     [-radius, radius]; phi by Gauss-Legendre quadrature). f is +inf outside [sigma(-radius), sigma(radius)].
     Accurate to quadrature error for smooth sigma; prefer the closed forms above when they exist.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import prox
+    >>> p = prox.from_activation(jax.nn.sigmoid, name="sigmoid")
+    >>> x = jnp.array([0.2, 0.5, 0.9])
+    >>> gap = p.potential(x) - prox.sigmoid().potential(x)  # the closed form, up to a constant (here ln 2)
+    >>> bool(jnp.allclose(gap, gap[0], atol=1e-3)), round(float(gap[0]), 3)
+    (True, 0.693)
+    >>> prox.from_activation(jax.nn.silu, name="swish")
+    Traceback (most recent call last):
+    ...
+    ValueError: jeq.prox.check_proximal(swish): not a proximal operator: ...
     """
     radius = validate.positive("jeq.prox.from_activation", "radius", radius)
     check_proximal(activation, name=name, radius=radius)  # checked on the whole range the potential uses
