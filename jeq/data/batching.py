@@ -18,6 +18,18 @@ def batches(
     (seed, epoch) pair, different across epochs, and independent of how many epochs ran before, so a run resumed at
     epoch e sees exactly the batches it would have seen. With ``drop_last`` a final partial batch is skipped (fixed
     shapes, no recompilation); without it the last batch is smaller.
+
+    >>> import numpy as np
+    >>> from jeq.data import batches
+    >>> x, y = np.arange(10.0).reshape(5, 2), np.arange(5)
+    >>> [yb.tolist() for _, yb in batches(x, y, 2, seed=0)] == [yb.tolist() for _, yb in batches(x, y, 2, seed=0)]
+    True
+    >>> [yb.shape for _, yb in batches(x, y, 2, seed=0)]  # the partial last batch is dropped
+    [(2,), (2,)]
+    >>> sorted(np.concatenate([yb for _, yb in batches(x, y, 2, seed=0, drop_last=False)]).tolist())
+    [0, 1, 2, 3, 4]
+    >>> all((xb[:, 0] == 2 * yb).all() for xb, yb in batches(x, y, 2, seed=1))  # rows stay paired
+    True
     """
     x, y = np.asarray(x), np.asarray(y)
     validate.array("jeq.data.batches", "y", y, shape=(x.shape[0], *y.shape[1:]))

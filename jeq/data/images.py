@@ -21,7 +21,15 @@ FASHION_DEBIAN_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 
 class Split(NamedTuple):
-    """A fixed train/test split."""
+    """A fixed train/test split.
+
+    >>> from jeq.data import Split, digits
+    >>> Split._fields
+    ('x_train', 'y_train', 'x_test', 'y_test')
+    >>> data = digits()
+    >>> data.x_train.shape, data.y_test.dtype
+    ((1442, 8, 8, 1), dtype('int32'))
+    """
 
     x_train: np.ndarray
     """Training inputs, float32 (images: NHWC in [0, 1])."""
@@ -34,7 +42,19 @@ class Split(NamedTuple):
 
 
 class DataNotFoundError(FileNotFoundError):
-    """A dataset's files are not where jeq looked; the message lists every place and how to fix it."""
+    """A dataset's files are not where jeq looked; the message lists every place and how to fix it.
+
+    >>> import os, tempfile
+    >>> from jeq.data import DataNotFoundError, mnist
+    >>> issubclass(DataNotFoundError, FileNotFoundError)
+    True
+    >>> with tempfile.TemporaryDirectory() as empty:
+    ...     try:
+    ...         mnist(path=empty)
+    ...     except DataNotFoundError as error:
+    ...         print(str(error).splitlines()[0])
+    jeq.data.mnist(): no complete set of IDX files (...) in:
+    """
 
 
 def _copy(split: Split) -> Split:
@@ -74,6 +94,16 @@ def digits(*, seed: int = 0) -> Split:
 
     Pixel values 0-16 are scaled to [0, 1]. Each class is shuffled with ``seed`` and 20 % of it (rounded down,
     34 to 36 per class) goes to test: 1442 train / 355 test, shapes ``(n, 8, 8, 1)``.
+
+    >>> import numpy as np
+    >>> from jeq.data import digits
+    >>> data = digits(seed=0)
+    >>> data.x_train.shape, data.x_test.shape
+    ((1442, 8, 8, 1), (355, 8, 8, 1))
+    >>> float(data.x_train.min()), float(data.x_train.max())
+    (0.0, 1.0)
+    >>> np.bincount(data.y_test).tolist()  # stratified: 20 % of every class
+    [35, 36, 35, 36, 36, 36, 36, 35, 34, 36]
     """
     x, y = _digits_raw()
     return _stratified_split(x, y, test_fraction=0.2, seed=seed)
@@ -102,6 +132,14 @@ def mnist_subset(*, seed: int = 0) -> Split:
     The file is sorted by label, so each class is shuffled with ``seed`` before a stratified split: 400 per class in
     train, 100 per class in test, each side then shuffled. Shapes ``(4000, 28, 28, 1)`` and ``(1000, 28, 28, 1)``,
     float32 in [0, 1]; labels int32. ``seed=0`` is the fixed split all jeq experiments report on.
+
+    >>> import numpy as np
+    >>> from jeq.data import mnist_subset
+    >>> data = mnist_subset(seed=0)
+    >>> data.x_train.shape, data.x_test.shape
+    ((4000, 28, 28, 1), (1000, 28, 28, 1))
+    >>> np.bincount(data.y_test).tolist()  # 100 test digits per class
+    [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
     """
     x, y = _mnist5k_raw()
     return _stratified_split(x, y, test_fraction=0.2, seed=seed)
@@ -111,6 +149,15 @@ def generate_mnist1d(*, seed: int = 42) -> Split:
     """Generate MNIST-1D afresh (no cache): what :func:`mnist1d` returns, computed again on every call.
 
     The generator reseeds numpy's global random state; this function restores the caller's state afterwards.
+
+    >>> import numpy as np
+    >>> from jeq.data import generate_mnist1d, mnist1d
+    >>> state = np.random.get_state()[1].copy()
+    >>> fresh = generate_mnist1d(seed=42)
+    >>> bool((np.random.get_state()[1] == state).all())  # numpy's global generator untouched
+    True
+    >>> bool(np.array_equal(fresh.x_test, mnist1d(seed=42).x_test))
+    True
     """
     try:
         from mnist1d.data import get_dataset_args, make_dataset
@@ -140,6 +187,13 @@ def mnist1d(*, seed: int = 42) -> Split:
     Uses the package's default generation arguments with their ``seed`` (42 is the published dataset); the
     generator's own 80/20 split. Inputs float32 ``(n, 40)`` (not images, so not NHWC), labels int32. Generated once
     per seed and process (:func:`generate_mnist1d` regenerates).
+
+    >>> from jeq.data import mnist1d
+    >>> data = mnist1d()
+    >>> data.x_train.shape, data.x_test.shape, data.y_train.dtype
+    ((4000, 40), (1000, 40), dtype('int32'))
+    >>> sorted(set(data.y_train.tolist()))
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     """
     return _copy(_mnist1d_cached(seed=seed))
 
@@ -157,6 +211,24 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Header: two zero bytes, a type code, the number of dimensions d, then d big-endian uint32 sizes; the data follow
     in C order. Raises ``ValueError`` naming the file when the header is malformed or the payload is truncated or too
     long, so a damaged file never yields a wrong-shaped array.
+
+    >>> import gzip, pathlib, tempfile
+    >>> import numpy as np
+    >>> from jeq.data import read_idx
+    >>> images = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    >>> header = bytes([0, 0, 0x08, 3]) + b"".join(n.to_bytes(4, "big") for n in images.shape)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "images-idx3-ubyte.gz"
+    ...     _ = path.write_bytes(gzip.compress(header + images.tobytes()))
+    ...     back = read_idx(path)
+    ...     _ = path.write_bytes(header + images.tobytes()[:-1])
+    ...     try:
+    ...         read_idx(path)
+    ...     except ValueError as error:
+    ...         print("truncated:", "truncated or corrupted" in str(error))
+    truncated: True
+    >>> back.shape, bool(np.array_equal(back, images))
+    ((3, 2, 2), True)
     """
     path = pathlib.Path(path)
     raw = path.read_bytes()
@@ -238,6 +310,20 @@ def mnist(path: str | os.PathLike | None = None) -> Split:
 
     Looks in ``path``, then ``$JEQ_DATA/mnist`` and ``$JEQ_DATA``. MNIST ships with no installable package, so the
     files must be supplied; the error says where it looked.
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from jeq.data import mnist
+    >>> def write_idx(path, array):  # a tiny stand-in for the real files
+    ...     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    ...     _ = path.write_bytes(header + array.astype(np.uint8).tobytes())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for split, n in (("train", 3), ("t10k", 2)):
+    ...         write_idx(pathlib.Path(folder) / f"{split}-images-idx3-ubyte", np.full((n, 28, 28), 255))
+    ...         write_idx(pathlib.Path(folder) / f"{split}-labels-idx1-ubyte", np.arange(n))
+    ...     data = mnist(path=folder)
+    >>> data.x_train.shape, data.x_test.shape, float(data.x_train.max()), data.y_train.tolist()
+    ((3, 28, 28, 1), (2, 28, 28, 1), 1.0, [0, 1, 2])
     """
     return _load_idx_set(
         "mnist", path, ("mnist", "MNIST", ""), None,
@@ -250,6 +336,22 @@ def fashion_mnist(path: str | os.PathLike | None = None) -> Split:
 
     Looks in ``path``, then ``$JEQ_DATA/fashion-mnist``, ``$JEQ_DATA/fashion_mnist``, and Debian's
     ``/usr/share/datasets/fashion-mnist`` (package ``dataset-fashion-mnist``).
+
+    >>> import os, pathlib, tempfile
+    >>> import numpy as np
+    >>> from jeq.data import fashion_mnist
+    >>> def write_idx(path, array):  # a tiny stand-in for the real files
+    ...     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    ...     _ = path.write_bytes(header + array.astype(np.uint8).tobytes())
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     folder = pathlib.Path(root) / "fashion-mnist"  # the layout $JEQ_DATA expects
+    ...     folder.mkdir()
+    ...     for split, n in (("train", 4), ("t10k", 2)):
+    ...         write_idx(folder / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28)))
+    ...         write_idx(folder / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    ...     data = fashion_mnist(path=folder)
+    >>> data.x_train.shape, data.y_test.tolist(), data.x_train.dtype
+    ((4, 28, 28, 1), [0, 1], dtype('float32'))
     """
     return _load_idx_set(
         "fashion_mnist", path, ("fashion-mnist", "fashion_mnist"), FASHION_DEBIAN_DIR,
@@ -289,6 +391,17 @@ def cifar10(path: str | os.PathLike | None = None) -> Split:
     Expects ``data_batch_1`` ... ``data_batch_5`` and ``test_batch`` in ``path`` (or its ``cifar-10-batches-py``
     subfolder), else in ``$JEQ_DATA/cifar-10-batches-py`` or ``$JEQ_DATA/cifar10``. The batches are pickles: read only
     files you trust.
+
+    >>> import pathlib, pickle, tempfile
+    >>> import numpy as np
+    >>> from jeq.data import cifar10
+    >>> with tempfile.TemporaryDirectory() as folder:  # tiny stand-in batches of 2 images each
+    ...     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    ...         batch = {b"data": np.full((2, 3072), 255, np.uint8), b"labels": [3, 7]}
+    ...         _ = (pathlib.Path(folder) / name).write_bytes(pickle.dumps(batch))
+    ...     data = cifar10(path=folder)
+    >>> data.x_train.shape, data.x_test.shape, float(data.x_train.max()), data.y_test.tolist()
+    ((10, 32, 32, 3), (2, 32, 32, 3), 1.0, [3, 7])
     """
     places = []
     for base in _candidates("cifar10", path, ("cifar-10-batches-py", "cifar10"), None):

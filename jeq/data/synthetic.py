@@ -24,6 +24,17 @@ def adding_problem(key: jax.Array, n: int, T: int) -> tuple[np.ndarray, np.ndarr
 
     Returns:
         ``(x, y)``: float32 arrays of shapes ``(n, T, 2)`` and ``(n,)``.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.data import adding_problem
+    >>> x, y = adding_problem(jax.random.key(0), 4, 10)
+    >>> x.shape, y.shape, x.dtype
+    ((4, 10, 2), (4,), dtype('float32'))
+    >>> x[:, :, 1].sum(axis=1).tolist()  # exactly two markers per sequence
+    [2.0, 2.0, 2.0, 2.0]
+    >>> bool(np.allclose(y, (x[:, :, 0] * x[:, :, 1]).sum(axis=1)))  # y = u_i + u_j
+    True
     """
     n = validate.integer("jeq.data.adding_problem", "n", n, low=1)
     T = validate.integer("jeq.data.adding_problem", "T", T, low=2)
@@ -57,6 +68,13 @@ def logic_gates(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     Args:
         name: one of ``AND``, ``OR``, ``XOR``, ``NOT``, ``ID`` (case-insensitive).
+
+    >>> from jeq.data import logic_gates
+    >>> x, y = logic_gates("xor")
+    >>> x.tolist()  # inputs 00, 01, 10, 11 and the bias column
+    [[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]
+    >>> y.ravel().tolist()
+    [0.0, 1.0, 1.0, 0.0]
     """
     key = str(name).upper()
     if key not in _GATES:
@@ -74,6 +92,16 @@ def sequential_images(x: np.ndarray, permutation: np.ndarray | None = None) -> n
     ``x`` of shape ``(n, H, W, C)`` becomes ``(n, H*W, C)`` in row-major scan order. ``permutation`` (an integer
     array, a permutation of ``range(H*W)``; e.g. ``np.random.default_rng(0).permutation(H*W)``) reorders the time
     axis identically for every image: permuted sequential MNIST.
+
+    >>> import numpy as np
+    >>> from jeq.data import sequential_images
+    >>> images = np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3, 1)  # two 2x3 images
+    >>> sequential_images(images).shape
+    (2, 6, 1)
+    >>> sequential_images(images)[0, :, 0].tolist()  # row-major scan
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    >>> sequential_images(images, np.array([5, 4, 3, 2, 1, 0]))[0, :, 0].tolist()
+    [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
     """
     x = validate.array("jeq.data.sequential_images", "x", np.asarray(x), ndim=4)
     n, h, w, c = x.shape
