@@ -49,7 +49,23 @@ FlatMap = Callable[[Array], Array]
 
 
 class FixedPointSolver(NamedTuple):
-    """A fixed-point iteration for a map g: R^n -> R^n on flat vectors (``solve`` flattens pytrees)."""
+    """A fixed-point iteration z_{k+1} = update(g, z_k) for a map g: R^n -> R^n on flat vectors (``solve`` flattens
+    pytrees).
+
+    Driven by hand on g(v) = v / 2 + 1, whose fixed point is 2:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> solver = fp.picard()
+    >>> solver._fields
+    ('init', 'update', 'name')
+    >>> g = lambda v: 0.5 * v + 1.0
+    >>> state = solver.init(g, jnp.zeros(2))
+    >>> for _ in range(30):
+    ...     state = solver.update(g, state)
+    >>> [round(float(v), 4) for v in state.z]
+    [2.0, 2.0]
+    """
 
     init: Callable[[FlatMap, Array], Any]
     """``init(g, z0) -> state``; evaluates g(z0) once. The state's first fields are ``z`` and ``fz``."""
@@ -63,6 +79,15 @@ def flat_map(fn: Callable[..., Any], unravel: Callable[[Array], Any], *args: Any
     """g(v) = ravel(fn(unravel(v), *args)): a map of pytrees seen as a map of flat vectors (what solvers iterate).
 
     ``unravel`` comes from ``jax.flatten_util.ravel_pytree(z)``; fn must return a pytree shaped like z.
+
+    >>> import jax.numpy as jnp
+    >>> from jax.flatten_util import ravel_pytree
+    >>> from jeq import fixedpoint as fp
+    >>> z = {"a": jnp.array([1.0, 2.0]), "b": jnp.array(3.0)}
+    >>> flat, unravel = ravel_pytree(z)
+    >>> g = fp.flat_map(lambda z, c: {"a": c * z["a"], "b": z["b"] + c}, unravel, 10.0)
+    >>> flat.tolist(), g(flat).tolist()
+    ([1.0, 2.0, 3.0], [10.0, 20.0, 13.0])
     """
 
     def g(v):
@@ -78,7 +103,14 @@ def _damping(where: str, value) -> float:
 
 # --------------------------------------------------------------------------------------------------------- picard
 class PicardState(NamedTuple):
-    """State of the (damped) Picard / Krasnosel'skii-Mann iteration."""
+    """State of the (damped) Picard / Krasnosel'skii-Mann iteration z <- (1 - beta) z + beta g(z).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> state = fp.picard().init(lambda v: 0.5 * v + 1.0, jnp.zeros(2))
+    >>> state._fields, state.fz.tolist()  # fz = g(z)
+    (('z', 'fz'), [1.0, 1.0])
+    """
 
     z: Array
     """Current iterate."""
@@ -90,6 +122,18 @@ def picard(*, damping: float = 1.0) -> FixedPointSolver:
     """Picard iteration z <- (1 - beta) z + beta f(z) (Krasnosel'skii-Mann averaging when beta < 1).
 
     Converges linearly for a contraction; for a merely nonexpansive f, beta < 1 gives weak convergence (KM).
+
+    The rotation f(z) = R z by 90 degrees is nonexpansive with the fixed point 0: plain Picard (beta = 1) cycles
+    forever, the averaged iteration (beta = 1/2) converges.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> rotate = lambda z: jnp.array([-z[1], z[0]])
+    >>> for beta in (1.0, 0.5):
+    ...     solution = fp.solve(rotate, jnp.array([1.0, 0.0]), solver=fp.picard(damping=beta), maxiter=200)
+    ...     print(beta, bool(solution.stats.converged), round(float(jnp.linalg.norm(solution.value)), 3))
+    1.0 False 1.0
+    0.5 True 0.0
     """
     beta = _damping("jeq.fixedpoint.picard", damping)
 
@@ -105,7 +149,16 @@ def picard(*, damping: float = 1.0) -> FixedPointSolver:
 
 # ------------------------------------------------------------------------------------------------------- anderson
 class AndersonState(NamedTuple):
-    """State of Anderson acceleration with a ring buffer of ``history`` past iterates."""
+    """State of Anderson acceleration with a ring buffer of ``history`` past pairs (x_i, g_i = f(x_i) - x_i).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> state = fp.anderson(history=3).init(jnp.cos, jnp.zeros(4))
+    >>> state._fields
+    ('z', 'fz', 'xs', 'gs', 'count')
+    >>> state.xs.shape, state.gs.shape, int(state.count)
+    ((3, 4), (3, 4), 0)
+    """
 
     z: Array
     """Current iterate."""
@@ -152,6 +205,17 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
 
     over the last ``history`` pairs. The ridge is relative to the mean squared residual, so it regularises the
     Gram system the same way at every scale (locuslab/deq #20: singular systems). Memory: 2 * history vectors.
+
+    On z = cos z Anderson needs fewer evaluations of f than Picard for the same tolerance:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> fast = fp.solve(jnp.cos, jnp.zeros(3), solver=fp.anderson(history=3), tol=1e-6)
+    >>> slow = fp.solve(jnp.cos, jnp.zeros(3), solver="picard", tol=1e-6, maxiter=200)
+    >>> [round(float(v), 4) for v in fast.value], bool(fast.stats.converged)
+    ([0.7391, 0.7391, 0.7391], True)
+    >>> bool(fast.stats.num_steps < slow.stats.num_steps)
+    True
     """
     where = "jeq.fixedpoint.anderson"
     m = validate.integer(where, "history", history, low=1)
@@ -183,7 +247,16 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
 
 # -------------------------------------------------------------------------------------------------------- broyden
 class BroydenState(NamedTuple):
-    """State of limited-memory "good" Broyden on r(z) = f(z) - z."""
+    """State of limited-memory "good" Broyden on r(z) = f(z) - z: H ~ (J_f - I)^{-1} = -I + sum_i u_i v_i^T.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> state = fp.broyden(history=4).init(jnp.cos, jnp.zeros(3))
+    >>> state._fields
+    ('z', 'fz', 'us', 'vs', 'count')
+    >>> state.us.shape, state.vs.shape
+    ((4, 3), (4, 3))
+    """
 
     z: Array
     """Current iterate."""
@@ -205,6 +278,15 @@ def broyden(*, history: int = 10) -> FixedPointSolver:
 
     kept as H = -I + U V^T with the last ``history`` rank-one terms (the oldest is dropped).
     Unit step, no line search. Memory: 2 * history vectors.
+
+    On a linear map f(z) = A z + b Broyden solves (A - I) z = -b; here A = diag(0.5, -0.5), b = (1, 1):
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> f = lambda z: jnp.array([0.5, -0.5]) * z + 1.0
+    >>> solution = fp.solve(f, jnp.zeros(2), solver=fp.broyden(history=5), tol=1e-6)
+    >>> [round(float(v), 4) for v in solution.value], bool(solution.stats.converged)
+    ([2.0, 0.6667], True)
     """
     m = validate.integer("jeq.fixedpoint.broyden", "history", history, low=1)
 
@@ -237,7 +319,14 @@ def broyden(*, history: int = 10) -> FixedPointSolver:
 
 # -------------------------------------------------------------------------------------------------------- halpern
 class HalpernState(NamedTuple):
-    """State of the Halpern (anchored) iteration."""
+    """State of the Halpern (anchored) iteration z_{k+1} = lambda_k u + (1 - lambda_k) f(z_k).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> state = fp.halpern(anchor=jnp.ones(2)).init(jnp.cos, jnp.zeros(2))
+    >>> state._fields, state.anchor.tolist(), int(state.count)
+    (('z', 'fz', 'anchor', 'count'), [1.0, 1.0], 0)
+    """
 
     z: Array
     """Current iterate."""
@@ -259,6 +348,20 @@ def halpern(*, anchor: Any = None) -> FixedPointSolver:
 
     Args:
       anchor: a pytree shaped like z0, or None to anchor at z0.
+
+    The projection f(z) = P z onto the line z_1 = z_2 fixes the whole line. From z0 = (2, 0) Picard stops at
+    P z0 = (1, 1); Halpern anchored at u = (0, -1) finds P u = (-0.5, -0.5), the fixed point nearest u:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import fixedpoint as fp
+    >>> project = lambda z: jnp.full(2, z.mean())
+    >>> z0 = jnp.array([2.0, 0.0])
+    >>> [round(float(v), 2) for v in fp.solve(project, z0, solver="picard").value]
+    [1.0, 1.0]
+    >>> anchored = fp.halpern(anchor=jnp.array([0.0, -1.0]))
+    >>> solution = fp.solve(project, z0, solver=anchored, tol=1e-3, maxiter=5000)
+    >>> [round(float(v), 2) for v in solution.value], bool(solution.stats.converged)
+    ([-0.5, -0.5], True)
     """
 
     def init(g, z0):
@@ -292,6 +395,15 @@ def get_solver(solver: str | FixedPointSolver, *, where: str = "jeq.fixedpoint.s
     """Resolve a registry name or pass a configured :class:`FixedPointSolver` through.
 
     ``where`` is the public call named in the error (``jeq.<pkg>.<fn>``) when ``solver`` is neither.
+    A name resolves to ``SOLVERS[name]()``, the factory with its default hyper-parameters.
+
+    >>> from jeq import fixedpoint as fp
+    >>> fp.get_solver("broyden").name, fp.get_solver(fp.anderson(history=2)).name
+    ('broyden', 'anderson')
+    >>> fp.get_solver("newton", where="jeq.my.fn")
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.my.fn(solver='newton'): must be one of ['anderson', 'broyden', ...
     """
     if isinstance(solver, FixedPointSolver):
         return solver
