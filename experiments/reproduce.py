@@ -1,8 +1,9 @@
-"""The main job: every quick experiment in turn, then the README results table from their JSON.
+"""The main job: every quick experiment in turn, then results/REPORT.md and the README's tables from their JSON.
 
 ``python -m experiments.reproduce --quick`` (the README's first command) runs each experiment listed in
-:data:`EXPERIMENTS` with ``--quick``, writing ``results/<name>/<timestamp>.json`` and a PNG for each, then rebuilds the
-README's results table from those files. Each experiment resumes after a kill, so rerunning the same command after
+:data:`EXPERIMENTS` with ``--quick``, writing ``results/<name>/<timestamp>.json`` and a PNG for each, then writes
+``<out>/REPORT.md`` (``experiments.report``: the papers' numbers next to jeq's, wall times, and this run's failures)
+and rebuilds the README's generated blocks from those files (not with ``--no-readme``). Each experiment resumes after a kill, so rerunning the same command after
 an interruption continues where it stopped. ``--only NAME ...`` runs a subset.
 
 An experiment that fails is reported (its traceback on stderr, ``failed`` in the run record) and the others still
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, metavar="NAME",
                         help=f"run only these experiments (choose from {', '.join(EXPERIMENTS)})")
     parser.add_argument("--out", default="results", help="results folder (default: results)")
-    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README results table")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="do not rewrite the README's generated blocks (<out>/REPORT.md is still written)")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="run even with uncommitted changes to tracked files (recorded in every results JSON)")
     parser.add_argument("--list", action="store_true",
