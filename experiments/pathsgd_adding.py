@@ -74,7 +74,7 @@ import jax
 import numpy as np
 
 from . import harness
-from .pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
+from .pathsgd_common import RNNMethodsConfig, Task, plot_curves, select_learning_rates, train_methods
 from jeq import data, pathsgd
 
 
@@ -90,6 +90,14 @@ class Config(RNNMethodsConfig):
     """Steps between test evaluations."""
     test_size: int = 1000
     """Test sequences (fixed per seed)."""
+    validation_size: int = 1000
+    """Validation sequences (fixed per seed, from their own key stream): the sweep's score and ``best_val/``."""
+    sweep_steps: int = 5000
+    """Training steps of each learning-rate sweep run (every method and grid point alike)."""
+    seeds: tuple[int, ...] = (3, 4, 5)
+    """Headline seeds (each draws its own training stream, test set, validation set and initialisation). Seeds 0-2
+    were used by the earlier test-scored screens that chose the protocols (``variants/NOTES.md``), so the headline
+    runs on fresh seeds 3-5."""
     path_length: int = 0
     """T_kappa: the unrolled length of the graph whose path sum Gamma defines kappa1 (0: the sequence length T;
     the paper does not say whether it used T or a truncated length, see the module docstring)."""
@@ -101,10 +109,10 @@ class Config(RNNMethodsConfig):
     ``results/pathsgd_adding/variants/NOTES.md``), from the Gaussian init (the paper's plain protocol, which does
     not), and SGD with the same init and momentum as the first (the control)."""
     learning_rates: tuple[float, ...] = (0.02, 0.3, 0.1, 0.1, 0.1, 0.05, 0.0003)
-    """One learning rate per method. Path-SGD np+equal: 3-seed screen {0.005, 0.01, 0.02, 0.04} without momentum,
-    0.015 / 0.02 with momentum 0.5; the others: best of a 1500-step sweep at T = 100, seed 0 (path-SGD Gaussian
-    {0.1, 0.3, 0.6}, SGD {0.003, 0.01, 0.03, 0.1}, Adam {3e-4, 1e-3, 3e-3}; SGD from np-RNN: 2000 steps, {0.01, 0.03,
-    0.1, 0.3}); the SGD control takes sgd/np's 0.1 halved for momentum 0.5 (same effective step)."""
+    """Learning-rate grid centre per method (the grid is ``centre * sweep_factors``, scored on validation data).
+    The centres are the rates of the earlier test-scored screens (path-SGD np+equal: 3-seed screen {0.005, 0.01,
+    0.02, 0.04}, 0.015 / 0.02 with momentum 0.5; the others: best of a 1500-step sweep at T = 100, seed 0); the
+    selection inside the grid now uses validation data only, on the sweep seeds."""
     momenta: tuple[float, ...] = (0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0)
     """Heavy-ball momentum per method: 0.5 for Path-SGD np+equal and its SGD control."""
 
@@ -133,38 +141,85 @@ def mse_loss_and_path_sum(params: pathsgd.RNNParams, squared_params: pathsgd.RNN
     return (out[0] - y) ** 2, path_sum
 
 
+VALIDATION_STREAM = 0x7A11D
+"""``fold_in`` tag of the validation key stream (train, test and init come from ``split(key_T, 3)``)."""
+
+
+def test_set(key: jax.Array, size: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed test sequences of one seed and T (only headline runs build them; a sweep never calls this)."""
+    return data.adding_problem(key, size, length)
+
+
+@functools.lru_cache(maxsize=None)
+def task_functions(length: int, path_length: int) -> tuple:
+    """``(path_sum, fused_loss)`` built once per (T, T_kappa), so every run with them shares one compiled step."""
+    path_sum = functools.partial(pathsgd.rnn_path_sum, length=path_length, head="many_to_one")
+    return path_sum, functools.partial(mse_loss_and_path_sum, path_length=path_length)
+
+
+EVALUATE_MSE = pathsgd.make_eval_fn(mse_loss)
+
+
+def make_task(config: Config, seed: int, length: int, *, steps: int, eval_every: int, with_test: bool
+              ) -> tuple[Task, jax.Array]:
+    """One seed's adding task at length T: ``(task, init_key)``.
+
+    Training batches, the test set and the initialisation come from ``split(fold_in(key(seed), T), 3)``; the
+    validation set (``validation_size`` sequences) from ``fold_in(fold_in(key(seed), T), VALIDATION_STREAM)``, a
+    separate stream. ``evaluate`` returns ``val_mse``, and ``test_mse`` only when ``with_test`` (headline runs).
+    """
+    base = jax.random.fold_in(jax.random.key(seed), length)
+    k_test, k_train, k_init = jax.random.split(base, 3)
+    x_val, y_val = data.adding_problem(jax.random.fold_in(base, VALIDATION_STREAM), config.validation_size, length)
+    x_test, y_test = test_set(k_test, config.test_size, length) if with_test else (None, None)
+    chunk = 100  # batches generated at once
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def next_batch(step):
+        block = step // chunk
+        if block not in cache:
+            cache.clear()
+            x, y = data.adding_problem(jax.random.fold_in(k_train, block), chunk * config.batch_size, length)
+            cache[block] = (x.reshape(chunk, config.batch_size, length, 2), y.reshape(chunk, config.batch_size))
+        x, y = cache[block]
+        return x[step % chunk], y[step % chunk]
+
+    def evaluate(params):
+        out = {"val_mse": float(EVALUATE_MSE(params, x_val, y_val))}
+        if with_test:
+            out["test_mse"] = float(EVALUATE_MSE(params, x_test, y_test))
+        return out
+
+    path_length = config.path_length or length
+    if not 1 <= path_length <= length:
+        raise ValueError(f"experiments.pathsgd_adding: path_length={config.path_length} must be in [0, T={length}]")
+    path_sum, fused = task_functions(length, path_length)
+    task = Task(loss_fn=mse_loss, fused_loss_fn=fused, path_sum=path_sum, evaluate=evaluate, next_batch=next_batch,
+                steps=steps, eval_every=eval_every)
+    return task, k_init
+
+
+def select(config: Config, length: int, ckpt: harness.Checkpoint) -> tuple[dict[str, float], dict]:
+    """Each method's learning rate at length T, by the final validation MSE of ``sweep_steps``-step runs on the
+    sweep seeds (:func:`experiments.pathsgd_common.select_learning_rates`); never builds a test set."""
+    def sweep_task(seed):
+        return make_task(config, seed, length, steps=config.sweep_steps, eval_every=config.sweep_steps,
+                         with_test=False)
+
+    return select_learning_rates(config, sweep_task, prefix=f"T{length}", metric="val_mse", input_size=2,
+                                 output_size=1, ckpt=ckpt)
+
+
 def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     state = ckpt.load(default=None) or {"finished": {}, "current": None}
     out: dict[str, Any] = {}
-    key = jax.random.key(seed)
-    evaluate_mse = pathsgd.make_eval_fn(mse_loss)
-    chunk = 100  # batches generated at once
     for length in config.lengths:
-        k_test, k_train, k_init = jax.random.split(jax.random.fold_in(key, length), 3)
-        x_test, y_test = data.adding_problem(k_test, config.test_size, length)
-        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-        def next_batch(step, k_train=k_train, length=length, cache=cache):
-            block = step // chunk
-            if block not in cache:
-                cache.clear()
-                x, y = data.adding_problem(jax.random.fold_in(k_train, block), chunk * config.batch_size, length)
-                cache[block] = (x.reshape(chunk, config.batch_size, length, 2), y.reshape(chunk, config.batch_size))
-            x, y = cache[block]
-            return x[step % chunk], y[step % chunk]
-
-        def evaluate(params, x_test=x_test, y_test=y_test):
-            return {"test_mse": float(evaluate_mse(params, x_test, y_test))}
-
-        path_length = config.path_length or length
-        if not 1 <= path_length <= length:
-            raise ValueError(f"experiments.pathsgd_adding: path_length={config.path_length} must be in [0, T={length}]")
-        path_sum = functools.partial(pathsgd.rnn_path_sum, length=path_length, head="many_to_one")
-        fused = functools.partial(mse_loss_and_path_sum, path_length=path_length)
-        task = Task(loss_fn=mse_loss, fused_loss_fn=fused, path_sum=path_sum, evaluate=evaluate,
-                    next_batch=next_batch, steps=config.steps, eval_every=config.eval_every)
+        learning_rates, record = select(config, length, ckpt)
+        out.update(record)
+        task, k_init = make_task(config, seed, length, steps=config.steps, eval_every=config.eval_every,
+                                 with_test=True)
         out.update(train_methods(config, task, prefix=f"T{length}", key=k_init, input_size=2, output_size=1,
-                                 ckpt=ckpt, state=state))
+                                 ckpt=ckpt, state=state, learning_rates=learning_rates))
         for name in config.methods:
             prefix = f"T{length}/{name}"
             solved = first_step_below(out[f"{prefix}/curve/step"], out[f"{prefix}/curve/test_mse"], 0.01)
@@ -179,7 +234,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
                 hline=1 / 6)
 
 
-QUICK = dict(lengths=(100,), steps=4000, eval_every=250, seeds=(0, 1, 2))
+QUICK = dict(lengths=(100,), steps=4000, eval_every=250, seeds=(3, 4, 5), sweep_steps=500, sweep_seeds=(100,))
 
 
 def main(argv=None):

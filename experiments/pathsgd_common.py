@@ -1,11 +1,18 @@
-"""What the three Path-SGD experiments share: method strings, the shared config fields, the resumable training loop
-over every method, and the curve plot.
+"""What the three Path-SGD experiments share: method strings, the shared config fields, the learning-rate sweep
+scored on validation data, the resumable training loop over every method, and the curve plot.
 
 ``pathsgd_adding``, ``pathsgd_seqmnist`` and ``pathsgd_charlm`` each define a :class:`Task` (data, per-example loss,
 the fused loss + path sum of Path-SGD, evaluation, budget) and call :func:`train_methods`, which trains every ``optimizer/init`` method
 of the config from the same initial key with the same clipping (``jeq.pathsgd.make_optimizer``) and the same
 jitted step (``jeq.pathsgd.make_rnn_train_step``), resumably, and returns the metrics under
 ``<prefix>/<method>/...``.
+
+Learning rates are selected on validation data, never on test data (:func:`select_learning_rates`): each method's
+rate is the best of the grid ``learning_rates[i] * sweep_factors`` by the final validation score of short runs on the
+sweep seeds (disjoint from the headline seeds, checked), and the headline runs then train on the headline seeds with
+the selected rates. Every method gets the same grid size, the same sweep seeds and the same sweep budget. The headline
+metrics are the FINAL test values (``final/test_<m>``); ``best_val/test_<m>`` is the test value at the evaluation
+point with the best validation value (no statistic picks a point by its test value).
 """
 
 from __future__ import annotations
@@ -15,11 +22,12 @@ import math
 import pathlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import optax
 
 from . import harness
 from jeq import pathsgd, sharding
@@ -43,9 +51,16 @@ class RNNMethodsConfig(harness.BaseConfig):
     """``optimizer/init[+equal]``: optimizer in jeq.pathsgd.METHODS, init in jeq.pathsgd.INITS, ``+equal`` for
     equal-magnitude output weights (``init_rnn(output_init="equal")``)."""
     learning_rates: tuple[float, ...] = ()
-    """One learning rate per method (each experiment sets its tuned defaults)."""
+    """One learning-rate grid centre per method (each experiment sets its defaults); each method trains with the
+    rate from ``centre * sweep_factors`` that scores best on validation data (a single factor: that rate, no sweep)."""
     momenta: tuple[float, ...] = ()
     """Heavy-ball momentum per method (empty: none)."""
+    sweep_factors: tuple[float, ...] = (1 / 3, 1.0, 3.0)
+    """Learning-rate grid of every method: its ``learning_rates`` entry times these factors (same grid size, seeds and
+    steps for every method, Path-SGD and the SGD controls alike)."""
+    sweep_seeds: tuple[int, ...] = (100, 101)
+    """Seeds of the learning-rate sweep runs (their own initialisation, training data and validation data); must be
+    disjoint from ``--seeds``, the headline seeds."""
 
 
 class Method(NamedTuple):
@@ -75,9 +90,15 @@ class Method(NamedTuple):
                                 init=self.init, output_init=self.output_init)
 
     def make_optimizer(self, *, max_norm: float, path_sum: Callable, clip: str = "gradient"):
-        """``jeq.pathsgd.make_optimizer`` with this method's optimizer, learning rate and momentum."""
-        return pathsgd.make_optimizer(self.optimizer, learning_rate=self.learning_rate, max_norm=max_norm,
-                                      path_sum=path_sum, momentum=self.momentum, clip=clip)
+        """``jeq.pathsgd.make_optimizer`` with this method's optimizer and momentum at unit learning rate, followed by
+        ``optax.scale(eta)`` with eta held in the optimizer state (``optax.inject_hyperparams``).
+
+        The updates are those of ``make_optimizer(learning_rate=eta)`` bit for bit (``(-d) * eta == d * (-eta)``), and
+        one compiled train step serves every eta of a sweep (:func:`compiled_train_step`).
+        """
+        unit = pathsgd.make_optimizer(self.optimizer, learning_rate=1.0, max_norm=max_norm, path_sum=path_sum,
+                                      momentum=self.momentum, clip=clip)
+        return optax.chain(unit, optax.inject_hyperparams(optax.scale)(step_size=self.learning_rate))
 
 
 def parse_methods(methods: tuple[str, ...], learning_rates: tuple[float, ...],
@@ -120,13 +141,50 @@ class Task(NamedTuple):
     path_sum: Callable
     """``Gamma(u)``, the network's squared-weight path sum (``jeq.pathsgd.make_optimizer(path_sum=...)``)."""
     evaluate: Callable[[Any], dict[str, float]]
-    """``evaluate(params) -> {metric: value}`` on the test data."""
+    """``evaluate(params) -> {metric: value}``: ``val_<m>`` on the validation data, and ``test_<m>`` on the test data
+    for a headline run (a sweep run's task has no test metrics and never touches the test data)."""
     next_batch: Callable[[int], tuple[np.ndarray, np.ndarray]]
     """``next_batch(step) -> (xb, yb)``, deterministic in ``step`` (a resumed run sees the same batches)."""
     steps: int
     """Training steps per method."""
     eval_every: int
     """Steps between evaluations (and checkpoints)."""
+
+
+COMPILED_STEPS: dict[tuple, Callable] = {}
+"""Train steps built by :func:`compiled_train_step`, by (task functions, optimizer, momentum, clip, devices)."""
+
+
+def compiled_train_step(task: Task, method: Method, *, max_norm: float, clip: str, devices: int = 1
+                        ) -> tuple[Callable, optax.GradientTransformation]:
+    """``(train_step, optimizer)`` for ``method`` on ``task``: one jitted step per task functions, optimizer,
+    momentum, clip and device count, shared by every learning rate and initialisation (eta lives in the optimizer
+    state, see :meth:`Method.make_optimizer`), so a sweep and the seeds after the first compile nothing new.
+
+    The task's ``loss_fn``, ``fused_loss_fn`` and ``path_sum`` key the cache by identity: an experiment that wants
+    the reuse builds them once per configuration.
+    """
+    optimizer = method.make_optimizer(max_norm=max_norm, path_sum=task.path_sum, clip=clip)
+    key = (task.loss_fn, task.fused_loss_fn, task.path_sum, method.optimizer, method.momentum, max_norm, clip,
+           devices)
+    if key not in COMPILED_STEPS:
+        if method.is_path:
+            step = pathsgd.make_rnn_train_step(task.fused_loss_fn, optimizer, fused_path_sum=True)
+        else:
+            step = pathsgd.make_rnn_train_step(task.loss_fn, optimizer)
+        COMPILED_STEPS[key] = sharding.data_parallel(step, sharding.data_mesh(devices), batch_argnums=(2, 3, 4))
+    return COMPILED_STEPS[key], optimizer
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is better (losses, MSE, bits per character; not accuracies)."""
+    return any(word in metric for word in ("loss", "mse", "bpc", "error"))
+
+
+def best_index(values: list[float], metric: str) -> int | None:
+    """Index of the best finite value of ``metric`` (the first one on ties); None when none is finite."""
+    finite = [(v if lower_is_better(metric) else -v, i) for i, v in enumerate(values) if math.isfinite(v)]
+    return min(finite)[1] if finite else None
 
 
 def train_method(
@@ -139,6 +197,7 @@ def train_method(
     ckpt: harness.Checkpoint,
     state: dict,
     devices: int = 1,
+    train_step: Callable | None = None,
 ) -> dict:
     """Train one (method, task) run with periodic evaluation, resumable through ``state['current']``.
 
@@ -150,20 +209,24 @@ def train_method(
     progress in ``state['current']`` (params, optimizer state, step, curve), saved after every evaluation.
     The run stops early, with ``diverged = True`` and a message on stderr, when the training loss turns NaN/inf.
     ``devices`` > 1 runs the same jitted step data-parallel (``jeq.sharding``: parameters replicated, each batch
-    split over the devices, padding weighted out).
+    split over the devices, padding weighted out). ``train_step`` (from :func:`compiled_train_step`, built for
+    ``optimizer``) reuses a compiled step; without it one is built here.
 
     Returns:
-      ``{"curve/step": [...], "curve/<metric>": [...], "final/<metric>": x, "best/<metric>": x, "diverged": bool,
-      "seconds_per_step": s}``.
+      ``{"curve/step": [...], "curve/<metric>": [...], "final/<metric>": x, "diverged": bool, "seconds_per_step": s}``
+      plus ``best/val_<m>`` (the best validation value) and, for every ``test_<m>`` with a ``val_<m>``,
+      ``best_val/test_<m>``: the test value at the evaluation with the best validation value (``best_val/step``).
+      No statistic selects an evaluation point by its test value.
     """
     if run_name in state["finished"]:
         return state["finished"][run_name]
-    if fused:
-        train_step = pathsgd.make_rnn_train_step(task.fused_loss_fn, optimizer, fused_path_sum=True)
-    else:
-        train_step = pathsgd.make_rnn_train_step(task.loss_fn, optimizer)
     mesh = sharding.data_mesh(devices)
-    train_step = sharding.data_parallel(train_step, mesh, batch_argnums=(2, 3, 4))
+    if train_step is None:
+        if fused:
+            train_step = pathsgd.make_rnn_train_step(task.fused_loss_fn, optimizer, fused_path_sum=True)
+        else:
+            train_step = pathsgd.make_rnn_train_step(task.loss_fn, optimizer)
+        train_step = sharding.data_parallel(train_step, mesh, batch_argnums=(2, 3, 4))
     current = state.get("current")
     if current is None or current["name"] != run_name:
         current = {"name": run_name, "params": params, "opt_state": optimizer.init(params), "step": 0,
@@ -210,10 +273,14 @@ def train_method(
     for k, v in curve.items():
         if k in ("step", "train_loss"):
             continue
-        finite = [x for x in v if math.isfinite(x)]
         out[f"final/{k}"] = v[-1] if not current["diverged"] else math.nan
-        out[f"best/{k}"] = (min(finite) if "loss" in k or "mse" in k or "bpc" in k else max(finite)) if finite \
-            else math.nan
+        if k.startswith("val_"):
+            i = best_index(v, k)
+            out[f"best/{k}"] = v[i] if i is not None else math.nan
+            test = "test_" + k[len("val_"):]
+            if test in curve:
+                out[f"best_val/{test}"] = curve[test][i] if i is not None else math.nan
+                out["best_val/step"] = curve["step"][i] if i is not None else math.nan
     out["diverged"] = current["diverged"]
     # steps actually run after compilation (a diverged run stops early; its budget is not its step count)
     timed = current.get("timed_steps", 0)
@@ -234,21 +301,129 @@ def train_methods(
     output_size: int,
     ckpt: harness.Checkpoint,
     state: dict,
+    learning_rates: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train every method of ``config`` on ``task`` with :func:`train_method`; metrics as ``<prefix>/<method>/<k>``.
 
     Each method starts from ``init_rnn(key, ...)`` with its own initialisation (the same key for all), clips the raw
-    gradient (or, with ``config.clip = "update"``, its direction) at ``config.max_norm`` and runs ``task.steps`` steps; the path methods train on ``task.fused_loss_fn``,
-    the others on ``task.loss_fn``. Runs are named ``<prefix>/<method>`` in the seed's checkpoint ``state``.
+    gradient (or, with ``config.clip = "update"``, its direction) at ``config.max_norm`` and runs ``task.steps``
+    steps; the path methods train on ``task.fused_loss_fn``, the others on ``task.loss_fn``. ``learning_rates``
+    (method name -> eta, e.g. from :func:`select_learning_rates`) replaces the config's. Runs are named
+    ``<prefix>/<method>`` in the seed's checkpoint ``state``.
     """
     out: dict[str, Any] = {}
     for method in parse_methods(config.methods, config.learning_rates, config.momenta):
+        if learning_rates is not None:
+            method = method._replace(learning_rate=float(learning_rates[method.name]))
         params = method.init_params(key, input_size=input_size, hidden_size=config.hidden, output_size=output_size)
-        optimizer = method.make_optimizer(max_norm=config.max_norm, path_sum=task.path_sum, clip=config.clip)
+        step, optimizer = compiled_train_step(task, method, max_norm=config.max_norm, clip=config.clip,
+                                              devices=config.devices)
         res = train_method(task, run_name=f"{prefix}/{method.name}", params=params, optimizer=optimizer,
-                           fused=method.is_path, ckpt=ckpt, state=state, devices=config.devices)
+                           fused=method.is_path, ckpt=ckpt, state=state, devices=config.devices, train_step=step)
         out.update({f"{prefix}/{method.name}/{k}": v for k, v in res.items()})
     return out
+
+
+def check_sweep(config: RNNMethodsConfig, where: str) -> None:
+    """Eager checks of the sweep flags: positive distinct factors, at least one sweep seed, and sweep seeds disjoint
+    from the headline seeds whenever there is a sweep (more than one factor)."""
+    if not config.sweep_factors or any(not (f > 0 and math.isfinite(f)) for f in config.sweep_factors):
+        raise ValueError(f"{where}: sweep_factors={config.sweep_factors} must be one or more finite values > 0")
+    if len(set(config.sweep_factors)) != len(config.sweep_factors):
+        raise ValueError(f"{where}: sweep_factors={config.sweep_factors} list a factor twice")
+    if len(config.sweep_factors) > 1:
+        if not config.sweep_seeds:
+            raise ValueError(f"{where}: sweep_seeds=(): a sweep needs at least one seed")
+        shared = sorted(set(config.sweep_seeds) & set(config.seeds))
+        if shared:
+            raise ValueError(f"{where}: sweep_seeds={config.sweep_seeds} share {shared} with the headline seeds "
+                             f"{config.seeds}; the learning rate must be selected on seeds the headline never uses")
+
+
+def select_learning_rates(
+    config: RNNMethodsConfig,
+    make_task: Callable[[int], tuple[Task, jax.Array]],
+    *,
+    prefix: str,
+    metric: str,
+    input_size: int,
+    output_size: int,
+    ckpt: harness.Checkpoint,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """eta_m = argmin over eta in c_m * F (6 significant digits) of (1/|S|) sum_{s in S} V_s(eta): each method's learning rate by its final
+    validation score.
+
+    c_m is method m's ``config.learning_rates`` entry, F = ``config.sweep_factors``, S = ``config.sweep_seeds`` and
+    V_s(eta) the FINAL value of the validation metric ``metric`` (lower is better; a diverged or non-finite run scores
+    +inf) after ``task.steps`` steps on ``make_task(s) -> (task, init_key)``, whose ``evaluate`` must return
+    validation metrics only (the sweep never builds or reads test data). Ties go to the smaller eta. Every method
+    gets the same grid size, seeds and steps. With one factor the grid is that one rate and nothing is trained.
+
+    The sweep runs are resumable and shared by every headline seed: their checkpoint is ``sweep_<prefix>.ckpt``
+    beside ``ckpt`` (the harness's per-configuration, per-commit run folder).
+
+    Returns:
+      ``({method: eta}, record)`` with the record as metrics: ``<prefix>/<method>/learning_rate`` (selected),
+      ``<prefix>/<method>/sweep/learning_rates`` (grid), ``<prefix>/<method>/sweep/<metric>`` (mean score per eta,
+      NaN where a run diverged) and ``.../sweep/<metric>_per_seed``, plus ``<prefix>/sweep/seeds``,
+      ``<prefix>/sweep/steps``, ``<prefix>/sweep/metric``.
+    """
+    check_sweep(config, "experiments.pathsgd")
+    if not lower_is_better(metric):
+        raise ValueError(f"experiments.pathsgd: the sweep metric {metric!r} must be a loss, MSE or BPC (lower is "
+                         "better)")
+    methods = parse_methods(config.methods, config.learning_rates, config.momenta)
+    grids = {m.name: [float(f"{m.learning_rate * f:.6g}") for f in config.sweep_factors] for m in methods}
+    record: dict[str, Any] = {}
+    chosen: dict[str, float] = {}
+    if len(config.sweep_factors) == 1:
+        for m in methods:
+            chosen[m.name] = grids[m.name][0]
+            record.update({f"{prefix}/{m.name}/learning_rate": chosen[m.name],
+                           f"{prefix}/{m.name}/sweep/learning_rates": grids[m.name]})
+        record.update({f"{prefix}/sweep/seeds": [], f"{prefix}/sweep/steps": 0, f"{prefix}/sweep/metric": metric})
+        return chosen, record
+    sweep_ckpt = harness.Checkpoint(ckpt.path.with_name(f"sweep_{prefix}.ckpt"))
+    try:
+        state = sweep_ckpt.load(default=None)
+    except harness.UnreadableFile as err:
+        harness.warn(f"{err}; redoing the learning-rate sweep")
+        state = None
+    state = state or {"finished": {}, "current": None}
+    scores = {m.name: [] for m in methods}  # [seed][eta]
+    steps = 0
+    for seed in config.sweep_seeds:
+        task, key = make_task(seed)
+        steps = task.steps
+        for m in methods:
+            row = []
+            for eta in grids[m.name]:
+                trial = m._replace(learning_rate=eta)
+                params = trial.init_params(key, input_size=input_size, hidden_size=config.hidden,
+                                           output_size=output_size)
+                step, optimizer = compiled_train_step(task, trial, max_norm=config.max_norm, clip=config.clip,
+                                                      devices=config.devices)
+                res = train_method(task, run_name=f"sweep/{prefix}/{m.name}/eta={eta:.6g}/seed={seed}", params=params,
+                                   optimizer=optimizer, fused=trial.is_path, ckpt=sweep_ckpt, state=state,
+                                   devices=config.devices, train_step=step)
+                value = res.get(f"final/{metric}", math.nan)
+                if metric not in [k[len("curve/"):] for k in res if k.startswith("curve/")]:
+                    raise ValueError(f"experiments.pathsgd: the sweep task's evaluate() has no {metric!r}")
+                row.append(float(value) if not res["diverged"] and math.isfinite(value) else math.nan)
+            scores[m.name].append(row)
+    for m in methods:
+        per_eta = np.asarray(scores[m.name], dtype=np.float64).mean(axis=0)  # NaN if any seed diverged
+        ranked = np.where(np.isfinite(per_eta), per_eta, np.inf)
+        chosen[m.name] = grids[m.name][int(np.argmin(ranked))]
+        record.update({
+            f"{prefix}/{m.name}/learning_rate": chosen[m.name],
+            f"{prefix}/{m.name}/sweep/learning_rates": grids[m.name],
+            f"{prefix}/{m.name}/sweep/{metric}": [float(v) for v in per_eta],
+            f"{prefix}/{m.name}/sweep/{metric}_per_seed": scores[m.name],
+        })
+    record.update({f"{prefix}/sweep/seeds": list(config.sweep_seeds), f"{prefix}/sweep/steps": steps,
+                   f"{prefix}/sweep/metric": metric})
+    return chosen, record
 
 
 def plot_curves(result: dict, path: pathlib.Path, *, metric: str, ylabel: str, panels: list[str],
