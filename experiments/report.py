@@ -301,6 +301,10 @@ def runs_markdown(results: list[dict], names: tuple[str, ...], out: pathlib.Path
                      f"results {_link(result.get('results_file', '?'))}"
                      + (f"\n\n![{result['name']}]({png})" if (out / png).exists() else "") + "\n\n"
                      + headline_table(result))
+    others = [p.relative_to(out).as_posix() for name in names for p in sorted((out / name).glob("*.png"))
+              if not p.stem[:8].isdigit()]  # figures that belong to no single run (e.g. the best architecture)
+    if others:
+        parts.append("Other figures: " + ", ".join(f"![{p}]({p})" for p in others))
     return "\n\n".join(parts) or "(no runs recorded yet)"
 
 
