@@ -239,16 +239,21 @@ def claims_table(rows: list[dict], *, section: str | None = None, link: str | No
     return "\n".join(lines)
 
 
+def _final_at(parts: list[str]) -> int:
+    """Index of a ``final`` segment between the run's name and the quantity (``T100/sgd/final/test_mse``), else 0."""
+    return next((i for i, p in enumerate(parts) if p == "final" and 0 < i < len(parts) - 1), 0)
+
+
 def headline_table(result: dict) -> str:
-    """Markdown: the run's headline metrics; a metric path with a ``final`` segment gets one column per sibling
-    that the JSON holds at that position (``best``, a best-on-validation selection, ...)."""
+    """Markdown: the run's headline metrics; a metric path ``<run>/final/<quantity>`` gets one column per sibling
+    that the JSON holds at the ``final`` position (``best``, a best-on-validation selection, ...)."""
     metrics = result["metrics"]
     names = [n for n in (result.get("headline") or []) if n in metrics] or list(metrics)[:3]
     kinds: list[str] = []
     for name in names:
         parts = name.split("/")
-        if "final" in parts:
-            i = parts.index("final")
+        if _final_at(parts):
+            i = _final_at(parts)
             for other in metrics:
                 o = other.split("/")
                 if len(o) == len(parts) and o[:i] == parts[:i] and o[i + 1:] == parts[i + 1:] and o[i] not in kinds:
@@ -258,12 +263,12 @@ def headline_table(result: dict) -> str:
         for name in names:
             lines.append(f"| {name} | {_fmt(metrics[name])} | {seed_count(metrics[name])} |")
         return "\n".join(lines)
-    finals = [n for n in names if "final" in n.split("/")]
+    finals = [n for n in names if _final_at(n.split("/"))]
     covered = set()
     lines = ["| metric | " + " | ".join(kinds) + " | seeds |", "|---|" + "---|" * (len(kinds) + 1)]
     for name in finals:
         parts = name.split("/")
-        i = parts.index("final")
+        i = _final_at(parts)
         siblings = ["/".join(parts[:i] + [kind] + parts[i + 1:]) for kind in kinds]
         covered.update(siblings)
         cells = [_fmt(metrics[s]) if s in metrics else "-" for s in siblings]
@@ -281,7 +286,7 @@ def _run_facts(result: dict) -> str:
     per_seed = result.get("seconds_per_seed") or {}
     facts = [f"{result['timestamp']}", f"git {str(result.get('git_sha', '?'))[:12]}{provenance_note(result)}",
              f"{result.get('device_kind', '?')}"
-             + (f", {result['cores']} cores" if result.get("cores") else ""), f"{len(seeds)} seeds"]
+             + (f", {result['cores']} cores" if result.get("cores") else ""), f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"]
     if result.get("wall_s") is not None:
         facts.append(f"wall time {result['wall_s']:.0f} s")
     if per_seed:
