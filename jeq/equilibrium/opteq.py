@@ -81,7 +81,17 @@ NORMS = ("svd", "power")
 
 def opteq_map(z: Array, c: Array, *, gram: Callable[[Array], Array], activation: proxlib.Prox,
               prior: Prior | None = None) -> Array:
-    """The OptEq fixed-point map (3.1): ``prox_f(W^T W z - grad h(z) + c)``, with ``gram(z) = W^T W z``."""
+    """The OptEq fixed-point map (3.1): ``prox_f(W^T W z - grad h(z) + c)``, with ``gram(z) = W^T W z``.
+
+    With W = diag(0.6, 0.3), c = (1, -1) and ReLU the fixed point is (1 / (1 - 0.36), 0) = (1.5625, 0):
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq, prox
+    >>> w = jnp.diag(jnp.array([0.6, 0.3]))
+    >>> z = jnp.array([1.5625, 0.0])
+    >>> eq.opteq_map(z, jnp.array([1.0, -1.0]), gram=lambda v: w.T @ w @ v, activation=prox.relu()).tolist()
+    [1.5625, 0.0]
+    """
     pre = gram(z) + c
     if prior is not None:
         pre = pre - jax.grad(prior)(z)
@@ -93,6 +103,18 @@ def hidden_objective(z: Array, c: Array, *, weight: Callable[[Array], Array], ac
     """G(z) = sum f(z) + ||z||^2/2 - ||W z||^2/2 - <c, z> + h(z) (3.2), with ``weight(z) = W z``.
 
     +inf outside the domain of f (e.g. negative entries for ReLU).
+
+    Its minimiser is the OptEq equilibrium: one unit, W = 0.6, c = 1, ReLU, z* = 1 / (1 - 0.36) = 1.5625; the
+    minimum of G over a grid:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq, prox
+    >>> def G(z):
+    ...     return eq.hidden_objective(z[None], jnp.ones(1), weight=lambda v: 0.6 * v, activation=prox.relu())
+    >>> zs = jnp.linspace(-1.0, 3.0, 4001)
+    >>> round(float(zs[jnp.argmin(jax.vmap(G)(zs))]), 2), float(G(jnp.asarray(-0.5)))
+    (1.56, inf)
     """
     value = jnp.sum(activation.potential(z)) + 0.5 * jnp.sum(z * z) - 0.5 * jnp.sum(weight(z) ** 2) - jnp.sum(c * z)
     if prior is not None:
@@ -106,6 +128,20 @@ def smoothness_prior(*, strength: float, axes: Sequence[int] = (0,)) -> Prior:
     Its gradient mu L z enters the layer as ``prox_f(W^T W z - mu L z + c)``. ||L||_2 < 4 per axis, so
     mu < 1 / (4 len(axes)) keeps ||W^T W - mu L||_2 < 1 and Picard contractive (checked here).
     ``axes`` are the axes of one example's z: (0,) for a dense layer, (0, 1) for the spatial axes of (H, W, C).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> h = eq.smoothness_prior(strength=0.1)
+    >>> z = jnp.array([0.0, 1.0, 3.0])
+    >>> round(float(h(z)), 4)  # 0.1 / 2 * (1^2 + 2^2)
+    0.25
+    >>> [round(float(g), 4) for g in jax.grad(h)(z)]  # mu L z, L the path Laplacian
+    [-0.1, -0.1, 0.2]
+    >>> eq.smoothness_prior(strength=0.3)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.equilibrium.smoothness_prior(strength=0.3): must be in [0, 0.25) ...
     """
     where = "jeq.equilibrium.smoothness_prior"
     axes = tuple(axes)
@@ -125,18 +161,43 @@ def smoothness_prior(*, strength: float, axes: Sequence[int] = (0,)) -> Prior:
 
 
 def unit_map(z: Array, c: Array, *, weight: Array, activation: proxlib.Prox) -> Array:
-    """The OptEq unit layer (3.3): T(z) = W^T sigma(W z + c), ``weight`` = W (m, n), z of shape (n,), c of (m,)."""
+    """The OptEq unit layer (3.3): T(z) = W^T sigma(W z + c), ``weight`` = W (m, n), z of shape (n,), c of (m,).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq, prox
+    >>> w = jnp.array([[0.5, 0.0], [0.0, 0.5], [0.5, 0.5]])
+    >>> eq.unit_map(jnp.array([1.0, -1.0]), jnp.array([0.0, 1.0, 0.0]), weight=w, activation=prox.relu()).tolist()
+    [0.25, 0.25]
+    """
     return weight.T @ activation.apply(weight @ z + c)
 
 
 def unit_potential(z: Array, c: Array, *, weight: Array, activation: proxlib.Prox) -> Array:
-    """Phi(z) = sum_i F((W z + c)_i) with F = :func:`jeq.prox.primitive` (F' = sigma): grad Phi = :func:`unit_map`."""
+    """Phi(z) = sum_i F((W z + c)_i) with F = :func:`jeq.prox.primitive` (F' = sigma): grad Phi = :func:`unit_map`.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq, prox
+    >>> w, c, z = jnp.array([[0.5, -0.2], [0.1, 0.4]]), jnp.array([0.3, -0.1]), jnp.array([1.0, 2.0])
+    >>> grad_phi = jax.grad(lambda z: eq.unit_potential(z, c, weight=w, activation=prox.sigmoid()))(z)
+    >>> bool(jnp.allclose(grad_phi, eq.unit_map(z, c, weight=w, activation=prox.sigmoid()), atol=1e-5))
+    True
+    """
     return jnp.sum(proxlib.primitive(activation, weight @ z + c))
 
 
 def unit_objective(z: Array, c: Array, *, weight: Array, activation: proxlib.Prox) -> Array:
     """E(z) = ||z||^2/2 - Phi(z): grad E = z - T(z), so the unit layer's fixed points are the minimisers of E
-    (convex for ||W||_2 <= 1: its Hessian I - W^T diag(sigma') W >= 0 with 0 <= sigma' <= 1)."""
+    (convex for ||W||_2 <= 1: its Hessian I - W^T diag(sigma') W >= 0 with 0 <= sigma' <= 1).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq, prox
+    >>> w, c, z = jnp.array([[0.5, -0.2], [0.1, 0.4]]), jnp.array([0.3, -0.1]), jnp.array([1.0, 2.0])
+    >>> grad_e = jax.grad(lambda z: eq.unit_objective(z, c, weight=w, activation=prox.tanh()))(z)
+    >>> bool(jnp.allclose(grad_e, z - eq.unit_map(z, c, weight=w, activation=prox.tanh()), atol=1e-5))
+    True
+    """
     return 0.5 * jnp.sum(z * z) - unit_potential(z, c, weight=weight, activation=activation)
 
 
@@ -147,7 +208,16 @@ OPTEQ_SETTINGS = SolveSettings(solver="anderson", tol=1e-3, rtol=0.0, maxiter=50
 
 
 class OptEqOptions(NamedTuple):
-    """Keyword hyper-parameters of the OptEq factories besides the sizes and the solve settings (with defaults)."""
+    """Keyword hyper-parameters of the OptEq factories besides the sizes and the solve settings (with defaults):
+    sigma = prox_f (``activation``), eps in ||W||_2 <= 1 - eps (``margin``), the prior h, ...
+
+    >>> from jeq import equilibrium as eq
+    >>> eq.OptEqOptions._fields
+    ('activation', 'margin', 'prior', 'init_scale', 'dtype', 'norm')
+    >>> options = eq.OptEqOptions()
+    >>> options.margin, options.norm, options.activation is None
+    (0.05, 'svd', True)
+    """
 
     activation: proxlib.Prox | None = None
     """A :class:`jeq.prox.Prox` sigma = prox_f (None: ReLU); its potential f enters G."""
@@ -179,7 +249,16 @@ class OptEqOptions(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------------------- dense
 class OptEqParams(NamedTuple):
-    """Trainable parameters of a dense OptEq classifier."""
+    """Trainable parameters of a dense OptEq classifier: W = s V / ||V||_2, s = (1 - eps) sigmoid(a), c = U x + b,
+    logits = W_c z* + b_c.
+
+    >>> import jax
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.opteq(features=4, hidden=3, classes=2)
+    >>> jax.tree.map(lambda leaf: leaf.shape, jax.eval_shape(model.init, jax.random.key(0)))
+    OptEqParams(coupling=(3, 3), scale=(), injection=(3, 4), bias=(3,), readout=(2, 3), readout_bias=(2,),
+                power_vector=(0,))
+    """
 
     coupling: Array
     """V, shape (hidden, hidden); W = s V / ||V||_2."""
@@ -217,6 +296,27 @@ def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> Equili
       **options: :class:`OptEqOptions` (activation, margin, prior, init_scale, dtype, norm) and the solve settings of
         :func:`jeq.fixedpoint.solve` (solver, tol, rtol, maxiter, backward, and axis_name: the vmap axis name for
         batch-level stopping, ``"batch"`` in :mod:`jeq.equilibrium.train`); defaults :data:`OPTEQ_SETTINGS`.
+
+    A batch of two examples under ``jax.vmap``; z* is a fixed point of the layer and the minimiser of G (no
+    coordinate step of 0.05 lowers it):
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.opteq(features=4, hidden=3, classes=2, tol=1e-5)
+    >>> params = model.init(jax.random.key(0))
+    >>> xb = jnp.stack([jnp.linspace(-1.0, 1.0, 4), jnp.linspace(1.0, -1.0, 4)])
+    >>> out = jax.vmap(lambda x: model.apply(params, x))(xb)
+    >>> out.logits.shape, out.stats.converged.tolist()
+    ((2, 2), [True, True])
+    >>> x = xb[0]
+    >>> z = model.equilibrium(params, x).value
+    >>> bool(jnp.allclose(z, model.layer(z, model.prepare(params), model.inject(params, x)), atol=1e-4))
+    True
+    >>> steps = 0.05 * jnp.concatenate([jnp.eye(3), -jnp.eye(3)])
+    >>> moved = jax.vmap(lambda d: model.objective(params, jnp.maximum(z + d, 0.0), x))(steps)
+    >>> bool(jnp.all(moved >= model.objective(params, z, x)))
+    True
     """
     where = "jeq.equilibrium.opteq"
     features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
@@ -265,6 +365,14 @@ def power_norm(coupling: Array, power_vector: Array) -> Array:
 
     The vectors carry no gradient (as in ``torch.nn.utils.spectral_norm``); sigma is differentiable in V and a
     lower bound on ||V||_2 that is exact once u is the top left singular vector.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> v = jnp.diag(jnp.array([3.0, 1.0]))  # ||V||_2 = 3
+    >>> round(float(eq.power_norm(v, jnp.array([1.0, 1.0]) / jnp.sqrt(2.0))), 3)  # one step: sqrt(8.2) < 3
+    2.864
+    >>> round(float(eq.power_norm(v, jnp.array([1.0, 0.0]))), 3)  # u = the top singular vector
+    3.0
     """
     u = jax.lax.stop_gradient(power_vector)
     v = jax.lax.stop_gradient(_normalise(coupling.T @ u))
@@ -289,6 +397,21 @@ def refresh_power_vector(*, steps: int = 1) -> optax.GradientTransformation:
     ``params.power_vector`` (zero from the optimiser: u carries no gradient) by u_new - u, so after
     ``optax.apply_updates`` the params hold the refreshed vector (no extra state, spec section 4). Params with an
     empty ``power_vector`` (``norm="svd"``) pass through unchanged. Needs ``params`` in ``update``.
+
+    Twenty refresh steps make the power estimate of ||V||_2 exact:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.opteq(features=2, hidden=3, classes=2, norm="power")
+    >>> params = model.init(jax.random.key(0))
+    >>> tx = optax.chain(optax.sgd(0.1), eq.refresh_power_vector(steps=20))
+    >>> updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    >>> params = optax.apply_updates(params, updates)
+    >>> exact = jnp.linalg.norm(params.coupling, 2)
+    >>> bool(jnp.allclose(eq.power_norm(params.coupling, params.power_vector), exact, rtol=1e-4))
+    True
     """
     steps = validate.integer("jeq.equilibrium.refresh_power_vector", "steps", steps, low=1)
 
@@ -313,6 +436,19 @@ def opteq_unit(*, features: int, hidden: int, classes: int, **options: Any) -> E
     ||W||_2 <= 1; ``objective(params, z, x)`` is E(z) = ||z||^2/2 - Phi(z), minimised by z*. Same parameters
     (:class:`OptEqParams`, W = s V / ||V||_2), options and solve settings as :func:`opteq` (no prior); with the
     same params, its z* is W^T y*, y* the equilibrium of ``opteq`` whose coupling is V^T (W and W^T swapped).
+
+    z* = T(z*) minimises E: grad E(z*) = z* - T(z*) = 0.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.opteq_unit(features=4, hidden=3, classes=2, tol=1e-5)
+    >>> params = model.init(jax.random.key(0))
+    >>> x = jnp.linspace(-1.0, 1.0, 4)
+    >>> z, stats = model.equilibrium(params, x)
+    >>> grad_e = jax.grad(model.objective, argnums=1)(params, z, x)
+    >>> bool(stats.converged), bool(jnp.linalg.norm(grad_e) < 1e-4)
+    (True, True)
     """
     where = "jeq.equilibrium.opteq_unit"
     features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
@@ -340,7 +476,16 @@ def opteq_unit(*, features: int, hidden: int, classes: int, **options: Any) -> E
 
 # ----------------------------------------------------------------------------------------------------------- conv
 class OptEqConvParams(NamedTuple):
-    """Trainable parameters of a convolutional OptEq classifier."""
+    """Trainable parameters of a convolutional OptEq classifier: W = s V / B(V) a 'SAME' convolution,
+    c = U * x + b, logits = W_c vec(avg_pool(z*)) + b_c.
+
+    >>> import jax
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.opteq_conv(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2)
+    >>> jax.tree.map(lambda leaf: leaf.shape, jax.eval_shape(model.init, jax.random.key(0)))
+    OptEqConvParams(kernel=(3, 3, 2, 2), scale=(), injection=(3, 3, 1, 2), bias=(2,), readout=(3, 8),
+                    readout_bias=(3,))
+    """
 
     kernel: Array
     """V, shape (k, k, channels, channels); W = s V / ||V||_2 as a 'SAME' convolution on (H, W, channels)."""
@@ -364,6 +509,18 @@ def opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels: int,
     per-frequency bound of :func:`jeq.equilibrium.conv.conv_norm_bound`, so ||W||_2 <= s <= 1 - eps. x: one image
     (H, W, in_channels); z: (H, W, channels); logits from ``pool`` x ``pool`` average pooling of z* and a dense layer.
     ``**options``: as in :func:`opteq`.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.opteq_conv(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2, tol=1e-5)
+    >>> params = model.init(jax.random.key(0))
+    >>> x = jnp.linspace(0.0, 1.0, 16).reshape(4, 4, 1)
+    >>> z, stats = model.equilibrium(params, x)
+    >>> z.shape, bool(stats.converged), model.apply(params, x).logits.shape
+    ((4, 4, 2), True, (3,))
+    >>> bool(jnp.allclose(z, model.layer(z, model.prepare(params), model.inject(params, x)), atol=1e-4))
+    True
     """
     where = "jeq.equilibrium.opteq_conv"
     shape = core.conv_shape(where, image_shape=image_shape, in_channels=in_channels, channels=channels,
