@@ -6,6 +6,30 @@
 - ``optimizer``: ``path_sgd`` / ``scale_by_path_norm`` as optax transformations;
 - ``methods``: Path-SGD and the SGD / Adam baselines with identical clipping (``make_optimizer``);
 - ``train``: a pure jitted training step with per-example weights.
+
+Constants: ``METHODS`` the optimisers :func:`make_optimizer` builds (``path_sgd``, ``path_sgd_kappa2``, ``sgd``,
+``adam``) and ``CLIPS`` what its ``clip`` may bound (the raw ``gradient`` or the method's ``update``); ``INITS`` the
+recurrent initialisations of :func:`init_rnn` (``gaussian``, ``identity`` = IRNN, ``np`` = np-RNN), ``OUTPUT_INITS``
+its output-weight draws (``gaussian``, ``equal``) and ``IRNN_SCALE`` = 0.001 the IRNN's input/output weight scale (Le
+et al. 2015); ``HEADS`` the output conventions (``many_to_one`` reads y_T, ``many_to_many`` every y_t).
+
+>>> import jax
+>>> import numpy as np
+>>> import optax
+>>> from jeq.data import adding_problem
+>>> from jeq.pathsgd import init_rnn, make_optimizer, make_rnn_train_step, rnn_apply, rnn_path_sum
+>>> import functools
+>>> x, y = adding_problem(jax.random.key(0), 16, 5)
+>>> params = init_rnn(jax.random.key(1), input_size=2, hidden_size=4, output_size=1, init="np")
+>>> tx = make_optimizer("path_sgd", learning_rate=1e-3, max_norm=10.0,
+...                     path_sum=functools.partial(rnn_path_sum, length=5))
+>>> train_step = make_rnn_train_step(lambda p, xs, t: (rnn_apply(p, xs)[0] - t) ** 2, tx)
+>>> opt_state, losses = tx.init(params), []
+>>> for _ in range(3):
+...     params, opt_state, metrics = train_step(params, opt_state, x, y)
+...     losses.append(float(metrics.loss))
+>>> bool(losses[-1] < losses[0])
+True
 """
 
 from jeq.pathsgd.methods import CLIPS, METHODS, make_optimizer

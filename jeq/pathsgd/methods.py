@@ -69,6 +69,23 @@ def make_optimizer(
 
     Returns:
       An ``optax.GradientTransformation`` (its ``update`` needs ``params`` for the path methods).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> from jeq.pathsgd import METHODS, init_mlp, make_optimizer, mlp_path_sum
+    >>> METHODS
+    ('path_sgd', 'path_sgd_kappa2', 'sgd', 'adam')
+    >>> params = init_mlp(jax.random.key(0), layer_sizes=(2, 3, 1))
+    >>> huge = jax.tree.map(lambda p: 100.0 * jnp.ones_like(p), params)
+    >>> sgd = make_optimizer("sgd", learning_rate=0.1, max_norm=1.0)
+    >>> updates, _ = sgd.update(huge, sgd.init(params), params)
+    >>> round(float(optax.global_norm(updates)), 4)  # eta * clip(g, 1)
+    0.1
+    >>> tx = make_optimizer("path_sgd", learning_rate=0.1, max_norm=1.0, path_sum=mlp_path_sum, clip="update")
+    >>> updates, _ = tx.update(huge, tx.init(params), params)
+    >>> jax.tree.structure(updates) == jax.tree.structure(params)
+    True
     """
     where = "jeq.pathsgd.make_optimizer"
     validate.one_of(where, "method", method, METHODS)

@@ -26,7 +26,17 @@ PyTree = Any
 
 
 class ScaleByPathNormState(NamedTuple):
-    """State of :func:`scale_by_path_norm`."""
+    """State of :func:`scale_by_path_norm`.
+
+    >>> import jax
+    >>> from jeq.pathsgd import ScaleByPathNormState, init_mlp, mlp_path_sum, scale_by_path_norm
+    >>> ScaleByPathNormState._fields
+    ('count', 'ratio')
+    >>> params = init_mlp(jax.random.key(0), layer_sizes=(2, 3, 1))
+    >>> state = scale_by_path_norm(mlp_path_sum).init(params)
+    >>> isinstance(state, ScaleByPathNormState), int(state.count)
+    (True, 0)
+    """
 
     count: jax.Array
     """Number of updates made so far (int32 scalar)."""
@@ -79,6 +89,20 @@ def scale_by_path_norm(
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByPathNormState`.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import init_mlp, mlp_path_sum, path_kappa, scale_by_path_norm
+    >>> params = init_mlp(jax.random.key(0), layer_sizes=(2, 3, 1))
+    >>> tx = scale_by_path_norm(mlp_path_sum)
+    >>> grads = jax.tree.map(jnp.ones_like, params)
+    >>> updates, state = tx.update(grads, tx.init(params), params)
+    >>> kappa1 = path_kappa(mlp_path_sum, params).kappa1
+    >>> all(bool(np.allclose(d, 1 / (k + 1e-8))) for d, k in zip(jax.tree.leaves(updates), jax.tree.leaves(kappa1)))
+    True
+    >>> int(state.count)
+    1
     """
     where = "jeq.pathsgd.scale_by_path_norm"
     if not callable(path_sum):
@@ -172,6 +196,30 @@ def path_sgd(
 
     Returns:
       An ``optax.GradientTransformation``; its ``update`` needs ``params``.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> import optax
+    >>> from jeq.pathsgd import init_mlp, mlp_apply, mlp_path_sum, path_sgd
+    >>> params = init_mlp(jax.random.key(0), layer_sizes=(2, 3, 1))
+    >>> c = jnp.array([0.5, 2.0, 4.0])  # node rescaling: the same function, other weights
+    >>> rescaled = (params[0]._replace(w=c[:, None] * params[0].w, b=c * params[0].b),
+    ...             params[1]._replace(w=params[1].w / c))
+    >>> x, y = jnp.array([1.0, -2.0]), jnp.array([0.5])
+    >>> def loss(p):
+    ...     return jnp.sum((mlp_apply(p, x) - y) ** 2)
+    >>> def step(tx, p):
+    ...     updates, _ = tx.update(jax.grad(loss)(p), tx.init(p), p)
+    ...     return optax.apply_updates(p, updates)
+    >>> tx = path_sgd(0.002, path_sum=mlp_path_sum)
+    >>> bool(np.allclose(mlp_apply(step(tx, params), x), mlp_apply(step(tx, rescaled), x), atol=1e-5))
+    True
+    >>> sgd = optax.sgd(0.002)  # plain SGD is not invariant to the rescaling
+    >>> bool(np.allclose(mlp_apply(step(sgd, params), x), mlp_apply(step(sgd, rescaled), x), atol=1e-5))
+    False
+    >>> bool(loss(step(tx, params)) < loss(params))
+    True
     """
     where = "jeq.pathsgd.path_sgd"
     if not callable(learning_rate):

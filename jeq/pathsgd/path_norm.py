@@ -52,7 +52,17 @@ PyTree = Any
 
 
 class Kappa(NamedTuple):
-    """Per-weight curvature terms of the path regulariser, each a pytree shaped like the params."""
+    """Per-weight curvature terms of the path regulariser, each a pytree shaped like the params.
+
+    >>> import jax
+    >>> from jeq.pathsgd import Kappa, init_rnn, kappa
+    >>> Kappa._fields
+    ('kappa1', 'kappa2')
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
+    >>> k = kappa(params, 4)
+    >>> k.kappa1.w_rec.shape, k.kappa2 is None
+    ((3, 3), True)
+    """
 
     kappa1: PyTree
     """``kappa1_i = dGamma/du_i`` at ``u = w^2`` (one reverse-mode pass of the squared-weight network)."""
@@ -90,6 +100,18 @@ def rnn_path_sum(
 
     Returns:
       A scalar.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import init_rnn, rnn_apply, rnn_path_sum
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
+    >>> u = jax.tree.map(jnp.square, params)
+    >>> linear = rnn_apply(u, jnp.ones((4, 2)), head="many_to_many", activation=lambda z: z)  # all-ones input
+    >>> bool(np.allclose(rnn_path_sum(u, length=4), linear[-1].sum()))
+    True
+    >>> bool(np.allclose(rnn_path_sum(u, length=4, head="many_to_many"), linear.sum()))
+    True
     """
     length = _check_length_and_head("jeq.pathsgd.rnn_path_sum", length, head)
     ones = jnp.ones((length, squared_params.w_in.shape[1]), jnp.result_type(squared_params.w_in))
@@ -129,6 +151,17 @@ def rnn_apply_with_path_sum(
 
     Returns:
       ``(y, Gamma)``: ``y_T`` (K,) or ``y_{1..T}`` (T, K), and a scalar.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import init_rnn, rnn_apply, rnn_apply_with_path_sum, rnn_path_sum
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
+    >>> u = jax.tree.map(jnp.square, params)
+    >>> xs = jax.random.normal(jax.random.key(1), (5, 2))
+    >>> y, path_sum = rnn_apply_with_path_sum(params, u, xs)
+    >>> bool(np.allclose(y, rnn_apply(params, xs))), bool(np.allclose(path_sum, rnn_path_sum(u, length=5)))
+    (True, True)
     """
     where = "jeq.pathsgd.rnn_apply_with_path_sum"
     validate.one_of(where, "head", head, HEADS)
@@ -170,6 +203,15 @@ def mlp_path_sum(squared_params: tuple[Dense, ...]) -> jax.Array:
 
     ``gamma(w) = sum_{paths input -> output} prod_{e in path} w_e^2`` (Neyshabur, Salakhutdinov & Srebro,
     NIPS 2015, with biases as edges from a constant-1 unit).
+
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import Dense, mlp_path_sum
+    >>> u = (Dense(w=jnp.array([[4.0]]), b=jnp.array([0.0])), Dense(w=jnp.array([[9.0]]), b=jnp.array([0.0])))
+    >>> float(mlp_path_sum(u))  # 1-1-1 network with w1 = 2, w2 = 3: one path, (2 * 3)^2
+    36.0
+    >>> float(mlp_path_sum((u[0]._replace(b=jnp.array([1.0])), u[1])))  # plus the path b1 -> y: 1^2 * 3^2
+    45.0
     """
     check_layers("jeq.pathsgd.mlp_path_sum", squared_params, argument="squared_params")
     ones = jnp.ones((squared_params[0].w.shape[1],), jnp.result_type(squared_params[0].w))
@@ -199,6 +241,23 @@ def gamma(
 
     Returns:
       A scalar (invariant under node rescaling).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import gamma, init_rnn, rnn_apply
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=4, output_size=1)
+    >>> # T = 1, zero biases: the paths are x_d -> h_i -> y_k, so gamma = sum_{k,i,d} W_out[k,i]^2 W_in[i,d]^2
+    >>> bool(np.allclose(gamma(params, 1), jnp.sum(params.w_out ** 2 @ params.w_in ** 2)))
+    True
+    >>> c = jnp.array([0.5, 2.0, 3.0, 1.0])  # rescale hidden unit i by c_i > 0: the same function ...
+    >>> rescaled = params._replace(w_in=c[:, None] * params.w_in, b=c * params.b,
+    ...                            w_rec=c[:, None] * params.w_rec / c[None, :], w_out=params.w_out / c[None, :])
+    >>> xs = jax.random.normal(jax.random.key(1), (5, 2))
+    >>> bool(np.allclose(rnn_apply(params, xs), rnn_apply(rescaled, xs), atol=1e-6))
+    True
+    >>> bool(np.allclose(gamma(params, 5), gamma(rescaled, 5), rtol=1e-5))  # ... and the same gamma
+    True
     """
     length = _check_length_and_head("jeq.pathsgd.gamma", length, head)
     return rnn_path_sum(_square(params), length=length, head=head)
@@ -227,6 +286,18 @@ def path_kappa(
 
     Returns:
       :class:`Kappa` with pytrees shaped like ``params``.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import init_mlp, mlp_path_sum, path_kappa
+    >>> params = init_mlp(jax.random.key(0), layer_sizes=(3, 4, 2))
+    >>> k = path_kappa(mlp_path_sum, params, include_kappa2=True)
+    >>> grad = jax.grad(mlp_path_sum)(jax.tree.map(jnp.square, params))
+    >>> all(bool(np.allclose(a, b)) for a, b in zip(jax.tree.leaves(k.kappa1), jax.tree.leaves(grad)))
+    True
+    >>> max(float(jnp.abs(leaf).max()) for leaf in jax.tree.leaves(k.kappa2))  # no MLP path uses a weight twice
+    0.0
     """
     kappa2_batch_size = validate.integer("jeq.pathsgd.path_kappa", "kappa2_batch_size", kappa2_batch_size, low=1)
     u = _square(params)
@@ -267,6 +338,18 @@ def kappa(
 
     Returns:
       :class:`Kappa` of :class:`RNNParams`.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import init_rnn, kappa, rnn_path_sum
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
+    >>> k = kappa(params, 4, include_kappa2=True)
+    >>> grad = jax.grad(lambda u: rnn_path_sum(u, length=4))(jax.tree.map(jnp.square, params))
+    >>> bool(np.allclose(k.kappa1.w_rec, grad.w_rec))  # kappa1 = dGamma/du
+    True
+    >>> float(jnp.abs(k.kappa2.w_in).max()), bool((k.kappa2.w_rec >= 0).all())  # kappa2 lives on W_rec only
+    (0.0, True)
     """
     length = _check_length_and_head("jeq.pathsgd.kappa", length, head)
     return path_kappa(

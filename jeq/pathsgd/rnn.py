@@ -45,7 +45,16 @@ IRNN_SCALE = 1e-3
 
 
 class RNNParams(NamedTuple):
-    """Weights of a one-layer ReLU RNN with H hidden units, D inputs and K outputs."""
+    """Weights of a one-layer ReLU RNN with H hidden units, D inputs and K outputs.
+
+    >>> import jax
+    >>> from jeq.pathsgd import RNNParams, init_rnn
+    >>> RNNParams._fields
+    ('w_in', 'w_rec', 'b', 'w_out', 'c')
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
+    >>> [leaf.shape for leaf in params]
+    [(3, 2), (3, 3), (3,), (1, 3), (1,)]
+    """
 
     w_in: jax.Array
     """Input-to-hidden weights ``W_in``, shape (H, D)."""
@@ -90,6 +99,20 @@ def init_rnn(
 
     Returns:
       :class:`RNNParams`.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import init_rnn
+    >>> irnn = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1, init="identity")
+    >>> irnn.w_rec.tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    >>> np_rnn = init_rnn(jax.random.key(0), input_size=2, hidden_size=8, output_size=1, init="np")
+    >>> round(float(jnp.linalg.eigvalsh(np_rnn.w_rec).max()), 4)  # np-RNN: largest eigenvalue 1
+    1.0
+    >>> equal = init_rnn(jax.random.key(0), input_size=2, hidden_size=4, output_size=1, output_init="equal")
+    >>> sorted(set(jnp.abs(equal.w_out).round(4).ravel().tolist()))  # |W_out| = 1/sqrt(H)
+    [0.5]
     """
     where = "jeq.pathsgd.init_rnn"
     input_size = validate.integer(where, "input_size", input_size, low=1)
@@ -146,6 +169,18 @@ def rnn_apply(
 
     Returns:
       ``y_T`` (K,) or ``y_{1..T}`` (T, K).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import init_rnn, rnn_apply
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=8, output_size=3)
+    >>> xs = jax.random.normal(jax.random.key(1), (6, 5, 2))  # a batch of 6 sequences of length 5
+    >>> jax.vmap(lambda x: rnn_apply(params, x))(xs).shape
+    (6, 3)
+    >>> every = jax.vmap(lambda x: rnn_apply(params, x, head="many_to_many"))(xs)
+    >>> every.shape, bool(np.allclose(every[0, -1], rnn_apply(params, xs[0])))
+    ((6, 5, 3), True)
     """
     where = "jeq.pathsgd.rnn_apply"
     validate.one_of(where, "head", head, HEADS)

@@ -24,7 +24,12 @@ PyTree = Any
 
 
 class RNNTrainMetrics(NamedTuple):
-    """Metrics of one :func:`make_rnn_train_step` step (scalars)."""
+    """Metrics of one :func:`make_rnn_train_step` step (scalars).
+
+    >>> from jeq.pathsgd import RNNTrainMetrics
+    >>> RNNTrainMetrics._fields
+    ('loss', 'grad_norm', 'update_norm')
+    """
 
     loss: jax.Array
     """Weighted mean loss of the batch before the update."""
@@ -75,6 +80,25 @@ def make_rnn_train_step(
     and passes ``kappa1`` to ``optimizer.update(..., kappa1=kappa1)`` (:func:`jeq.pathsgd.scale_by_path_norm`
     uses it; other transformations ignore it). ``Gamma`` must not depend on the example: it is vmapped with
     ``out_axes=None``, which raises if it does.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.data import adding_problem
+    >>> from jeq.pathsgd import init_rnn, make_eval_fn, make_optimizer, make_rnn_train_step, rnn_apply
+    >>> x, y = adding_problem(jax.random.key(0), 8, 6)
+    >>> params = init_rnn(jax.random.key(1), input_size=2, hidden_size=4, output_size=1)
+    >>> def loss_fn(p, xs, target):  # one example
+    ...     return (rnn_apply(p, xs)[0] - target) ** 2
+    >>> tx = make_optimizer("sgd", learning_rate=0.05, max_norm=10.0)
+    >>> train_step = make_rnn_train_step(loss_fn, tx)
+    >>> new_params, opt_state, metrics = train_step(params, tx.init(params), x, y)
+    >>> evaluate = make_eval_fn(loss_fn)
+    >>> bool(np.allclose(metrics.loss, evaluate(params, x, y))), bool(evaluate(new_params, x, y) < metrics.loss)
+    (True, True)
+    >>> masked = train_step(params, tx.init(params), x, y, jnp.array([1.0] * 4 + [0.0] * 4))[2]
+    >>> bool(np.allclose(masked.loss, train_step(params, tx.init(params), x[:4], y[:4])[2].loss))
+    True
     """
     where = "jeq.pathsgd.make_rnn_train_step"
     if not callable(loss_fn):
@@ -118,7 +142,16 @@ def make_rnn_train_step(
 def make_eval_fn(
     metric_fn: Callable[[PyTree, jax.Array, jax.Array], jax.Array],
 ) -> Callable[..., jax.Array]:
-    """Build a jitted ``evaluate(params, xb, yb, weights=None)``: weighted batch mean of a per-example metric."""
+    """Build a jitted ``evaluate(params, xb, yb, weights=None)``: weighted batch mean of a per-example metric.
+
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.pathsgd import make_eval_fn
+    >>> evaluate = make_eval_fn(lambda w, x, y: jnp.abs(w * x - y))  # per-example metric
+    >>> xb, yb = jnp.array([1.0, 2.0, 3.0]), jnp.zeros(3)
+    >>> float(evaluate(2.0, xb, yb)), float(evaluate(2.0, xb, yb, jnp.array([1.0, 1.0, 0.0])))  # mask the last
+    (4.0, 3.0)
+    """
     if not callable(metric_fn):
         validate.fail("jeq.pathsgd.make_eval_fn", "metric_fn", metric_fn, "must be callable")
 
