@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from jeq import validate
-from jeq.io import atomic_write_bytes
+from jeq.io import UnreadableFile, atomic_write_bytes, dumps_checkpoint, loads_checkpoint
 from jeq.tune.algorithms import Algorithm, HyperParameter, validate_theta
 
 __all__ = ["Strategy", "TuneResult", "batch_evaluator", "checkpoint_progress", "random_search", "rng_from_key",
@@ -118,36 +118,36 @@ def random_search(space: Algorithm | Sequence[HyperParameter], *, batch_size: in
     return Strategy("random", hps, batch_size, init, ask, tell)
 
 
-_MAGIC = b"jeq.tune checkpoint v1\n"
-"""Header of a tuning checkpoint: flax msgpack follows (never a pickle: loading one runs no code from the file)."""
-
-
 def _save(path: pathlib.Path, fingerprint: dict, state: Any, step: int, thetas: list[dict],
           objectives: list[np.ndarray]) -> None:
-    """Atomically write the tuning so far: the strategy state's leaves (its structure comes from ``init`` on load)."""
-    from flax import serialization
-
+    """Atomically write the tuning so far (:func:`jeq.io.dumps_checkpoint`): the strategy state's leaves (its
+    structure comes from ``init`` on load)."""
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
     tree = {"fingerprint": json.dumps(fingerprint), "step": step, "thetas": json.dumps(thetas),
-            "objectives": np.concatenate(objectives), "leaves": {str(i): leaf for i, leaf in enumerate(leaves)}}
-    atomic_write_bytes(path, _MAGIC + serialization.msgpack_serialize(tree))
+            "objectives": np.concatenate(objectives), "leaves": leaves}
+    atomic_write_bytes(path, dumps_checkpoint(tree))
+
+
+def _read(path: pathlib.Path, where: str) -> dict:
+    try:
+        tree = loads_checkpoint(path.read_bytes(), where=str(path))
+    except UnreadableFile as err:
+        validate.fail(where, "checkpoint", str(path), f"is not a jeq.tune checkpoint ({err}): delete it to start the "
+                      "tuning afresh")
+    if not (isinstance(tree, dict) and {"fingerprint", "step", "thetas", "objectives", "leaves"} <= tree.keys()):
+        validate.fail(where, "checkpoint", str(path), "is not a jeq.tune checkpoint (another checkpoint's contents)")
+    return tree
 
 
 def _load(path: pathlib.Path, fingerprint: dict, initial_state: Any) -> tuple[Any, int, list[dict], list[np.ndarray]]:
     """Inverse of :func:`_save`; the state's leaves are put back into the structure of ``initial_state``."""
-    from flax import serialization
-
     where = "jeq.tune.tune"
-    payload = path.read_bytes()
-    if not payload.startswith(_MAGIC):
-        validate.fail(where, "checkpoint", str(path), "is not a jeq.tune checkpoint (pickles are refused): delete it "
-                      "to start the tuning afresh")
-    tree = serialization.msgpack_restore(payload[len(_MAGIC):])
+    tree = _read(path, where)
     saved = json.loads(tree["fingerprint"])
     if saved != fingerprint:
         validate.fail(where, "checkpoint", str(path), f"holds another tuning ({saved}), not {fingerprint}")
     treedef = jax.tree.structure(initial_state)
-    leaves = [tree["leaves"][str(i)] for i in range(len(tree["leaves"]))]
+    leaves = tree["leaves"]
     if len(leaves) != treedef.num_leaves:
         validate.fail(where, "checkpoint", str(path), f"holds {len(leaves)} state leaves, the strategy has "
                       f"{treedef.num_leaves}")
@@ -157,12 +157,7 @@ def _load(path: pathlib.Path, fingerprint: dict, initial_state: Any) -> tuple[An
 
 def checkpoint_progress(path: str | os.PathLike) -> dict[str, Any]:
     """What a tuning checkpoint holds so far: ``{"step": batches done, "runs": runs spent, "fingerprint": ...}``."""
-    from flax import serialization
-
-    payload = pathlib.Path(path).read_bytes()
-    if not payload.startswith(_MAGIC):
-        validate.fail("jeq.tune.checkpoint_progress", "path", str(path), "is not a jeq.tune checkpoint")
-    tree = serialization.msgpack_restore(payload[len(_MAGIC):])
+    tree = _read(pathlib.Path(path), "jeq.tune.checkpoint_progress")
     return {"step": int(tree["step"]), "runs": int(np.asarray(tree["objectives"]).size),
             "fingerprint": json.loads(tree["fingerprint"])}
 
