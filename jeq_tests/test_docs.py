@@ -10,9 +10,10 @@ The rule (a), per exported name:
   dataclass classes): its own ``__doc__`` is a real docstring (not the ``Name(field, ...)`` signature that
   ``NamedTuple`` and ``dataclass`` write when there is none) and contains at least one ``>>>`` example.
 * **constant or alias** (a dict, tuple, str, float, type alias ...): Python cannot attach a docstring to such a value,
-  so it must be documented where Sphinx looks for one: a ``#:`` doc-comment on the line(s) right above its assignment
-  in a module of the package (``#: the methods compared in Table 1``), or a mention as ````NAME```` in the docstring of
-  the module that exports it. No example is required.
+  so it must be documented where Sphinx looks for one: an attribute docstring (a string literal on the statement right
+  after its module-level assignment, PEP 257/PEP 224 style), a ``#:`` doc-comment on the line right above the
+  assignment (``#: the methods compared in Table 1``), both in a module of the package, or a mention as ````NAME````
+  in the docstring of the module that exports it. No example is required.
 
 The rule (b): ``doctest.DocTestFinder`` collects the examples of every exported object (its docstring and those of
 its methods and properties) plus the docstring of the module itself, and runs them with
@@ -68,13 +69,18 @@ def _package_files(module: ModuleType) -> list[Path]:
     return sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
 
 
+def _is_string(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
 def _doc_commented(files: list[Path]) -> set[str]:
-    """Names whose (module-level) assignment has a ``#:`` doc-comment on the line(s) right above it."""
+    """Names whose (module-level) assignment has a ``#:`` doc-comment right above it or a string literal right below."""
     names: set[str] = set()
     for file in files:
         source = file.read_text()
         lines = source.splitlines()
-        for node in ast.parse(source).body:
+        body = ast.parse(source).body
+        for node, next_node in zip(body, [*body[1:], None]):
             if isinstance(node, ast.Assign):
                 targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -84,7 +90,7 @@ def _doc_commented(files: list[Path]) -> set[str]:
             else:
                 continue
             above = lines[node.lineno - 2].strip() if node.lineno >= 2 else ""
-            if above.startswith("#:"):
+            if above.startswith("#:") or _is_string(next_node):
                 names.update(targets)
     return names
 
