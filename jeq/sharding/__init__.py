@@ -38,7 +38,18 @@ DATA_AXIS = "data"
 
 def data_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
     """A 1-D mesh with axis ``"data"`` over ``devices``: all of ``jax.devices()`` (every host) when ``None``,
-    the first ``n`` when an int, or the given device list."""
+    the first ``n`` when an int, or the given device list.
+
+    >>> import jax
+    >>> from jeq.sharding import data_mesh
+    >>> mesh = data_mesh()
+    >>> mesh.axis_names, mesh.devices.size == jax.device_count()
+    (('data',), True)
+    >>> data_mesh(jax.device_count() + 1)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.sharding.data_mesh(devices=...): must be between 1 and the ... available ...
+    """
     available = jax.devices()
     if devices is None:
         chosen = available
@@ -59,13 +70,26 @@ def data_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
 
 def batch_sharding(mesh: Mesh, *, axis: int = 0) -> NamedSharding:
     """Sharding that splits array axis ``axis`` (the batch axis; 1 for stacked minibatches ``(steps, batch, ...)``)
-    over the ``"data"`` axis of ``mesh``."""
+    over the ``"data"`` axis of ``mesh``.
+
+    >>> from jeq.sharding import batch_sharding, data_mesh
+    >>> tuple(batch_sharding(data_mesh(1)).spec), tuple(batch_sharding(data_mesh(1), axis=1).spec)
+    (('data',), (None, 'data'))
+    """
     axis = validate.integer("jeq.sharding.batch_sharding", "axis", axis, low=0)
     return NamedSharding(mesh, PartitionSpec(*([None] * axis), DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
-    """Sharding that keeps a full copy on every device of ``mesh``."""
+    """Sharding that keeps a full copy on every device of ``mesh``.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq.sharding import data_mesh, replicated
+    >>> sharding = replicated(data_mesh())
+    >>> tuple(sharding.spec), sharding.is_fully_replicated
+    ((), True)
+    """
     return NamedSharding(mesh, PartitionSpec())
 
 
@@ -76,6 +100,15 @@ def pad_batch(batch: Any, multiple: int, *, axis: int = 0) -> tuple[Any, np.ndar
     ``weight`` (float32, shape ``leaf.shape[:axis + 1]`` after padding) is 1 for real examples and 0 for padding:
     multiply per-example losses and metrics by it and divide by its sum. ``axis=1`` pads stacked minibatches
     ``(steps, batch, ...)`` as fed to a ``lax.scan`` over an epoch.
+
+    >>> import numpy as np
+    >>> from jeq.sharding import pad_batch
+    >>> x, y = np.arange(10.0).reshape(5, 2), np.array([0, 1, 2, 3, 4])
+    >>> (xp, yp), weight = pad_batch((x, y), 4)
+    >>> xp.shape, yp.tolist(), weight.tolist()  # padding repeats the last example, with weight 0
+    ((8, 2), [0, 1, 2, 3, 4, 4, 4, 4], [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    >>> float((weight * yp).sum() / weight.sum()), float(y.mean())  # weighted means ignore the padding
+    (2.0, 2.0)
     """
     where = "jeq.sharding.pad_batch"
     multiple = validate.integer(where, "multiple", multiple, low=1)
@@ -113,6 +146,14 @@ def shard_batch(batch: Any, mesh: Mesh, *, axis: int = 0) -> tuple[Any, ...]:
     Multi-host: every process passes the same global batch (jeq's loaders and minibatch orders are deterministic
     for a seed, so the processes agree) and each process transfers only the rows its own devices hold
     (``jax.make_array_from_callback``); on one host that is every row.
+
+    >>> import numpy as np
+    >>> from jeq.sharding import data_mesh, shard_batch
+    >>> mesh = data_mesh()
+    >>> x, y = np.ones((5, 3), np.float32), np.arange(5)
+    >>> xs, ys, weight = shard_batch((x, y), mesh)
+    >>> xs.shape[0] % mesh.devices.size, tuple(xs.sharding.spec), int(weight.sum())
+    (0, ('data',), 5)
     """
     padded, weight = pad_batch(batch, mesh.devices.size, axis=axis)
     sharding = batch_sharding(mesh, axis=axis)
@@ -127,7 +168,14 @@ def shard_batch(batch: Any, mesh: Mesh, *, axis: int = 0) -> tuple[Any, ...]:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Put a full copy of every leaf of ``tree`` on each device of ``mesh`` (parameters, optimiser state)."""
+    """Put a full copy of every leaf of ``tree`` on each device of ``mesh`` (parameters, optimiser state).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.sharding import data_mesh, replicate
+    >>> params = replicate({"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}, data_mesh())
+    >>> params["w"].sharding.is_fully_replicated, params["b"].shape
+    (True, (2,))
+    """
     return jax.device_put(tree, replicated(mesh))
 
 
@@ -145,6 +193,18 @@ def data_parallel(
     means over the batch become cross-device reductions inserted by XLA. Batch arguments are split along
     ``batch_axis`` (1 for a whole epoch of stacked minibatches scanned inside ``fn``). Array arguments are
     positional; keyword arguments are static (hashable; one compilation per distinct value).
+
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.sharding import data_mesh, data_parallel, replicate, shard_batch, weighted_mean
+    >>> def loss(w, xb, yb, weight):  # the ordinary single-device function
+    ...     return weighted_mean((xb @ w - yb) ** 2, weight)
+    >>> mesh = data_mesh()
+    >>> x, y = np.arange(6.0, dtype=np.float32).reshape(3, 2), np.array([1.0, 0.0, 2.0], np.float32)
+    >>> w = np.array([0.5, -0.5], np.float32)
+    >>> sharded = data_parallel(loss, mesh, batch_argnums=(1, 2, 3))(replicate(w, mesh), *shard_batch((x, y), mesh))
+    >>> bool(np.isclose(sharded, float(jnp.mean((x @ w - y) ** 2))))  # padding and sharding change nothing
+    True
     """
     batch_argnums = tuple(validate.integer("jeq.sharding.data_parallel", "batch_argnums", i, low=0)
                           for i in batch_argnums)
@@ -171,6 +231,14 @@ def weighted_mean(values: jax.Array, weight: jax.Array | None) -> jax.Array:
     ``weight=None`` is the plain mean. An all-zero weight gives 0 rather than NaN. Bool or integer values (e.g.
     per-example correctness) are averaged in float32. Inside a data-parallel
     jit the sums are global reductions, so sharded and single-device results agree.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.sharding import weighted_mean
+    >>> values = jnp.array([1.0, 2.0, 3.0, 100.0])
+    >>> float(weighted_mean(values, jnp.array([1.0, 1.0, 1.0, 0.0]))), float(weighted_mean(values, None))
+    (2.0, 26.5)
+    >>> float(weighted_mean(jnp.array([True, False]), jnp.zeros(2)))  # all-zero weight: 0, not NaN
+    0.0
     """
     values = jnp.asarray(values)
     if not jnp.issubdtype(values.dtype, jnp.inexact):
@@ -197,6 +265,12 @@ def initialize_multihost(coordinator_address: str, num_processes: int, process_i
     :func:`shard_batch` with the same global batch, of which it transfers only its own devices' rows. Each host
     writes its own results and checkpoints under ``--out`` (on a shared filesystem give each host its own folder).
     On SLURM/TPU pods ``jax.distributed.initialize()`` without arguments also works.
+
+    >>> from jeq.sharding import initialize_multihost
+    >>> initialize_multihost("hostA:1234", num_processes=2, process_id=2)  # checked before JAX is touched
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.sharding.initialize_multihost(process_id=2): must be an int in [0, 1]
     """
     where = "jeq.sharding.initialize_multihost"
     num_processes = validate.integer(where, "num_processes", num_processes, low=1)
