@@ -53,7 +53,15 @@ transposed iteration) to the same tolerances."""
 
 
 class MonOptions(NamedTuple):
-    """Keyword hyper-parameters of the MON factories besides the sizes and the solve settings (with defaults)."""
+    """Keyword hyper-parameters of the MON factories besides the sizes and the solve settings (with defaults):
+    the splitting (8.2)/(8.3), its step alpha and m in W = (1 - m) I - A^T A + B - B^T.
+
+    >>> from jeq import equilibrium as eq
+    >>> eq.MonOptions._fields
+    ('splitting', 'alpha', 'monotonicity', 'activation', 'dtype')
+    >>> eq.MonOptions().splitting, eq.MonOptions().alpha, eq.MonOptions().monotonicity
+    ('pr', 1.0, 1.0)
+    """
 
     splitting: str = "pr"
     """``"fb"`` (forward-backward, 8.2) or ``"pr"`` (Peaceman-Rachford, 8.3)."""
@@ -110,7 +118,14 @@ def _splitting_pieces(splitting, alpha, activation, apply_w, apply_inverse):
 
 # ---------------------------------------------------------------------------------------------------------- dense
 class MonParams(NamedTuple):
-    """Trainable parameters of a dense MON classifier."""
+    """Trainable parameters of a dense MON classifier: W = (1 - m) I - A^T A + B - B^T, c = U x + b.
+
+    >>> import jax
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.mon(features=4, hidden=3, classes=2)
+    >>> jax.tree.map(lambda leaf: leaf.shape, jax.eval_shape(model.init, jax.random.key(0)))
+    MonParams(a=(3, 3), b=(3, 3), injection=(3, 4), bias=(3,), readout=(2, 3), readout_bias=(2,))
+    """
 
     a: Array
     """A, shape (hidden, hidden)."""
@@ -141,6 +156,22 @@ def mon(*, features: int, hidden: int, classes: int, **options: Any) -> Equilibr
     Defaults follow the official training setup: relative tolerance 1e-2, max 300 iterations, m = 1, and the
     backward (adjoint) solve by the same splitting (Picard on the transposed iteration) to the same tolerance.
     ``**options``: :class:`MonOptions` and the solve settings (defaults :data:`MON_SETTINGS`).
+
+    I - W is m-strongly monotone (symmetric part >= m I), and z* = relu(W z* + U x + b):
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.mon(features=4, hidden=3, classes=2, splitting="pr", tol=1e-6, rtol=0.0)
+    >>> params = model.init(jax.random.key(0))
+    >>> w = model.prepare(params).weight
+    >>> i_minus_w = jnp.eye(3) - w
+    >>> bool(jnp.linalg.eigvalsh((i_minus_w + i_minus_w.T) / 2)[0] >= 1.0 - 1e-5)
+    True
+    >>> x = jnp.linspace(-1.0, 1.0, 4)
+    >>> z, stats = model.equilibrium(params, x)
+    >>> bool(stats.converged), bool(jnp.allclose(z, jax.nn.relu(w @ z + model.inject(params, x)), atol=1e-4))
+    (True, True)
     """
     where = "jeq.equilibrium.mon"
     features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
@@ -168,7 +199,16 @@ def mon(*, features: int, hidden: int, classes: int, **options: Any) -> Equilibr
 
 # ----------------------------------------------------------------------------------------------------------- conv
 class MonConvParams(NamedTuple):
-    """Trainable parameters of a single-convolution MON classifier (circular convolutions)."""
+    """Trainable parameters of a single-convolution MON classifier (circular convolutions):
+    W z = (1 - m) z - A^T A z + B z - B^T z with A = g A_raw / ||A_raw||_F and B = h B_raw / ||B_raw||_F.
+
+    >>> import jax
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.mon_conv(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2)
+    >>> jax.tree.map(lambda leaf: leaf.shape, jax.eval_shape(model.init, jax.random.key(0)))
+    MonConvParams(injection=(3, 3, 1, 2), bias=(2,), a=(3, 3, 2, 2), b=(3, 3, 2, 2), a_scale=(), b_scale=(),
+                  readout=(3, 8), readout_bias=(3,))
+    """
 
     injection: Array
     """U, shape (k, k, in_channels, channels)."""
@@ -207,6 +247,16 @@ def circulant_inverse(apply_w, shape: tuple[int, int, int], alpha: float, dtype)
     W is translation-equivariant, so W z = sum_ci R_ci (*) z_ci with R_ci = W(delta at (0, 0) in channel ci)
     (circular convolution), and the 2-D DFT diagonalises it into C x C blocks W_hat(omega). Returns the complex
     array (H, W//2 + 1, C, C) of inv((1 + alpha) I - alpha W_hat(omega)) (real FFT: half the spectrum).
+
+    For a circular shift W z = z(shifted by one row) / 2, the inverse undoes (I + alpha (I - W)) v:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> apply_w = lambda z: 0.5 * jnp.roll(z, 1, axis=0)
+    >>> inverse = eq.circulant_inverse(apply_w, (4, 4, 2), 1.0, jnp.float32)
+    >>> v = jnp.linspace(-1.0, 1.0, 32).reshape(4, 4, 2)
+    >>> inverse.shape, bool(jnp.allclose(eq.circulant_apply(inverse, 2.0 * v - apply_w(v)), v, atol=1e-5))
+    ((4, 3, 2, 2), True)
     """
     h, w, c = shape
     deltas = jnp.zeros((c, h, w, c), dtype).at[jnp.arange(c), 0, 0, jnp.arange(c)].set(1.0)
@@ -222,6 +272,15 @@ def circulant_apply(transfer: Array, v: Array) -> Array:
         T v = irfft2( T_hat(omega) rfft2(v)(omega) ),   T_hat of shape (H, W//2 + 1, C_out, C_in) (half spectrum),
 
     one C_out x C_in product per frequency. Returns an array shaped like v (with C_out channels), in v's dtype.
+
+    The same channel swap at every frequency swaps the channels of every pixel:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> swap = jnp.broadcast_to(jnp.array([[0.0, 1.0], [1.0, 0.0]]), (4, 3, 2, 2))
+    >>> v = jnp.linspace(-1.0, 1.0, 32).reshape(4, 4, 2)
+    >>> bool(jnp.allclose(eq.circulant_apply(swap, v), v[..., ::-1], atol=1e-5))
+    True
     """
     h, w, _ = v.shape
     spectrum = jnp.fft.rfft2(v, axes=(0, 1))
@@ -234,6 +293,16 @@ def mon_conv(*, image_shape: tuple[int, int], in_channels: int, channels: int, c
 
     x: one image (H, W, in_channels); z: (H, W, channels); logits from ``pool`` x ``pool`` average pooling.
     ``**options``: as in :func:`mon`.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.mon_conv(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2, splitting="pr")
+    >>> params = model.init(jax.random.key(0))
+    >>> x = jnp.linspace(0.0, 1.0, 16).reshape(4, 4, 1)
+    >>> z, stats = model.equilibrium(params, x)
+    >>> model.name, z.shape, bool(stats.converged), model.apply(params, x).logits.shape
+    ('mon-conv-pr', (4, 4, 2), True, (3,))
     """
     where = "jeq.equilibrium.mon_conv"
     shape = core.conv_shape(where, image_shape=image_shape, in_channels=in_channels, channels=channels,
