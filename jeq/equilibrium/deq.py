@@ -32,7 +32,13 @@ an Anderson adjoint solve to TorchDEQ's backward tolerance, absolute 1e-6, withi
 
 
 class DeqOptions(NamedTuple):
-    """Keyword hyper-parameters of :func:`deq` besides the sizes and the solve settings (with defaults)."""
+    """Keyword hyper-parameters of :func:`deq` besides the sizes and the solve settings (with defaults): sigma in
+    z* = sigma(W z* + U x + b) and ||W_0||_2 at initialisation.
+
+    >>> from jeq import equilibrium as eq
+    >>> eq.DeqOptions._fields, eq.DeqOptions().init_norm
+    (('activation', 'init_norm', 'dtype'), 0.5)
+    """
 
     activation: Callable[[Array], Array] = jax.nn.relu
     """sigma, any elementwise function (W is unconstrained: no prox structure is needed or used)."""
@@ -55,7 +61,14 @@ class DeqOptions(NamedTuple):
 
 
 class DeqParams(NamedTuple):
-    """Trainable parameters of a dense plain DEQ classifier."""
+    """Trainable parameters of a dense plain DEQ classifier: z* = sigma(W z* + U x + b), logits = W_c z* + b_c.
+
+    >>> import jax
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.deq(features=4, hidden=3, classes=2)
+    >>> jax.tree.map(lambda leaf: leaf.shape, jax.eval_shape(model.init, jax.random.key(0)))
+    DeqParams(weight=(3, 3), injection=(3, 4), bias=(3,), readout=(2, 3), readout_bias=(2,))
+    """
 
     weight: Array
     """W, shape (hidden, hidden), unconstrained."""
@@ -76,6 +89,18 @@ def deq(*, features: int, hidden: int, classes: int, **options: Any) -> Equilibr
     Anderson adjoint solve to TorchDEQ's backward tolerance, absolute 1e-6, at most ``maxiter`` steps).
     W is initialised with spectral norm ``init_norm``. ``**options``: :class:`DeqOptions` and the solve settings
     (defaults :data:`DEQ_SETTINGS`).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.deq(features=4, hidden=3, classes=2, activation=jnp.tanh, tol=1e-5)
+    >>> params = model.init(jax.random.key(0))
+    >>> round(float(jnp.linalg.norm(params.weight, 2)), 3)  # init_norm
+    0.5
+    >>> x = jnp.linspace(-1.0, 1.0, 4)
+    >>> z, stats = model.equilibrium(params, x)
+    >>> bool(stats.converged), bool(jnp.allclose(z, jnp.tanh(params.weight @ z + params.injection @ x), atol=1e-4))
+    (True, True)
     """
     where = "jeq.equilibrium.deq"
     features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
