@@ -60,7 +60,13 @@ CONSTRAINTS = ("blocks", "exact")
 
 
 class DeepOptEqOptions(NamedTuple):
-    """Deep OptEq's own keyword option (besides :class:`jeq.equilibrium.OptEqOptions` and the solve settings)."""
+    """Deep OptEq's own keyword option (besides :class:`jeq.equilibrium.OptEqOptions` and the solve settings): how
+    I - M >= eps I is kept, M = blockdiag(W_l^T W_l) + V + V^T.
+
+    >>> from jeq import equilibrium as eq
+    >>> eq.DeepOptEqOptions._fields, eq.DeepOptEqOptions().constraint
+    (('constraint',), 'blocks')
+    """
 
     constraint: str = "blocks"
     """How G (5.2) is kept convex: ``"blocks"`` (block budgets 1/2 and 1/4, the default: no eigenvalue needed) or
@@ -110,7 +116,16 @@ def _deep_objective(z, c, *, weights, links, activation, prior):
 class DeepOptEqParams(NamedTuple):
     """Trainable parameters of a deep OptEq classifier with L layers, dense (:func:`deep_opteq`) or convolutional
     (:func:`deep_opteq_conv`, downsampling by ``stride`` per layer); B(.) is ||.||_2 (dense) or the certified
-    per-frequency bound of :func:`jeq.equilibrium.conv.conv_norm_bound` (conv)."""
+    per-frequency bound of :func:`jeq.equilibrium.conv.conv_norm_bound` (conv):
+    W_l = sqrt((1 - eps) sigmoid(a_l) / 2) V_l^W / B(V_l^W), V_l = (1 - eps) sigmoid(e_l) / 4 raw / B(raw).
+
+    >>> import jax
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2)
+    >>> jax.tree.map(lambda leaf: leaf.shape, jax.eval_shape(model.init, jax.random.key(0)))
+    DeepOptEqParams(weights=((3, 3), (2, 2)), scales=(2,), links=((2, 3),), link_scales=(1,), injection=(3, 4),
+                    biases=((3,), (2,)), readout=(2, 5), readout_bias=(2,))
+    """
 
     weights: tuple[Array, ...]
     """Raw V_l^W: (d_l, d_l) matrices or (k, k, C_l, C_l) kernels; W_l = sqrt((1 - eps) sigmoid(a_l) / 2) V_l^W / B."""
@@ -148,6 +163,19 @@ def deep_opteq(*, features: int, hidden: Sequence[int], classes: int, **options:
     The solver state is the tuple (z_1, ..., z_L) (a pytree); ``equilibrium`` returns it. ``hidden`` lists the
     layer widths d_1, ..., d_L (L >= 2). ``**options``: as in :func:`jeq.equilibrium.opteq`, with ``prior`` a
     smooth convex h taking the tuple (z_1, ..., z_L), plus :class:`DeepOptEqOptions` (``constraint``).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2, tol=1e-5)
+    >>> params = model.init(jax.random.key(0))
+    >>> x = jnp.linspace(-1.0, 1.0, 4)
+    >>> z, stats = model.equilibrium(params, x)
+    >>> [layer.shape for layer in z], bool(stats.converged), model.apply(params, x).logits.shape
+    ([(3,), (2,)], True, (2,))
+    >>> fz = model.layer(z, model.prepare(params), model.inject(params, x))  # (5.1) holds at z*
+    >>> all(bool(jnp.allclose(a, b, atol=1e-4)) for a, b in zip(z, fz))
+    True
     """
     where = "jeq.equilibrium.deep_opteq"
     features, classes = core.layer_sizes(where, features=features, classes=classes)
@@ -209,7 +237,17 @@ def deep_opteq(*, features: int, hidden: Sequence[int], classes: int, **options:
 
 
 def block_coupling(prepared: DeepOptEqPrepared) -> Array:
-    """The dense symmetric M = blockdiag(W_l^T W_l) + V + V^T of (5.2) (small models only)."""
+    """The dense symmetric M = blockdiag(W_l^T W_l) + V + V^T of (5.2) (small models only).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2)
+    >>> prepared = model.prepare(model.init(jax.random.key(0)))
+    >>> m = eq.block_coupling(prepared)
+    >>> m.shape, bool(jnp.allclose(m, m.T)), bool(jnp.all(m[3:, :3] == prepared.links[0]))  # V_2 below the diagonal
+    ((5, 5), True, True)
+    """
     sizes = [g.shape[0] for g in prepared.grams]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     m = jnp.zeros((offsets[-1], offsets[-1]), prepared.grams[0].dtype)
@@ -222,7 +260,20 @@ def block_coupling(prepared: DeepOptEqPrepared) -> Array:
 
 
 def convexity_margin(prepared: DeepOptEqPrepared) -> Array:
-    """lambda_min(I - M): G (5.2) is convex iff >= 0, strongly convex (and (5.1) contractive) iff > 0."""
+    """lambda_min(I - M): G (5.2) is convex iff >= 0, strongly convex (and (5.1) contractive) iff > 0.
+
+    Both constraints keep it >= eps (0.05 by default); ``"exact"`` projects onto lambda_max(M) = 1 - eps when the
+    full budgets overshoot:
+
+    >>> import jax
+    >>> from jeq import equilibrium as eq
+    >>> for constraint in ("blocks", "exact"):
+    ...     model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2, constraint=constraint)
+    ...     margin = eq.convexity_margin(model.prepare(model.init(jax.random.key(0))))
+    ...     print(constraint, bool(margin >= 0.05 - 1e-5), round(float(margin), 3))
+    blocks True 0.606
+    exact True 0.05
+    """
     m = block_coupling(prepared)
     return jnp.linalg.eigvalsh(jnp.eye(m.shape[0], dtype=m.dtype) - m)[0]
 
@@ -240,6 +291,15 @@ def deep_opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels:
     (5.1) contractive). logits = W_c (spatial means of z_1, ..., z_L) + b_c. x: one image (H, W, in_channels);
     ``channels`` lists C_1, ..., C_L (L >= 2); s^(L-1) must divide H and W. ``**options``: as in
     :func:`deep_opteq` (``constraint="blocks"`` only).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import equilibrium as eq
+    >>> model = eq.deep_opteq_conv(image_shape=(4, 4), in_channels=1, channels=(2, 3), classes=2, stride=2)
+    >>> params = model.init(jax.random.key(0))
+    >>> z, stats = model.equilibrium(params, jnp.linspace(0.0, 1.0, 16).reshape(4, 4, 1))
+    >>> [layer.shape for layer in z], bool(stats.converged)  # the second layer on the downsampled 2 x 2 grid
+    ([(4, 4, 2), (2, 2, 3)], True)
     """
     where = "jeq.equilibrium.deep_opteq_conv"
     if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) < 2:
