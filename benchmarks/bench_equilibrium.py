@@ -1,4 +1,4 @@
-"""Speed of equilibrium models: backward modes, model families, and the PyTorch reference settings.
+"""Speed of equilibrium models: backward modes, model families, and MON in its original's reference settings.
 
 ``python -m benchmarks.bench_equilibrium [--quick]`` (interleaved timing with ``jeq.bench``; ratios are the
 numbers to read, absolute times drift between processes on a shared machine):
@@ -6,15 +6,16 @@ numbers to read, absolute times drift between processes on a shared machine):
 1. Backward modes of OptEq (94 hidden, batch 128 of MNIST-5k): forward + backward time of the loss for
    ``implicit`` (IFT through jaxopt, Anderson adjoint) vs ``unroll`` (backprop through every solver step) vs
    ``phantom`` (5 damped steps), and the gradient error of each vs a tight implicit reference.
-2. Model families at about 84k parameters: OptEq vs MON (Peaceman-Rachford) vs plain DEQ, forward + backward.
-3. The PyTorch reference settings, one training step (forward, backward, Adam) and test accuracy on MNIST-5k:
-   * MON single FC, 87 hidden, Peaceman-Rachford, relative tolerance 1e-2 (batch-level, as the official code),
-     batch 128 -- PyTorch (locuslab/monotone_op_net): 4.7 ms/step, 92.2 % test;
-   * TorchDEQ plain DEQ, 87 hidden, Anderson, tolerance 1e-3, implicit backward -- 35 ms/step, 91.2 % test.
-   Speed-up = reference ms / our ms, at the same tolerance, batch and width; accuracy after ``--epochs`` epochs.
-   Also reported: how the implicit backward's adjoint solve went on the timed batch
-   (``jeq.equilibrium.adjoint_report``: mean steps, fraction converged, largest residual), which the VJP itself
-   cannot return.
+2. Model families at about 84k parameters: OptEq vs MON (Peaceman-Rachford) vs plain DEQ, forward + backward, all
+   under ONE stopping rule (``FAMILY_RULE``: ||f(z) - z|| <= 1e-3 absolute, per example, at most 100 steps); each
+   ratio is printed with both models' mean forward steps and converged fraction on the timed batch.
+3. MON in the reference settings of locuslab/monotone_op_net, one training step (forward, backward, Adam) and test
+   accuracy on MNIST-5k: single FC, 87 hidden, Peaceman-Rachford, relative tolerance 1e-2 (batch-level, as the
+   official code), batch 128. The original's figure is quoted from ``results/external_references.json`` (an
+   external reference, timed by its own code in a separate process); ratio = reference ms / our ms. Recorded with
+   the time: the forward steps and converged fraction of the timed step, and how the adjoint solve went on the
+   timed batch (``jeq.equilibrium.adjoint_report`` where the backward is implicit; MON's splitting adjoint is not).
+   The plain DEQ against TorchDEQ is measured in one process by ``benchmarks.vs_torchdeq``.
 4. What the MON step spends its time on (prepare / forward solve / full step) and per-example vs batch-level
    stopping.
 5. ||V||_2 of OptEq at the reference width (94 hidden): the exact SVD norm (``norm="svd"``, default) vs the persistent
@@ -24,29 +25,26 @@ numbers to read, absolute times drift between processes on a shared machine):
 
 ``--sections 5`` runs only the listed sections (e.g. the short run of section 5 alone).
 
-Results are printed and written to ``results/bench_equilibrium/<timestamp>.json``.
+Results are printed and written to ``results/bench_equilibrium/<timestamp>.json`` with the git SHA, library versions
+and device (``benchmarks.common.write``).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import pathlib
 import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from benchmarks import common
 from jeq import bench, data
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
-from jeq.io import atomic_write_json
 
-REFERENCES = {
-    "mon": {"ms_per_step": 4.7, "test_accuracy": 0.922, "source": "locuslab/monotone_op_net (PyTorch), MNIST-5k"},
-    "deq": {"ms_per_step": 35.0, "test_accuracy": 0.912, "source": "TorchDEQ plain DEQ (PyTorch), MNIST-5k"},
-}
+FAMILY_RULE = dict(tol=1e-3, rtol=0.0, maxiter=100)
+"""The one stopping rule of the model-family comparison (section 2): absolute 1e-3, per example, 100 steps."""
 
 
 def _batch(split, size=128):
@@ -105,20 +103,26 @@ def backward_modes(split, budget: float) -> dict:
 def families(split, budget: float) -> dict:
     xb, yb = _batch(split)
     models = {
-        "opteq": eq.opteq(features=784, hidden=94, classes=10, tol=1e-3),
-        "mon": eq.mon(features=784, hidden=87, classes=10),
-        "deq": eq.deq(features=784, hidden=94, classes=10, tol=1e-3),
+        "opteq": eq.opteq(features=784, hidden=94, classes=10, **FAMILY_RULE),
+        "mon": eq.mon(features=784, hidden=87, classes=10, splitting="pr", alpha=1.0, **FAMILY_RULE),
+        "deq": eq.deq(features=784, hidden=94, classes=10, **FAMILY_RULE),
     }
     fns = [_loss_fn(m) for m in models.values()]
     args = [(m.init(jax.random.key(0)), xb, yb) for m in models.values()]
     timings = bench.interleave(fns, args, budget_s=budget)
-    out = {}
+    out = {"stopping_rule": "||f(z) - z|| <= 1e-3 absolute, per example, at most 100 steps (all three)"}
     for (name, model), timing, arg in zip(models.items(), timings, args):
-        out[name] = {"ms": timing.median_s * 1e3, "parameters": eq.parameter_count(arg[0])}
-        print(f"  {name:6s} {out[name]['parameters']:,} params  {_fmt(timing)}")
+        stats = jax.jit(jax.vmap(lambda x, p=arg[0], m=model: m.apply(p, x).stats))(xb)
+        out[name] = {"ms": timing.median_s * 1e3, "p20_ms": timing.p20_s * 1e3, "p80_ms": timing.p80_s * 1e3,
+                     "parameters": eq.parameter_count(arg[0]), "forward_steps": float(stats.num_steps.mean()),
+                     "forward_converged": float(stats.converged.mean()), "forward_maxiter": FAMILY_RULE["maxiter"]}
+        print(f"  {name:6s} {out[name]['parameters']:,} params  {_fmt(timing)}  "
+              f"{out[name]['forward_steps']:.1f} fwd steps, {100 * out[name]['forward_converged']:.0f} % converged")
     for name in ("mon", "deq"):
         out[f"ratio_{name}_over_opteq"] = out[name]["ms"] / out["opteq"]["ms"]
-        print(f"  ratio {name}/opteq: {out[f'ratio_{name}_over_opteq']:.2f}")
+        print(f"  ratio {name}/opteq: {out[f'ratio_{name}_over_opteq']:.2f} ({name} "
+              f"{out[name]['forward_steps']:.1f} steps, {100 * out[name]['forward_converged']:.0f} % conv. / opteq "
+              f"{out['opteq']['forward_steps']:.1f} steps, {100 * out['opteq']['forward_converged']:.0f} % conv.)")
     return out
 
 
@@ -126,17 +130,16 @@ def _reference_models():
     return {
         "mon": eq.mon(features=784, hidden=87, classes=10, splitting="pr", alpha=1.0, tol=1e-6, rtol=1e-2,
                       maxiter=300, axis_name=eq.BATCH_AXIS),
-        "deq": eq.deq(features=784, hidden=87, classes=10, solver="anderson", tol=1e-3, maxiter=40,
-                      axis_name=eq.BATCH_AXIS),
     }
 
 
 def reference_settings(split, epochs: int, budget: float) -> dict:
-    """Per-step time (one interleaved process) and accuracy after training, in the PyTorch reference settings.
+    """Per-step time and accuracy after training, in the reference settings of the original (MON).
 
-    The step is timed on the TRAINED parameters: a DEQ's solver needs more iterations as it trains (Anderson: 7 at
-    initialisation, ~16-19 after a few epochs), so a step at initialisation would flatter it. ``train_seconds /
-    train_steps`` (the whole training run, compilation included) is recorded as a cross-check.
+    The step is timed on the TRAINED parameters: an equilibrium model's solver may need more iterations as it trains,
+    so a step at initialisation could flatter it. ``train_seconds / train_steps`` (the whole training run,
+    compilation included) is recorded as a cross-check, and so are the forward steps and converged fraction of the
+    timed step (from the step's own metrics).
     """
     x_train, x_test = split.x_train.reshape(len(split.x_train), -1), split.x_test.reshape(len(split.x_test), -1)
     xb, yb = _batch(split)
@@ -157,25 +160,35 @@ def reference_settings(split, epochs: int, budget: float) -> dict:
         train_s = time.perf_counter() - t0
         sums = evaluate(params, x_test, split.y_test)
         states[name] = (params, opt_state)
+        _, _, timed = steps[name](params, opt_state, xb, yb)
         out[name] = {"test_accuracy": float(sums.correct) / float(sums.count), "epochs": epochs,
                      "mean_steps_test": float(sums.steps) / float(sums.count), "train_seconds": train_s,
                      "train_steps": train_steps, "timed": "after training",
-                     "adjoint": _adjoint(model, params, xb, yb)}
-        print(f"  {name:4s} adjoint solve on the timed batch after training: "
-              f"{out[name]['adjoint']['mean_adjoint_steps']:.1f} steps, "
-              f"{100 * out[name]['adjoint']['adjoint_converged_fraction']:.0f} % converged, "
-              f"max residual {out[name]['adjoint']['max_adjoint_residual']:.2g}")
+                     "forward_steps": float(timed.mean_steps), "forward_converged": float(timed.converged),
+                     "forward_maxiter": model.settings.maxiter,
+                     "stopping_rule": f"tol {model.settings.tol:g} + rtol {model.settings.rtol:g} * ||f(z)||, "
+                                      f"batch-level, at most {model.settings.maxiter} steps"}
+        backward = model.settings.backward
+        if backward == "implicit" or isinstance(backward, fp.Implicit):
+            out[name]["adjoint"] = _adjoint(model, params, xb, yb)
+            print(f"  {name:4s} adjoint solve on the timed batch after training: "
+                  f"{out[name]['adjoint']['mean_adjoint_steps']:.1f} steps, "
+                  f"{100 * out[name]['adjoint']['adjoint_converged_fraction']:.0f} % converged, "
+                  f"max residual {out[name]['adjoint']['max_adjoint_residual']:.2g}")
     timings = bench.interleave([steps[n] for n in models], [(*states[n], xb, yb) for n in models], budget_s=budget)
     for name, timing in zip(models, timings):
-        reference = REFERENCES[name]
+        reference = common.external_reference(name)
+        figure = reference["figure"]
         accuracy = out[name]["test_accuracy"]
         out[name].update({
             "ms_per_step": timing.median_s * 1e3, "p20_ms": timing.p20_s * 1e3, "p80_ms": timing.p80_s * 1e3,
-            "reference": reference, "speedup": reference["ms_per_step"] / (timing.median_s * 1e3),
+            "reference": {"source": reference["source"]["name"], "label": reference["label"], **figure},
+            "speedup": figure["ms_per_step"] / (timing.median_s * 1e3),
         })
-        print(f"  {name:4s} {_fmt(timing)}  test {accuracy:.3f} after {epochs} epochs "
-              f"({out[name]['mean_steps_test']:.1f} solver steps)  reference {reference['ms_per_step']} ms, "
-              f"{reference['test_accuracy']:.3f} -> speed-up {out[name]['speedup']:.1f}x")
+        print(f"  {name:4s} {_fmt(timing)}  {out[name]['forward_steps']:.1f} fwd steps, "
+              f"{100 * out[name]['forward_converged']:.0f} % converged; test {accuracy:.3f} after {epochs} epochs "
+              f"({out[name]['mean_steps_test']:.1f} solver steps)  {reference['label']}: "
+              f"{figure['ms_per_step']} ms, {figure['test_accuracy']:.3f} -> ratio {out[name]['speedup']:.1f}x")
     return out
 
 
@@ -256,12 +269,12 @@ def main(argv: list[str] | None = None) -> dict:
     budget = args.budget or (2.0 if args.quick else 10.0)
     _limits = bench.single_threaded_blas()  # noqa: F841  (kept alive for the run)
     split = data.mnist_subset()
-    result = {"device": str(jax.devices()[0]), "jax": jax.__version__, "epochs": epochs, "budget_s": budget}
+    result = {"device": str(jax.devices()[0]), "epochs": epochs, "budget_s": budget}
     sections = {
         1: ("OptEq backward modes, forward + backward per batch of 128", "backward_modes",
             lambda: backward_modes(split, budget)),
         2: ("model families, forward + backward per batch of 128", "families", lambda: families(split, budget)),
-        3: ("PyTorch reference settings: one training step, and test accuracy on MNIST-5k", "reference_settings",
+        3: ("MON reference settings: one training step, and test accuracy on MNIST-5k", "reference_settings",
             lambda: reference_settings(split, epochs, budget)),
         4: ("MON step breakdown", "mon_breakdown", lambda: mon_breakdown(split, budget)),
         5: ("OptEq ||V||_2: SVD vs persistent power iteration, 94 hidden, batch of 128", "spectral_norms",
@@ -271,9 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
         title, key, run = sections[number]
         print(f"{number}. {title}")
         result[key] = run()
-    timestamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = pathlib.Path(args.out) / "bench_equilibrium" / f"{timestamp}.json"
-    atomic_write_json(path, result)
+    path = common.write(args.out, "bench_equilibrium", result)
     print(f"written {path}")
     return result
 

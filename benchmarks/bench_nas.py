@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from benchmarks import common
 from jeq import bench, nas
 
 THETA = dict(g1_nodes=4, g1_k=4, g1_p=0.5, g2_nodes=2, g2_p=0.5, g3_nodes=4, g3_k=2, g3_p=0.5)
@@ -106,6 +107,7 @@ def main(argv=None) -> dict:
     print(f"search overhead: {over['seconds_per_trial'] * 1e3:.0f} ms per trial over {over['trials']} trials; one "
           f"real 1-epoch trial {trial:.1f} s -> {100 * over['seconds_per_trial'] / trial:.2f} % (goal < 5 %)",
           flush=True)
+    results["provenance"] = common.provenance()
     print(json.dumps(results, indent=1))
     return results
 

@@ -25,6 +25,7 @@ import json
 import jax
 import jax.numpy as jnp
 
+from benchmarks import common
 from jeq import bench, pathsgd
 
 CASES = {
@@ -83,6 +84,7 @@ def main(argv=None) -> dict:
         cmp = bench.compare(k2_step, sgd_step, *k2_args, args_b=sgd_args, budget_s=args.budget_s)
         results["kappa2_H16_T50"] = {"ratio": cmp.ratio, "ratio_p20": cmp.ratio_p20, "ratio_p80": cmp.ratio_p80}
         print(f"{'kappa2_H16_T50':14s} path-SGD(kappa1+kappa2) / SGD step = {cmp.summary()}", flush=True)
+    results["provenance"] = common.provenance()
     print(json.dumps(results, indent=1))
     return results
 

@@ -18,11 +18,9 @@ cores: the numbers show correctness and partitioning overhead, not speed-up. Res
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import functools
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -132,12 +130,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for case in args.cases:
         vals = {r["devices"]: r.get("examples_per_s") for r in rows if r.get("case") == case}
         print(f"{case:8s} " + " ".join(f"{vals[n]:10.0f}" if vals.get(n) else f"{'-':>10s}" for n in args.devices))
-    from jeq.io import atomic_write_json, git_sha
+    from benchmarks import common
 
-    timestamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = pathlib.Path(args.out) / "bench_sharding" / f"{timestamp}.json"
-    atomic_write_json(path, {"rows": rows, "forced_cpu_devices": not args.no_force, "git_sha": git_sha(),
-                             "command": "python -m benchmarks.bench_sharding " + " ".join(argv or sys.argv[1:])})
+    path = common.write(args.out, "bench_sharding", {"rows": rows, "forced_cpu_devices": not args.no_force})
     print(f"written {path}")
     return rows
 

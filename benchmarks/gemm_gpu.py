@@ -22,6 +22,7 @@ import time
 import traceback
 from typing import Any
 
+from benchmarks import common
 from jeq.io import atomic_write_json
 
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         params_cls = f"unavailable: {type(e).__name__}: {e}"
     report: dict[str, Any] = {
         "jax": jax.__version__, "jaxlib": jaxlib.__version__, "device_kind": jax.devices()[0].device_kind,
+        **common.provenance(),
         "pallas_triton_params": params_cls, "args": vars(args), "jobs": [],
     }
     atomic_write_json(json_path, report)
