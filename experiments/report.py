@@ -19,7 +19,7 @@ import shlex
 import sys
 from collections.abc import Mapping
 
-from . import paper_claims
+from . import paper_claims, speed_table
 from .harness import NOT_RESULTS, REPO_ROOT, seed_count
 from jeq.io import atomic_write_text
 
@@ -110,52 +110,6 @@ def table(results: list[dict]) -> str:
 def _newest(folder: pathlib.Path) -> dict | None:
     files = sorted(folder.glob("*.json")) if folder.exists() else []
     return json.loads(files[-1].read_text()) if files else None
-
-
-def speed_rows(out: pathlib.Path) -> list[dict]:
-    """Our side of the PyTorch-original comparisons, from the newest benchmark JSONs on each device.
-
-    Looks for ``bench_equilibrium`` (MON and plain DEQ in the reference settings) and ``bench_eqprop`` (Laborieux
-    et al.'s EP MLP) under ``out`` (this machine) and under ``out/gpu_*/results`` (a GPU session's results).
-    """
-    places = [("cpu", out)] + [(p.name, p / "results") for p in sorted(out.glob("gpu_*"))]
-    rows = []
-    for device, base in places:
-        eqb = _newest(base / "bench_equilibrium")
-        for name, label in (("mon", "MON single-FC 87, Peaceman-Rachford tol 1e-2, batch 128"),
-                            ("deq", "plain DEQ 87, Anderson tol 1e-3 + implicit backward, batch 128")):
-            ref = (eqb or {}).get("reference_settings", {}).get(name)
-            if ref:
-                rows.append(dict(setting=label, unit="ms/step", device=device, ours=ref["ms_per_step"],
-                                 theirs=ref["reference"]["ms_per_step"], accuracy=ref["test_accuracy"],
-                                 their_accuracy=ref["reference"]["test_accuracy"], epochs=ref.get("epochs"),
-                                 at_init=ref.get("timed") != "after training"))
-        epb = _newest(base / "bench_eqprop")
-        target = (epb or {}).get("pytorch_target")
-        if target:
-            rows.append(dict(setting="Laborieux EP 784-512-10, T1 30, T2 10, batch 50 (epoch of 4000)", unit="s/epoch",
-                             device=device, ours=target["seconds_per_epoch"], theirs=3.1,
-                             accuracy=target.get("test_accuracy_epoch2_mean"), their_accuracy=0.903, epochs=2))
-    return rows
-
-
-def speed_table(rows: list[dict]) -> str:
-    """Markdown: PyTorch original (measured on this project's 2-core CPU machine) against jeq, per device."""
-    lines = ["| setting | device | PyTorch original | jeq | speed-up | test accuracy jeq / PyTorch (jeq epochs) |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        acc = f"{r['accuracy']:.3f} / {r['their_accuracy']:.3f} ({r['epochs']})" if r.get("accuracy") else "-"
-        mark = "*" if r.get("at_init") else ""
-        lines.append(f"| {r['setting']} | {r['device']} | {r['theirs']:.3g} {r['unit']} | {r['ours']:.3g} {r['unit']}"
-                     f"{mark} | {r['theirs'] / r['ours']:.1f}x{mark} | {acc} |")
-    if len(lines) == 2:
-        lines.append("| (no benchmark results yet) | | | | | |")
-    if any(r.get("at_init") for r in rows):
-        lines.append("\n\\* an older benchmark run, timed at the initial parameters and, for the DEQ, with a 1e-4 "
-                     "adjoint tolerance instead of TorchDEQ's 1e-6: a trained DEQ's solver needs about twice the "
-                     "iterations, so that DEQ speed-up is overstated; rows without * are timed after training at "
-                     "the reference tolerances.")
-    return "\n".join(lines)
 
 
 def reproduce_record(out: pathlib.Path) -> dict | None:
@@ -483,7 +437,7 @@ def report_markdown(out: pathlib.Path) -> str:
         parts.append("### Full-scale commands\n\n```bash\n" + "\n".join(section.full_commands) + "\n```"
                      + ("\n\nRecorded full-scale runs: " + "; ".join(
                          f"`{r['command']}` ({r.get('wall_s', 0) / 60:.0f} min)" for r in full) + "." if full else ""))
-    parts.append('<a id="speed"></a>\n\n## Speed against the PyTorch originals\n\n' + speed_table(speed_rows(out)))
+    parts.append('<a id="speed"></a>\n\n## Speed against the PyTorch originals\n\n' + speed_table.render(out))
     parts.append('<a id="wall-time"></a>\n\n## Wall time of the quick experiments\n\n'
                  "The newest `python -m experiments.<name> --quick` run of each experiment:\n\n"
                  + quick_wall_table(results) + "\n\n" + failures_markdown(reproduce_record(out))
@@ -494,7 +448,7 @@ def report_markdown(out: pathlib.Path) -> str:
 def readme_blocks(out: pathlib.Path) -> dict[tuple[str, str], str]:
     """Every generated README block, keyed by its (begin, end) markers."""
     results = newest_results(out)
-    return {(BEGIN, END): table(results), (SPEED_BEGIN, SPEED_END): speed_table(speed_rows(out)),
+    return {(BEGIN, END): table(results), (SPEED_BEGIN, SPEED_END): speed_table.render(out),
             (CLAIMS_BEGIN, CLAIMS_END): claims_summary(claim_results(results), results, out),
             (RUNTIME_BEGIN, RUNTIME_END): runtime_sentence(results)}
 
