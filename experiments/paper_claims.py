@@ -1,7 +1,7 @@
 """The papers' own numbers and claims, each with its source, and the rule that judges jeq's result against it.
 
 This file is data: what each paper says (its value as printed, where it says it, and the evidence word of the spec
-under ``/work/shared/specs/<capability>.md`` that quotes it: established / derived / measured / unverified), which
+(the project's ``specs/<capability>.md``, beside ARCHITECTURE.md) that quotes it: established / derived / measured / unverified), which
 experiment and command measure the same quantity in jeq, and a :class:`Rule` that turns jeq's numbers into a status.
 No jeq number is typed here: ``experiments.report`` reads jeq's side from the newest results JSON of the named
 command and calls :func:`judge`, so ``results/REPORT.md`` and the README's claims table change when the results do.
