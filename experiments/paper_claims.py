@@ -10,8 +10,8 @@ Statuses (:data:`STATUSES`):
 
 - ``reproduced``: jeq's number meets the paper's (for a comparison between two methods: the difference has the
   paper's sign and exceeds the seeds' spread, std_a + std_b);
-- ``partly``: the direction holds without the margin, or the number lies between the paper's and a stated floor
-  (e.g. below the trivial predictor but not solved);
+- ``partly``: the direction holds without the margin (or with one seed, where there is no spread to test), or the
+  number lies between the paper's and a stated floor (e.g. below the trivial predictor but not solved);
 - ``not reproduced``: the opposite, or no better than the floor;
 - ``not comparable``: jeq runs a different setting (data set, scale, a model of the hardware instead of the
   hardware); the rule's ``why`` says which, and jeq's nearest number is still shown;
@@ -357,6 +357,11 @@ def judge(rule: Rule, metrics: Mapping[str, Mapping[str, Any]]) -> tuple[str, st
     gain = (means[1] - means[0]) if rule.lower_is_better else (means[0] - means[1])
     margin = stds[0] + stds[1]
     diff = f"difference {_fmt(abs(means[0] - means[1]))}, spread (std sum) {_fmt(margin)}"
+    if min(len(metrics[m].get("values", [])) for m in rule.metrics) < 2:  # one seed: no spread to test against
+        holds = abs(gain) <= 1e-12 if rule.kind == "parity" else (gain >= 0 if rule.kind == "not_worse" else gain > 0)
+        return (PARTLY if holds else NOT_REPRODUCED), (
+            f"one seed, so no spread to test against; {'the direction holds' if holds else 'the direction fails'}: "
+            f"difference {_fmt(abs(means[0] - means[1]))}")
     if rule.kind == "parity":
         return (REPRODUCED, f"within the spread: {diff}") if abs(gain) <= margin else (
             NOT_REPRODUCED, f"they differ: {diff}")

@@ -81,6 +81,12 @@ def test_a_comparison_needs_the_paper_sign_beyond_the_seeds_spread():
     assert paper_claims.judge(same, {"a": _metric(0.10, 0.001), "b": _metric(0.2, 0.001)})[0] == "not reproduced"
 
 
+def test_a_comparison_of_single_seed_runs_is_at_best_partly():
+    better = paper_claims.better("a", "b")
+    assert paper_claims.judge(better, {"a": _metric(0.98, n=1), "b": _metric(0.96, n=1)})[0] == "partly"
+    assert paper_claims.judge(better, {"a": _metric(0.92, n=1), "b": _metric(0.96, n=1)})[0] == "not reproduced"
+
+
 def test_a_missing_metric_is_not_measured_and_a_different_setting_is_not_comparable():
     assert paper_claims.judge(paper_claims.at_least("acc", 0.9), {})[0] == "not measured"
     status, why = paper_claims.judge(paper_claims.not_comparable("CIFAR-10 not run", "acc"), {"acc": _metric(0.9)})
