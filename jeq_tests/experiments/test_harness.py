@@ -202,27 +202,6 @@ def test_diff_hash_follows_the_uncommitted_diff_of_tracked_files(tmp_path):
     assert harness.diff_hash(tmp_path) not in (clean, edited)
 
 
-def test_speed_table_compares_our_benchmark_with_the_pytorch_reference(tmp_path):
-    from experiments import report
-
-    bench = {"reference_settings": {"mon": {"ms_per_step": 2.0, "test_accuracy": 0.93, "epochs": 20,
-                                            "timed": "after training",
-                                            "reference": {"ms_per_step": 4.7, "test_accuracy": 0.922}}}}
-    harness.atomic_write_json(tmp_path / "bench_equilibrium" / "20260101T000000Z.json", bench)
-    ep = {"pytorch_target": {"seconds_per_epoch": 0.31, "test_accuracy_epoch2_mean": 0.91}}
-    harness.atomic_write_json(tmp_path / "gpu_x" / "results" / "bench_eqprop" / "20260101T000000Z.json", ep)
-    rows = report.speed_rows(tmp_path)
-    assert [(r["device"], r["unit"]) for r in rows] == [("cpu", "ms/step"), ("gpu_x", "s/epoch")]
-    text = report.speed_table(rows)
-    assert "| 4.7 ms/step | 2 ms/step | 2.4x | 0.930 / 0.922 (20) |" in text and "*" not in text
-    # an older run timed at the initial parameters is flagged, not mixed in silently
-    del bench["reference_settings"]["mon"]["timed"]
-    harness.atomic_write_json(tmp_path / "bench_equilibrium" / "20260101T000000Z.json", bench)
-    flagged = report.speed_table(report.speed_rows(tmp_path))
-    assert "| 2 ms/step* | 2.4x* |" in flagged and "timed at the initial parameters" in flagged
-    assert "| 3.1 s/epoch | 0.31 s/epoch | 10.0x |" in text
-
-
 def test_reproduce_runs_the_listed_experiments_and_builds_the_table(tmp_path, capsys):
     import importlib
 
