@@ -27,7 +27,20 @@ __all__ = ["SearchResult", "Strategy", "rng_from_key", "search", "with_deadline"
 
 
 class Strategy(NamedTuple):
-    """An ask/tell search strategy over one :class:`~jeq.gemm.space.Space`."""
+    """An ask/tell search strategy over one :class:`~jeq.gemm.space.Space`.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, Strategy, random_search
+    >>> Strategy._fields
+    ('name', 'space', 'init', 'ask', 'tell')
+    >>> strategy = random_search(Space([Axis("m", 8, 2)]), batch_size=2)
+    >>> state = strategy.init(jax.random.key(0))
+    >>> genomes, state = strategy.ask(jax.random.key(1), state, 3)  # at most 3, here one batch of 2
+    >>> state = strategy.tell(state, genomes, np.ones(len(genomes)))
+    >>> strategy.name, genomes.shape
+    ('random', (2, 2))
+    """
 
     name: str
     """Short name, e.g. ``"gbfs"``."""
@@ -42,7 +55,14 @@ class Strategy(NamedTuple):
 
 
 class SearchResult(NamedTuple):
-    """History of one search run."""
+    """History of one search run.
+
+    >>> import numpy as np
+    >>> from jeq.gemm import SearchResult
+    >>> result = SearchResult(np.array([5, 1, 7]), np.array([3.0, np.inf, 2.0]), best_index=7, best_cost=2.0)
+    >>> result.best_so_far().tolist(), result.measurements_to_reach(2.5)
+    ([3.0, 3.0, 2.0], 3)
+    """
 
     indices: np.ndarray
     """(n,) int64 configuration indices in measurement order."""
@@ -76,6 +96,18 @@ def with_deadline(
     ``ask'(key, state, n) = (no genomes, state)`` if ``clock() > deadline``, else ``ask(key, state, n)``; ``init``
     and ``tell`` are unchanged. A search under a wall-clock limit thus ends with a shorter history, never with a
     half-measured batch. ``deadline`` is a time on ``clock`` (default ``time.perf_counter``).
+
+    >>> import time
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, random_search, search, with_deadline
+    >>> space = Space([Axis("m", 16, 2)])
+    >>> late = with_deadline(random_search(space), time.perf_counter() - 1.0)  # the deadline has passed
+    >>> len(search(late, lambda g: np.ones(len(g)), budget=5, key=jax.random.key(0)).indices)
+    0
+    >>> soon = with_deadline(random_search(space), time.perf_counter() + 60.0)
+    >>> len(search(soon, lambda g: np.ones(len(g)), budget=5, key=jax.random.key(0)).indices)
+    5
     """
     deadline = validate.real("jeq.gemm.with_deadline", "deadline", deadline)
     space = strategy.space
@@ -101,6 +133,19 @@ def search(
     Each round asks for at most the remaining budget, checks the strategy's contract (no repeats, valid, right
     shape), evaluates the batch in one call and tells the costs back. Stops early only if the space is exhausted.
     ``callback(indices, costs)`` sees every evaluated batch.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, grid_search, search
+    >>> space = Space([Axis("m", 16, 2), Axis("n", 4, 2)])  # 5 * 3 = 15 configurations
+    >>> def cost(genomes):  # seconds; the best tile is m0 = 4, n0 = 2
+    ...     tiles = space.decode(genomes)
+    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 4)) + np.abs(np.log2(tiles["n"][:, 0] / 2))
+    >>> result = search(grid_search(space, batch_size=4), cost, budget=100, key=jax.random.key(0))
+    >>> len(result.indices), len(set(result.indices.tolist()))  # stops when the space is exhausted, no repeats
+    (15, 15)
+    >>> result.best_cost, space.config(space.genomes([result.best_index])[0])
+    (1.0, {'m': (4, 4), 'n': (2, 2)})
     """
     validate.integer("jeq.gemm.search", "budget", budget, low=1)
     space = strategy.space

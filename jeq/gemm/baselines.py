@@ -47,7 +47,16 @@ class RandomState(NamedTuple):
 
 
 def random_search(space: Space, *, batch_size: int = 16) -> Strategy:
-    """Uniform random search without replacement over the valid configurations."""
+    """Uniform random search without replacement over the valid configurations.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, random_search, search
+    >>> space = Space([Axis("m", 64, 2)], constraint=lambda tiles: tiles["m"][:, 0] != 8)  # 6 valid of 7
+    >>> result = search(random_search(space), lambda g: np.ones(len(g)), budget=10, key=jax.random.key(0))
+    >>> sorted(space.config(g)["m"][0] for g in space.genomes(result.indices))  # every valid one, once
+    [1, 2, 4, 16, 32, 64]
+    """
     validate.integer("jeq.gemm.random_search", "batch_size", batch_size, low=1)
 
     def init(key: jax.Array) -> RandomState:
@@ -71,7 +80,15 @@ class GridState(NamedTuple):
 
 
 def grid_search(space: Space, *, batch_size: int = 16) -> Strategy:
-    """Exhaustive search in index order (AutoTVM's ``GridSearchTuner``), skipping invalid configurations."""
+    """Exhaustive search in index order (AutoTVM's ``GridSearchTuner``), skipping invalid configurations.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, grid_search, search
+    >>> space = Space([Axis("m", 8, 2)])
+    >>> search(grid_search(space), lambda g: np.ones(len(g)), budget=3, key=jax.random.key(0)).indices.tolist()
+    [0, 1, 2]
+    """
     validate.integer("jeq.gemm.grid_search", "batch_size", batch_size, low=1)
 
     def init(key: jax.Array) -> GridState:
@@ -123,6 +140,17 @@ def simulated_annealing(
     Each chain proposes a random unvisited neighbour (a random unvisited configuration if it has none) and accepts
     it with the Metropolis rule on log cost: ``P(accept) = min(1, exp(-(log c' − log c)/T))``; ``T ← cooling·T``
     after every batch. Failed configurations are never accepted.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, search, simulated_annealing
+    >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])  # 49 configurations
+    >>> def cost(genomes):
+    ...     tiles = space.decode(genomes)
+    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> result = search(simulated_annealing(space, num_chains=4), cost, budget=30, key=jax.random.key(0))
+    >>> len(set(result.indices.tolist())), bool(result.best_cost <= 2.0)
+    (30, True)
     """
     where = "jeq.gemm.simulated_annealing"
     validate.integer(where, "num_chains", num_chains, low=1)
@@ -199,6 +227,17 @@ def genetic(space: Space, *, population_size: int = 64, elite_num: int = 3, muta
     ``P(parent = i) = s_i / Σ_j s_j`` with ``s = flops/cost`` (failures ~0); child genes ``p1[:c] ++ p2[c:]`` with a
     uniform cut ``c``; each gene re-drawn uniformly with probability ``mutation_prob``; visited or invalid children
     have a random gene re-drawn until they are new.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, genetic, search
+    >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])
+    >>> def cost(genomes):
+    ...     tiles = space.decode(genomes)
+    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> result = search(genetic(space, population_size=8), cost, budget=24, key=jax.random.key(0))
+    >>> len(set(result.indices.tolist())), bool(result.best_cost <= 2.0)
+    (24, True)
     """
     validate.integer("jeq.gemm.genetic", "population_size", population_size, low=2)
     validate.integer("jeq.gemm.genetic", "elite_num", elite_num, low=0)
@@ -365,6 +404,19 @@ def cost_model(
     ``sa_iterations`` steps, acceptance ``min(1, exp((ŷ' − ŷ)/t))`` with ``t`` cooled linearly from 1 to 0, stop after
     ``sa_early_stop`` steps without a change of the top-``plan_size`` heap; visited configurations are excluded. The
     last ``random_fraction`` of each plan (and everything before the first fit) is drawn at random.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, cost_model, search
+    >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])
+    >>> def cost(genomes):
+    ...     tiles = space.decode(genomes)
+    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> tuner = cost_model(space, plan_size=8, batch_size=4, sa_iterations=20, sa_chains=8)
+    >>> result = search(tuner, cost, budget=24, key=jax.random.key(0))
+    >>> every = cost(space.genomes(np.arange(space.size)))
+    >>> len(set(result.indices.tolist())), bool(result.best_cost <= np.quantile(every, 0.1))  # top 10 %
+    (24, True)
     """
     for name, value in (("plan_size", plan_size), ("batch_size", batch_size), ("sa_iterations", sa_iterations),
                         ("sa_chains", sa_chains), ("sa_early_stop", sa_early_stop)):

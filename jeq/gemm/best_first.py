@@ -57,6 +57,19 @@ def gbfs(
     ``unvisited_only`` (default True) draws the ρ moves among those leading to unvisited neighbours, so an
     expansion yields ``min(ρ, #unvisited neighbours)`` new configurations; False draws ρ of all legal moves and drops
     the visited ones (the paper's literal step and NNI's, which can expand a state to nothing).
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, gbfs, search
+    >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])
+    >>> def cost(genomes):  # a bowl around m0 = 8, n0 = 4
+    ...     tiles = space.decode(genomes)
+    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> result = search(gbfs(space, num_neighbours=3), cost, budget=25, key=jax.random.key(0))
+    >>> space.config(space.genomes([result.indices[0]])[0])  # starts at the canonical [d, 1] factorisation
+    {'m': (64, 1), 'n': (64, 1)}
+    >>> result.best_cost  # and walks downhill, neighbour by neighbour, to the optimum
+    1.0
     """
     validate.integer("jeq.gemm.gbfs", "num_neighbours", num_neighbours, low=1)
     unvisited_only = bool(validate.one_of("jeq.gemm.gbfs", "unvisited_only", unvisited_only, (True, False)))

@@ -41,7 +41,20 @@ __all__ = ["KernelFamily", "check_operands", "family", "pallas", "pallas_matmul"
 
 
 class KernelFamily(NamedTuple):
-    """A family of GEMM kernels indexed by the configurations of a space."""
+    """A family of GEMM kernels indexed by the configurations of a space.
+
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.gemm import KernelFamily, family
+    >>> KernelFamily._fields
+    ('name', 'space', 'build', 'compiler_options', 'source')
+    >>> tiled = family("xla_tiled")
+    >>> space = tiled.space(16, 16, 16)  # the configurations for (16, 16) @ (16, 16)
+    >>> config = space.config(space.genomes([space.count() - 1])[0])
+    >>> x = jnp.arange(256.0).reshape(16, 16) / 256
+    >>> bool(np.allclose(tiled.build(config)(x, x), x @ x, atol=1e-5))
+    True
+    """
 
     name: str
     """Family name (part of cache keys)."""
@@ -103,6 +116,14 @@ def tiled_matmul(x: jax.Array, y: jax.Array, *, block_m: int, block_n: int, bloc
 
     ``C_ij = Σ_t A_it B_tj`` with ``A_it`` the (block_m, block_k) tile ``(i, t)`` of ``x`` and ``B_tj`` the
     (block_k, block_n) tile of ``y``. Block sizes must divide the dimensions.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import tiled_matmul
+    >>> x, y = jax.random.normal(jax.random.key(0), (8, 12)), jax.random.normal(jax.random.key(1), (12, 4))
+    >>> out = jax.jit(tiled_matmul, static_argnames=("block_m", "block_n", "block_k"))(x, y, block_m=4, block_n=2, block_k=3)
+    >>> out.shape, bool(np.allclose(out, x @ y, atol=1e-5))
+    ((8, 4), True)
     """
     m, k, n = _check_blocks("jeq.gemm.tiled_matmul", x, y, block_m, block_n, block_k)
     gm, gn, gk = m // block_m, n // block_n, k // block_k
@@ -125,7 +146,14 @@ def tiled_matmul(x: jax.Array, y: jax.Array, *, block_m: int, block_n: int, bloc
 
 
 def xla_tiled(*, min_tile: int = 8) -> KernelFamily:
-    """The ``xla_tiled`` family: tile sizes ``bm, bn, bk`` (≥ ``min_tile`` or the whole dimension)."""
+    """The ``xla_tiled`` family: tile sizes ``bm, bn, bk`` (≥ ``min_tile`` or the whole dimension).
+
+    >>> from jeq.gemm import xla_tiled
+    >>> space = xla_tiled(min_tile=16).space(32, 32, 32)  # each tile 16 or the whole 32
+    >>> genomes = space.genomes(range(space.size))
+    >>> space.count(), sorted({space.config(g)["m"] for g in genomes[space.valid(genomes)]})
+    (8, [(1, 32), (2, 16)])
+    """
     min_tile = validate.integer("jeq.gemm.xla_tiled", "min_tile", min_tile, low=1)
 
     def space(m: int, n: int, k: int) -> Space:
@@ -178,6 +206,14 @@ def pallas_matmul(
     """``x @ y`` as a Pallas kernel: grid ``(m/block_m, n/block_n)``; program ``(i, j)`` loads the row panel
     ``x[i]`` (block_m, k) and column panel ``y[:, j]`` (k, block_n) and accumulates ``k/block_k`` block products in
     float32. ``interpret`` defaults to True off GPU; ``num_warps``/``num_stages`` are Triton parameters (GPU only).
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import pallas_matmul
+    >>> x, y = jax.random.normal(jax.random.key(0), (16, 32)), jax.random.normal(jax.random.key(1), (32, 16))
+    >>> out = pallas_matmul(x, y, block_m=8, block_n=8, block_k=16)  # interpreted off GPU
+    >>> out.shape, bool(np.allclose(out, x @ y, atol=1e-4))
+    ((16, 16), True)
     """
     from jax.experimental import pallas as pl
 
@@ -214,7 +250,13 @@ def pallas(
     """The ``pallas`` family. On GPU (default: when the backend is GPU) the knobs ``num_warps`` ∈ {2, 4, 8} and
     ``num_stages`` ∈ {1, 2, 3, 4} join the tile axes, and the constraint keeps tiles in ``[min_tile, max_tile]``,
     powers of two, ``num_stages·(bm·bk + bk·bn)·dtype_bytes ≤ smem_bytes`` and
-    ``bm·bn/(32·num_warps) ≤ max_accumulators_per_thread``. Interpreted on CPU (tiles ≥ ``min_tile`` only)."""
+    ``bm·bn/(32·num_warps) ≤ max_accumulators_per_thread``. Interpreted on CPU (tiles ≥ ``min_tile`` only).
+
+    >>> from jeq.gemm import pallas
+    >>> cpu = pallas(gpu=False)
+    >>> [a.name for a in cpu.space(32, 32, 32).axes], [k.name for k in pallas(gpu=True).space(64, 64, 64).knobs]
+    (['m', 'n', 'k'], ['num_warps', 'num_stages'])
+    """
     gpu = (jax.default_backend() == "gpu") if gpu is None else gpu
     for name, v in (("min_tile", min_tile), ("max_tile", max_tile), ("smem_bytes", smem_bytes),
                     ("max_accumulators_per_thread", max_accumulators_per_thread), ("dtype_bytes", dtype_bytes)):
@@ -274,6 +316,13 @@ def xla_flags(*, flags: tuple[Knob, ...] = XLA_GEMM_FLAGS) -> KernelFamily:
     """The ``xla_flags`` family: ``jnp.dot`` with XLA's GEMM autotuner settings as the configuration.
 
     Flags the installed XLA does not know are left out of the space (probed once with a trivial compile).
+
+    >>> from jeq.gemm import xla_flags
+    >>> space = xla_flags().space(8, 8, 8)
+    >>> "xla_gpu_autotune_level" in [k.name for k in space.knobs]
+    True
+    >>> sorted(xla_flags().compiler_options(space.config(space.genomes([0])[0])))[:1]
+    ['xla_gpu_autotune_level']
     """
     supported = tuple(f for f in flags if all(_supported_option(f.name, v) for v in f.values))
     if not supported:
@@ -296,7 +345,15 @@ def xla_flags(*, flags: tuple[Knob, ...] = XLA_GEMM_FLAGS) -> KernelFamily:
 def family(name: str | KernelFamily | None = None) -> KernelFamily:
     """A kernel family by name (``"xla_tiled"``, ``"pallas"``, ``"pallas_interpret"``, ``"xla_flags"``) or the
     default for the backend
-    (``pallas`` on GPU, ``xla_tiled`` elsewhere); a :class:`KernelFamily` is returned as is."""
+    (``pallas`` on GPU, ``xla_tiled`` elsewhere); a :class:`KernelFamily` is returned as is.
+
+    >>> import jax
+    >>> from jeq.gemm import family
+    >>> family("xla_tiled").name, family("pallas_interpret").name
+    ('xla_tiled', 'pallas_interpret')
+    >>> family().name == ("pallas" if jax.default_backend() == "gpu" else "xla_tiled")
+    True
+    """
     if isinstance(name, KernelFamily):
         return name
     if name is None:

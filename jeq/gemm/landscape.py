@@ -55,7 +55,15 @@ __all__ = [
 
 
 class GpuSpec(NamedTuple):
-    """Hardware constants of the analytic model (defaults: NVIDIA V100-SXM2, FP32)."""
+    """Hardware constants of the analytic model (defaults: NVIDIA V100-SXM2, FP32).
+
+    >>> from jeq.gemm import GpuSpec, tvm_gemm_space
+    >>> GpuSpec().num_sms, GpuSpec().smem_per_block  # V100 defaults
+    (80, 49152)
+    >>> tight = GpuSpec(max_threads_per_block=128)  # fewer threads: fewer valid tilings
+    >>> tvm_gemm_space(16, 16, 16, spec=tight).count() < tvm_gemm_space(16, 16, 16).count()
+    True
+    """
 
     num_sms: int = 80
     """Streaming multiprocessors."""
@@ -102,6 +110,11 @@ def tvm_gemm_space(
     block) are the space's validity constraint, so searches never propose a configuration that cannot launch. With
     ``prune=False`` the space holds every factorisation, as TVM's ``define_split`` does (≈4.15M at 512×1024×1024), and
     the resource-violating ones are failed measurements (the analytic model returns ``inf``), as on real hardware.
+
+    >>> from jeq.gemm import tvm_gemm_space
+    >>> pruned, every = tvm_gemm_space(16, 16, 16), tvm_gemm_space(16, 16, 16, prune=False)
+    >>> every.count(), pruned.count() < every.count(), [(a.name, a.parts) for a in every.axes]
+    (... True, [('m', 4), ('n', 4), ('k', 3)])
     """
     for name, v in (("m", m), ("n", n), ("k", k)):
         validate.integer("jeq.gemm.tvm_gemm_space", name, v, low=1)
@@ -168,6 +181,16 @@ def tvm_gemm_time(
 
     ``tiles`` holds one configuration: ``m`` and ``n`` (4,) int parts, ``k`` (3,) int parts; acts on one
     configuration, use ``jax.vmap`` for a batch. The model is the one in the module docstring.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.gemm import tvm_gemm_time
+    >>> tiles = {"m": jnp.array([4, 2, 8, 1]), "n": jnp.array([4, 2, 8, 1]), "k": jnp.array([8, 2, 1])}
+    >>> seconds = float(tvm_gemm_time(tiles, m=64, n=64, k=16))
+    >>> 0 < seconds < 1e-3
+    True
+    >>> too_many_threads = {"m": jnp.array([1, 1, 64, 1]), "n": jnp.array([1, 1, 64, 1]), "k": jnp.array([16, 1, 1])}
+    >>> float(tvm_gemm_time(too_many_threads, m=64, n=64, k=16))  # 4096 threads per block cannot launch
+    inf
     """
     res = _resources({a: jnp.asarray(tiles[a]) for a in ("m", "n", "k")}, dtype_bytes, spec, jnp)
     f = {a: jnp.asarray(tiles[a]).astype(jnp.float32) for a in ("m", "n", "k")}
@@ -235,7 +258,21 @@ def tvm_gemm_time(
 
 # ----------------------------------------------------------------------------------------------- landscapes
 class Landscape:
-    """Base class: a :class:`Space` and a batched cost ``evaluate(genomes (B, G)) -> (B,) seconds``."""
+    """Base class: a :class:`Space` and a batched cost ``evaluate(genomes (B, G)) -> (B,) seconds``.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Landscape, Space, random_search, search
+    >>> class Table(Landscape):  # any batched cost: genomes (B, G) -> (B,) seconds
+    ...     def __init__(self, space):
+    ...         self.space, self.flops = space, 2.0 * 8 ** 3
+    ...     def evaluate(self, genomes):
+    ...         return 1.0 + np.abs(self.space.decode(genomes)["m"][:, 0] - 4)
+    >>> table = Table(Space([Axis("m", 8, 2)]))
+    >>> result = search(random_search(table.space), table.evaluate, budget=4, key=jax.random.key(0))
+    >>> result.best_cost, table.space.config(table.space.genomes([result.best_index])[0])
+    (1.0, {'m': (4, 2)})
+    """
 
     space: Space
     flops: float
@@ -262,6 +299,20 @@ class AnalyticLandscape(Landscape):
         flops: operations of one GEMM.
         mesh: optional ``jeq.sharding.data_mesh(...)``: each candidate batch is then split over its devices (the
             model replicated, the batch padded to a multiple of the device count), same results as one device.
+
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.gemm import AnalyticLandscape, Axis, Space
+    >>> space = Space([Axis("m", 16, 2)])
+    >>> model = AnalyticLandscape(space, lambda tiles: 1.0 + (tiles["m"][0] - 4.0) ** 2, flops=2.0 * 16 ** 3)
+    >>> model.evaluate(space.genomes(np.arange(space.count()))).tolist()  # one vmapped call
+    [10.0, 5.0, 1.0, 17.0, 145.0]
+    >>> best, seconds = model.optimum()
+    >>> space.config(space.genomes([best])[0]), seconds
+    ({'m': (4, 4)}, 1.0)
+    >>> gpu = AnalyticLandscape.tvm_gemm(16, 16, 16)  # the TVM GEMM model on a V100
+    >>> bool(np.isfinite(gpu.optimum()[1]))
+    True
     """
 
     def __init__(self, space: Space, cost: Callable[[Mapping[str, jax.Array]], jax.Array], *, flops: float,
@@ -333,6 +384,17 @@ class ReplayLandscape(Landscape):
         flops: operations of one GEMM.
 
     Looking up a configuration that is not in the table raises ``KeyError``: a replay never invents a cost.
+
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, ReplayLandscape, Space
+    >>> space = Space([Axis("m", 8, 2)])
+    >>> replay = ReplayLandscape(space, [0, 2], [3.0, np.inf], flops=1024.0)  # two recorded measurements
+    >>> replay.evaluate(space.genomes([2, 0])).tolist()
+    [inf, 3.0]
+    >>> replay.evaluate(space.genomes([1]))
+    Traceback (most recent call last):
+    ...
+    KeyError: ...
     """
 
     def __init__(self, space: Space, indices: Any, costs: Any, *, flops: float) -> None:

@@ -60,7 +60,15 @@ def tolerance(dtype: Any) -> float:
 
 
 class Measurement(NamedTuple):
-    """Outcome of measuring one configuration (what the cache stores)."""
+    """Outcome of measuring one configuration (what the cache stores).
+
+    >>> from jeq.gemm import Measurement
+    >>> Measurement._fields
+    ('status', 'median_s', 'p20_s', 'p80_s', 'compile_s', 'calls', 'error', 'remeasured')
+    >>> failed = Measurement.failed("out of shared memory")
+    >>> failed.status, failed.cost  # a failure is never fast
+    ('failed', inf)
+    """
 
     status: str
     """``"ok"`` or ``"failed"``."""
@@ -124,7 +132,19 @@ def digest(key: Mapping[str, Any]) -> str:
 
 
 class Cache:
-    """A directory of JSON records, one per key (``<sha256>.json`` under a sub-directory per record kind)."""
+    """A directory of JSON records, one per key (``<sha256>.json`` under a sub-directory per record kind).
+
+    >>> import tempfile
+    >>> from jeq.gemm import Cache, Measurement
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     cache = Cache(folder)
+    ...     key = {"kernel": "xla_tiled", "config": {"m": [2, 16]}, "shape": [32, 32, 32]}
+    ...     before = cache.get_measurement(key)
+    ...     cache.put_measurement(key, Measurement.failed("boom"))
+    ...     after = Cache(folder).get_measurement(key)  # a new process reads the same record
+    >>> before, after.status, after.error
+    (None, 'failed', 'boom')
+    """
 
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
         self.directory = pathlib.Path(directory) if directory is not None else default_cache_dir()
@@ -191,6 +211,18 @@ def measure(
 
     ``expected`` is the reference product (computed if omitted). ``compiler_options`` are added to the
     configuration's own (e.g. an autotune-results dump path).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.gemm import family, measure
+    >>> tiled = family("xla_tiled")
+    >>> config = {"m": (2, 8), "n": (2, 8), "k": (1, 16)}
+    >>> result = measure(tiled, config, jnp.ones((16, 16)), jnp.ones((16, 16)), time_budget_s=0.01)
+    >>> result.status, result.median_s > 0, result.calls > 0
+    ('ok', True, True)
+    >>> wrong = tiled._replace(build=lambda config: lambda a, b: a @ b + 1.0)  # a kernel with a wrong answer
+    >>> checked = measure(wrong, config, jnp.ones((16, 16)), jnp.ones((16, 16)), time_budget_s=0.01)
+    >>> checked.status, checked.cost  # recorded as failed, never as fast
+    ('failed', inf)
     """
     expected = reference(x, y) if expected is None else expected
     options = {**kernel.compiler_options(config), **(compiler_options or {})}

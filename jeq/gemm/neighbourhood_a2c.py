@@ -90,6 +90,17 @@ def actor_critic_loss(
     the rows the policy sampled, ``weights`` (default 1) their importance weights ``π/μ``; with the defaults it is
     ``mean_C[−log π(a|s)·stop_grad(A) + A²]``. Minimising it raises ``log π(a|s)`` for actions with positive
     advantage and regresses ``V`` on the reward.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq.gemm import actor_critic_loss
+    >>> logits, values = jnp.zeros((2, 2)), jnp.zeros(2)  # uniform policy, V = 0
+    >>> actions, rewards, mask = jnp.array([0, 1]), jnp.array([1.0, 0.0]), jnp.array([1.0, 1.0])
+    >>> round(float(actor_critic_loss(logits, values, actions, rewards, mask)), 4)  # mean(-log(1/2) A + A^2)
+    0.8466
+    >>> grad = jax.grad(actor_critic_loss)(logits, values, actions, rewards, mask)
+    >>> bool(grad[0, 0] < 0)  # descending raises log pi(a|s) of the rewarded action
+    True
     """
     actor_mask = mask if actor_mask is None else actor_mask
     weights = jnp.ones_like(rewards) if weights is None else weights
@@ -107,6 +118,13 @@ def na2c_rewards(
 
     ``reward="ratio"`` needs the incumbent's ``reference_cost`` (the speed-up over it, capped at 10);
     ``reward="gflops"`` needs the GEMM's ``flops`` (the paper's reward). A failed measurement (inf or NaN) earns 0.
+
+    >>> import numpy as np
+    >>> from jeq.gemm import na2c_rewards
+    >>> na2c_rewards([1.0, 4.0, np.inf, 0.01], reference_cost=2.0).tolist()  # speed-up, capped at 10; failed: 0
+    [2.0, 0.5, 0.0, 10.0]
+    >>> na2c_rewards([1e-3], reward="gflops", flops=2e9).tolist()  # 2 GFLOP in 1 ms
+    [2000.0]
     """
     where = "jeq.gemm.na2c_rewards"
     validate.one_of(where, "reward", reward, REWARDS)
@@ -148,6 +166,16 @@ def action_probabilities(space: Space, state: Na2cState, genomes: Any) -> np.nda
     """``π(·|s)`` of :func:`na2c`'s current policy at configurations ``genomes`` (B, G): (B, num_actions) float64.
 
     The network's sizes are read off ``state.params`` (its inputs and actions are padded to multiples of 16 / 32).
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, action_probabilities, na2c
+    >>> space = Space([Axis("m", 16, 2), Axis("n", 16, 2)])
+    >>> strategy = na2c(space, hidden_size=16)
+    >>> state = strategy.init(jax.random.key(0))
+    >>> probabilities = action_probabilities(space, state, space.genomes([0, 3]))
+    >>> probabilities.shape == (2, space.num_actions), bool(np.allclose(probabilities.sum(axis=1), 1.0))
+    (True, True)
     """
     g = np.asarray(genomes, dtype=np.int32).reshape(-1, space.genome_length)
     kernel_in = state.params["hidden"]["kernel"].get_value()
@@ -222,6 +250,17 @@ def na2c(
     (the paper's; needs the GEMM's ``flops``); ``off_policy`` is ``"importance"`` (default: the actor learns from the
     rollout moves only, weighted ``π/μ``) or ``"as_policy"`` (every move with weight 1, biased). The module docstring
     gives the reasons.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, na2c, search
+    >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])
+    >>> def cost(genomes):
+    ...     tiles = space.decode(genomes)
+    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> result = search(na2c(space, hidden_size=16, max_rollouts=4), cost, budget=12, key=jax.random.key(0))
+    >>> len(set(result.indices.tolist())), bool(result.best_cost < cost(space.genomes(result.indices[:1]))[0])
+    (12, True)
     """
     where = "jeq.gemm.na2c"
     for name, value in (("hidden_size", hidden_size), ("rollout_steps", rollout_steps), ("batch_size", batch_size),

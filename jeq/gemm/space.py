@@ -38,7 +38,15 @@ __all__ = ["Axis", "Knob", "Space", "isin_sorted", "prime_factors"]
 
 
 class Axis(NamedTuple):
-    """A loop axis of extent ``size`` split into ``parts`` nested loops (an ordered factorisation)."""
+    """A loop axis of extent ``size`` split into ``parts`` nested loops (an ordered factorisation).
+
+    >>> from jeq.gemm import Axis, Space
+    >>> space = Space([Axis("m", 12, 2)])  # 12 = m0 * m1, in order
+    >>> space.count()
+    6
+    >>> sorted(space.config(g)["m"] for g in space.genomes(range(6)))
+    [(1, 12), (2, 6), (3, 4), (4, 3), (6, 2), (12, 1)]
+    """
 
     name: str
     """Name of the axis, e.g. ``"m"``; it is the key of the axis in decoded configurations."""
@@ -49,7 +57,15 @@ class Axis(NamedTuple):
 
 
 class Knob(NamedTuple):
-    """A discrete kernel knob (e.g. ``num_warps``); neighbours move to the adjacent value in ``values``."""
+    """A discrete kernel knob (e.g. ``num_warps``); neighbours move to the adjacent value in ``values``.
+
+    >>> from jeq.gemm import Axis, Knob, Space
+    >>> space = Space([Axis("m", 4, 2)], [Knob("num_warps", (2, 4, 8))])
+    >>> space.count()  # 3 factorisations of 4 times 3 knob values
+    9
+    >>> space.config(space.genome_of({"m": (2, 2), "num_warps": 8}))
+    {'m': (2, 2), 'num_warps': 8}
+    """
 
     name: str
     """Name of the knob; its key in decoded configurations."""
@@ -104,6 +120,21 @@ class Space:
         constraint: optional predicate on decoded batches (see :data:`Constraint`); configurations it rejects are
             never sampled, enumerated or returned as neighbours (e.g. shared memory, registers, threads per block).
         name: a label used in messages and cache keys.
+
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Knob, Space
+    >>> space = Space([Axis("m", 16, 2), Axis("n", 8, 2)], [Knob("w", (1, 2, 4))])
+    >>> space.size, space.count()  # 5 * 4 * 3 configurations
+    (60, 60)
+    >>> genome = space.genome_of({"m": (4, 4), "n": (2, 4), "w": 2})
+    >>> space.config(space.genomes(space.indices(genome[None]))[0])  # index <-> genome <-> config round trip
+    {'m': (4, 4), 'n': (2, 4), 'w': 2}
+    >>> neighbours, actions = space.neighbours(genome)  # one prime moved between parts, or a knob step
+    >>> sorted(space.config(g)["m"] for g in neighbours)
+    [(2, 8), (4, 4), (4, 4), (4, 4), (4, 4), (8, 2)]
+    >>> small = Space([Axis("m", 16, 2)], constraint=lambda tiles: tiles["m"][:, 0] <= 4)  # a validity rule
+    >>> small.count(), bool(small.valid(small.sample(np.random.default_rng(0), 3)).all())
+    (3, True)
     """
 
     def __init__(

@@ -53,7 +53,12 @@ _BUILTIN = ("xla_tiled", "pallas", "pallas_interpret", "xla_flags")
 
 
 class TuneResult(NamedTuple):
-    """Outcome of :func:`tune`."""
+    """Outcome of :func:`tune`.
+
+    >>> from jeq.gemm import TuneResult
+    >>> TuneResult._fields
+    ('config', 'kernel', 'time_s', 'reference_s', 'measured', 'search', 'family')
+    """
 
     config: dict[str, Any]
     """The winning configuration (axis -> parts, knob -> value)."""
@@ -143,6 +148,20 @@ def tune(
 
     Returns:
         :class:`TuneResult` (best configuration, jitted kernel, times, number of new measurements, history).
+
+    >>> import tempfile
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from jeq.gemm import tune
+    >>> fast = dict(kernel="xla_tiled", strategy="grid", budget=3, time_budget_s=0.01, rerank_budget_s=0.05, top_k=1)
+    >>> with tempfile.TemporaryDirectory() as cache:
+    ...     first = tune(16, 16, 16, cache_dir=cache, **fast)
+    ...     again = tune(16, 16, 16, cache_dir=cache, **fast)  # every measurement comes from the cache
+    >>> first.measured, again.measured, again.config == first.config
+    (3, 0, True)
+    >>> x = jnp.ones((16, 16))
+    >>> bool(np.allclose(first.kernel(x, x), x @ x)), first.time_s > 0, first.reference_s > 0
+    (True, True, True)
     """
     where = "jeq.gemm.tune"
     for name, value in (("m", m), ("n", n), ("k", k)):
@@ -239,6 +258,20 @@ def record_tuned(
     The record keeps ``config`` only when the tuned kernel won, ``time_s < reference_s`` (``jnp.dot``'s time in the
     same interleaved run); :func:`tune` calls this for its built-in families. ``kernel`` must be a built-in family
     (``matmul`` rebuilds the kernel from the family's name and checks its source hash).
+
+    >>> import tempfile
+    >>> import jax.numpy as jnp
+    >>> from jeq.gemm import family, record_tuned, tuned_kernel
+    >>> config = {"m": (2, 16), "n": (1, 16), "k": (4, 16)}
+    >>> with tempfile.TemporaryDirectory() as cache:
+    ...     record_tuned(32, 16, 64, dtype="float32", kernel=family("xla_tiled"), config=config, time_s=2.0,
+    ...                  reference_s=1.0, cache_dir=cache)  # jnp.dot was faster
+    ...     lost = tuned_kernel(32, 16, 64, cache_dir=cache)
+    ...     record_tuned(32, 16, 64, dtype="float32", kernel=family("xla_tiled"), config=config, time_s=1.0,
+    ...                  reference_s=2.0, cache_dir=cache)  # the tuned kernel won
+    ...     won = tuned_kernel(32, 16, 64, cache_dir=cache)
+    >>> lost is jnp.dot, won is jnp.dot
+    (True, False)
     """
     where = "jeq.gemm.record_tuned"
     for name, value in (("m", m), ("n", n), ("k", k)):
@@ -258,7 +291,15 @@ def record_tuned(
 def tuned_kernel(m: int, n: int, k: int, *, dtype: Any = "float32", cache_dir: str | None = None) -> Callable:
     """The kernel :func:`matmul` uses for ``(m, k) @ (k, n)`` in ``dtype`` on this machine: the tuned kernel recorded
     by :func:`record_tuned` (jitted with its XLA options) when it beat ``jnp.dot`` and its family's source is
-    unchanged, else ``jnp.dot`` itself. Looked up once per process."""
+    unchanged, else ``jnp.dot`` itself. Looked up once per process.
+
+    >>> import tempfile
+    >>> import jax.numpy as jnp
+    >>> from jeq.gemm import tuned_kernel
+    >>> with tempfile.TemporaryDirectory() as cache:  # nothing recorded: jnp.dot
+    ...     print(tuned_kernel(8, 8, 8, cache_dir=cache) is jnp.dot)
+    True
+    """
     where = "jeq.gemm.tuned_kernel"
     shape = tuple(validate.integer(where, name, value, low=1) for name, value in (("m", m), ("n", n), ("k", k)))
     try:
@@ -285,6 +326,18 @@ def matmul(x: jax.Array, y: jax.Array, *, cache_dir: str | None = None) -> jax.A
 
     The recorded kernel is used only if it beat ``jnp.dot`` in :func:`tune`'s interleaved re-ranking and its family's
     source is unchanged (see :func:`tuned_kernel`). Works on concrete arrays and under ``jax.jit`` (shapes are static).
+
+    >>> import tempfile
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.gemm import family, matmul, record_tuned
+    >>> x, y = jax.random.normal(jax.random.key(0), (32, 64)), jax.random.normal(jax.random.key(1), (64, 16))
+    >>> with tempfile.TemporaryDirectory() as cache:
+    ...     record_tuned(32, 16, 64, dtype="float32", kernel=family("xla_tiled"), config={"m": (2, 16), "n": (1, 16),
+    ...                  "k": (4, 16)}, time_s=1.0, reference_s=2.0, cache_dir=cache)
+    ...     tuned = jax.jit(lambda a, b: matmul(a, b, cache_dir=cache))(x, y)  # the recorded tiled kernel
+    >>> tuned.shape, bool(np.allclose(tuned, x @ y, atol=1e-4))
+    ((32, 16), True)
     """
     m, k, n = check_operands("jeq.gemm.matmul", x, y)
     if x.dtype != y.dtype:
