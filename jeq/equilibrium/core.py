@@ -95,11 +95,10 @@ class Output(NamedTuple):
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
     >>> model = eq.deq(features=4, hidden=3, classes=2)
-    >>> out = model.apply(model.init(jax.random.key(0)), jnp.ones(4), key=jax.random.key(1))
-    >>> out._fields
-    ('logits', 'stats', 'jacobian')
-    >>> out.logits.shape, bool(out.stats.converged), bool(out.jacobian > 0)
-    ((2,), True, True)
+    >>> params = jax.eval_shape(model.init, jax.random.key(0))  # shapes only: nothing is computed
+    >>> out = jax.eval_shape(lambda p, x: model.apply(p, x, key=jax.random.key(1)), params, jnp.ones(4))
+    >>> jax.tree.map(lambda leaf: leaf.shape, out)
+    Output(logits=(2,), stats=Stats(num_steps=(), residual=(), relative_residual=(), converged=()), jacobian=())
     """
 
     logits: Array
