@@ -306,11 +306,10 @@ def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> Equili
     >>> model = eq.opteq(features=4, hidden=3, classes=2, tol=1e-5)
     >>> params = model.init(jax.random.key(0))
     >>> xb = jnp.stack([jnp.linspace(-1.0, 1.0, 4), jnp.linspace(1.0, -1.0, 4)])
-    >>> out = jax.vmap(lambda x: model.apply(params, x))(xb)
-    >>> out.logits.shape, out.stats.converged.tolist()
-    ((2, 2), [True, True])
-    >>> x = xb[0]
-    >>> z = model.equilibrium(params, x).value
+    >>> zb, stats = jax.vmap(lambda x: model.equilibrium(params, x))(xb)
+    >>> zb.shape, stats.converged.tolist(), model.readout(params, zb[0]).shape
+    ((2, 3), [True, True], (2,))
+    >>> x, z = xb[0], zb[0]
     >>> bool(jnp.allclose(z, model.layer(z, model.prepare(params), model.inject(params, x)), atol=1e-4))
     True
     >>> steps = 0.05 * jnp.concatenate([jnp.eye(3), -jnp.eye(3)])
