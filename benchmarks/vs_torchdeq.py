@@ -38,7 +38,7 @@ import optax
 
 from benchmarks import common
 from experiments.speed_table import ratio_summary
-from jeq import data
+from jeq import bench, data
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
 
@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="results", help="results folder")
     args = parser.parse_args(argv)
     xla_flags = set_threads(args.threads)
+    limits = bench.single_threaded_blas()  # noqa: F841  (scipy's OpenBLAS behind JAX's LAPACK calls: one thread)
     import torch
 
     epochs = args.epochs or (2 if args.quick else 20)

@@ -4,10 +4,12 @@
 converged fraction next to every time, so a solve that stopped at ``maxiter`` cannot pass as fast:
 
 1. **Against the originals, same machine (CPU)**: jeq's side from the newest ``<results>/bench_vs_torchdeq``,
-   ``bench_equilibrium`` and ``bench_eqprop`` JSONs on this machine. The TorchDEQ row is a same-process measurement
-   (``python -m benchmarks.vs_torchdeq``: both trainings interleaved step by step, ratio = median and p20/p80 of
-   the per-step ratios). The MON and Laborieux-EP originals are not packages: their figures come from
-   ``<results>/external_references.json`` and those rows say "external reference, separate process".
+   ``bench_mon_original`` (else ``bench_equilibrium``) and ``bench_eqprop`` JSONs on this machine. The TorchDEQ row
+   is a same-process measurement (``python -m benchmarks.vs_torchdeq``: both trainings interleaved step by step,
+   ratio = median and p20/p80 of the per-step ratios); so is the MON row when ``benchmarks.mon_original`` has run
+   (the original's code from a checkout of its repository). Otherwise, and for Laborieux's EP, the original's
+   figure is quoted from ``<results>/external_references.json`` and the row says "external reference, separate
+   process".
 2. **GPU, jeq only**: rows from ``<results>/gpu_*/results/bench_*`` (a GPU session's results). No reference was
    timed on that GPU, so no ratio is shown.
 3. **Model families** (OptEq vs MON vs plain DEQ, forward + backward on one batch): each ratio with both models'
@@ -135,6 +137,24 @@ def _torchdeq_row(result: dict) -> str:
             f"({r['n']} step pairs), {_device(result, 'cpu')}, {_provenance(result)} |")
 
 
+def _mon_same_process_row(result: dict) -> str:
+    figure = result["figure"]
+    j, r = figure["jeq_in_same_process"], figure["same_process_ratio_original_over_jeq"]
+    settings = result.get("settings", {})
+    label = (f"MON single-FC {settings.get('out_dim', 87)}, Peaceman-Rachford rel. tol 1e-2, batch "
+             f"{settings.get('batch', 128)}, {figure.get('epochs', '?')} epochs")
+    commit = str(result.get("commit", "?"))[:8]
+    original = (f"locuslab/monotone_op_net @ {commit} (torch {result.get('versions', {}).get('torch', '?')}): "
+                f"{figure['ms_per_step']:.3g} ms/step, "
+                f"{_steps(figure.get('forward_steps'), figure.get('forward_converged'), settings.get('max_iter'))}")
+    ours = (f"{j['ms_per_step']:.3g} ms/step, "
+            f"{_steps(j.get('forward_steps'), j.get('forward_converged'), j.get('forward_maxiter'))}")
+    return (f"| {label} | {original} | {ours} | {r['median']:.2f}x [{r['p20']:.2f}, {r['p80']:.2f}] | "
+            f"{j['test_accuracy']:.3f} / {figure['test_accuracy']:.3f} | same process, interleaved ({r['n']} step "
+            f"pairs of the last epoch; the original's code run from its repository, not a package), "
+            f"{_device(result, 'cpu')}, {_provenance(result)} |")
+
+
 def _mon_row(result: dict, ref: dict | None) -> str | None:
     ours = result.get("reference_settings", {}).get("mon")
     if not ours:
@@ -237,7 +257,10 @@ def render(results_dir: str | pathlib.Path) -> str:
     if vs:
         out.append(_torchdeq_row(vs))
     eqb = _newest(results_dir / "bench_equilibrium")
-    if eqb:
+    mon = _newest(results_dir / "bench_mon_original")
+    if mon:
+        out.append(_mon_same_process_row(mon))
+    elif eqb:
         row = _mon_row(eqb, refs.get("mon"))
         if row:
             out.append(row)

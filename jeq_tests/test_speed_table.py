@@ -146,3 +146,19 @@ def test_ratio_summary_refuses_bad_times(a, b):
 
 def test_no_results_gives_a_placeholder_row(tmp_path):
     assert "(no benchmark results yet)" in speed_table.render(tmp_path)
+
+
+def test_a_same_process_mon_run_replaces_the_quoted_figure(results):
+    _write(results / "bench_mon_original" / "20261207T021000Z.json", {
+        "commit": "6c224c4fb1caadd2362f8d72e8c3bac2f0fd8511", "git_sha": "abc123456789",
+        "versions": {"torch": "2.13.0+cpu"}, "settings": {"out_dim": 87, "batch": 128, "max_iter": 300},
+        "figure": {"ms_per_step": 15.0, "forward_steps": 6.0, "forward_converged": 1.0, "test_accuracy": 0.93,
+                   "epochs": 20, "same_process_ratio_original_over_jeq": {"median": 2.0, "p20": 1.2, "p80": 3.1,
+                                                                          "n": 31},
+                   "jeq_in_same_process": {"ms_per_step": 7.5, "forward_steps": 5.0, "forward_converged": 1.0,
+                                           "forward_maxiter": 300, "test_accuracy": 0.94}}})
+    (mon,) = [r for r in _section(speed_table.render(results), "Against the originals") if "MON" in r]
+    original, ours = mon.split("|")[2], mon.split("|")[3]
+    assert "6c224c4f" in original and "15 ms/step, 6.0 steps, 100 % conv." in original
+    assert "7.5 ms/step, 5.0 steps, 100 % conv." in ours and "2.00x [1.20, 3.10]" in mon
+    assert "same process, interleaved" in mon and speed_table.EXTERNAL_LABEL not in mon
