@@ -126,7 +126,9 @@ def families(split, budget: float) -> dict:
     return out
 
 
-def _reference_models():
+def reference_models():
+    """MON in the original's reference settings (Peaceman-Rachford, alpha 1, rtol 1e-2, batch-level stop, 300
+    steps), the model section 3 and ``benchmarks.mon_original`` train."""
     return {
         "mon": eq.mon(features=784, hidden=87, classes=10, splitting="pr", alpha=1.0, tol=1e-6, rtol=1e-2,
                       maxiter=300, axis_name=eq.BATCH_AXIS),
@@ -143,7 +145,7 @@ def reference_settings(split, epochs: int, budget: float) -> dict:
     """
     x_train, x_test = split.x_train.reshape(len(split.x_train), -1), split.x_test.reshape(len(split.x_test), -1)
     xb, yb = _batch(split)
-    models = _reference_models()
+    models = reference_models()
     optimizer = optax.adam(1e-3)
     steps, states, out = {}, {}, {}
     for name, model in models.items():
@@ -195,7 +197,7 @@ def reference_settings(split, epochs: int, budget: float) -> dict:
 def mon_breakdown(split, budget: float) -> dict:
     """Where a MON training step goes, and per-example vs batch-level stopping."""
     xb, yb = _batch(split)
-    batch_level = _reference_models()["mon"]
+    batch_level = reference_models()["mon"]
     per_example = eq.mon(features=784, hidden=87, classes=10, splitting="pr", tol=1e-6, rtol=1e-2, maxiter=300)
     params = batch_level.init(jax.random.key(0))
     optimizer = optax.adam(1e-3)

@@ -38,7 +38,7 @@ import types
 import numpy as np
 
 from benchmarks import common
-from benchmarks.bench_equilibrium import _reference_models as jeq_reference_models
+from benchmarks.bench_equilibrium import reference_models as jeq_reference_models
 from benchmarks.vs_torchdeq import set_threads
 from experiments.speed_table import ratio_summary
 from jeq import bench, data
