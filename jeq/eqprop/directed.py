@@ -45,7 +45,13 @@ Rule = Callable[[jax.Array], jax.Array]
 
 
 class Graph(NamedTuple):
-    """A directed network's static structure."""
+    """A directed network's static structure: ``mask[i, j] = 1`` iff the edge i -> j exists (W = mask * W).
+
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=3, num_hidden=2, num_outputs=1)
+    >>> graph._fields, graph.size, graph.num_inputs, graph.num_outputs
+    (('mask', 'num_inputs', 'num_outputs'), 6, 3, 1)
+    """
 
     mask: np.ndarray
     """(N, N) float32 {0, 1}; ``mask[i, j] = 1`` iff the edge ``i -> j`` exists."""
@@ -64,6 +70,10 @@ def complete_graph(*, num_inputs: int, num_hidden: int, num_outputs: int) -> Gra
     """DEEP's complete directed graph: every edge except self-loops and edges into input/bias neurons.
 
     ``mask[i, j] = [i != j] * [j >= num_inputs]`` (Farinha et al. 2020; this also removes input -> input edges).
+
+    >>> from jeq import eqprop
+    >>> eqprop.complete_graph(num_inputs=2, num_hidden=1, num_outputs=1).mask.astype(int).tolist()
+    [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 1, 0]]
     """
     where = "jeq.eqprop.complete_graph"
     validate.integer(where, "num_inputs", num_inputs, low=1)
@@ -80,6 +90,12 @@ def layered_graph(*, num_inputs: int, hidden_sizes: Sequence[int], num_outputs: 
 
     Layers are ``[inputs, hidden_sizes..., outputs]``; ``i -> j`` exists iff ``j`` is not an input and
     ``|layer(i) - layer(j)| == 1``, except that the bias neuron (the last input) feeds every non-input neuron.
+
+    Inputs 0, 1 (1 is the bias), hidden 2, 3, output 4: input 0 feeds only the hidden layer, the bias feeds all.
+
+    >>> from jeq import eqprop
+    >>> eqprop.layered_graph(num_inputs=2, hidden_sizes=[2], num_outputs=1).mask.astype(int).tolist()
+    [[0, 0, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 1, 1, 0]]
     """
     where = "jeq.eqprop.layered_graph"
     validate.integer(where, "num_inputs", num_inputs, low=1)
@@ -97,13 +113,33 @@ def layered_graph(*, num_inputs: int, hidden_sizes: Sequence[int], num_outputs: 
 
 
 def init_weights(key: jax.Array, graph: Graph, *, std: float = 0.05, dtype=jnp.float32) -> jax.Array:
-    """W ~ N(0, std^2) on the graph's edges, 0 elsewhere (the notebooks' ``weights_init`` + ``constrain_weights``)."""
+    """W ~ N(0, std^2) on the graph's edges, 0 elsewhere (the notebooks' ``weights_init`` + ``constrain_weights``).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=3, num_hidden=2, num_outputs=1)
+    >>> weights = eqprop.init_weights(jax.random.key(0), graph, std=0.05)
+    >>> weights.shape, bool(jnp.all(jnp.where(graph.mask == 0, weights, 0.0) == 0.0))
+    ((6, 6), True)
+    """
     validate.nonnegative("jeq.eqprop.init_weights", "std", std)
     return std * jax.random.normal(key, graph.mask.shape, dtype) * jnp.asarray(graph.mask, dtype)
 
 
 class Relaxation(NamedTuple):
-    """Result of one Euler relaxation (one example; leading batch axes when vmapped)."""
+    """Result of one Euler relaxation s_free <- clip(s_free + dt * ds/dt, 0, 1) (one example; leading batch axes
+    when vmapped).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> relaxation = eqprop.relax_field(eqprop.leaky_field, jnp.zeros((3, 3)), jnp.array([1.0, 0.5, 0.5]),
+    ...                                 num_inputs=1, num_outputs=1, steps=10, dt=0.1)
+    >>> relaxation._fields
+    ('final', 'states', 'speed', 'cost')
+    >>> relaxation.final.shape, relaxation.states.shape, relaxation.speed.shape
+    ((3,), (11, 3), (10,))
+    """
 
     final: jax.Array
     """(N,) state after the last step."""
@@ -133,6 +169,23 @@ def relax_field(
     examples); a ``lax.scan`` of ``steps`` steps. ``field`` maps ``(W, s) -> ds/dt`` for all N neurons (e.g.
     :func:`jeq.eqprop.deep.deep_field`); there is no energy (compare :func:`jeq.eqprop.hopfield.relax_energy`).
     ``target`` is ``y`` with shape (num_outputs,); without it there is no nudging (free phase).
+
+    DEEP's field on a 2-input graph: the inputs stay clamped, the states stay in [0, 1], and nudging with beta pulls
+    the output towards y = 1:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=2, num_hidden=2, num_outputs=1)
+    >>> weights = eqprop.init_weights(jax.random.key(0), graph, std=0.5)
+    >>> s0 = jnp.array([1.0, 1.0, 0.1, 0.1, 0.1])
+    >>> free = eqprop.relax_field(eqprop.deep_field, weights, s0, num_inputs=2, num_outputs=1, steps=200, dt=0.05)
+    >>> bool(jnp.all(free.states[:, :2] == 1.0)), bool(jnp.all((free.states >= 0) & (free.states <= 1)))
+    (True, True)
+    >>> nudged = eqprop.relax_field(eqprop.deep_field, weights, free.final, jnp.array([1.0]), num_inputs=2,
+    ...                             num_outputs=1, steps=200, dt=0.05, beta=10.0)
+    >>> bool(nudged.final[-1] > free.final[-1]), bool(nudged.cost[-1] < nudged.cost[0])
+    (True, True)
     """
     where = "jeq.eqprop.relax_field"
     validate.integer(where, "steps", steps, low=1)
@@ -166,13 +219,26 @@ def relax_field(
 
 
 def class_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    """Fraction of examples with any output on the wrong side of 0.5 (prediction = heaviside(s_out - 0.5, 1))."""
+    """Fraction of examples with any output on the wrong side of 0.5 (prediction = heaviside(s_out - 0.5, 1)).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> outputs = jnp.array([[0.7, 0.1], [0.2, 0.9], [0.5, 0.4]])
+    >>> targets = jnp.array([[1.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
+    >>> float(eqprop.class_error(outputs, targets))  # only the second example has a wrong output
+    0.3333333432674408
+    """
     predictions = (outputs >= 0.5).astype(targets.dtype)
     return jnp.mean(jnp.any(predictions != targets, axis=-1))
 
 
 class DirectedInfo(NamedTuple):
-    """Diagnostics of one learning step (means over the batch)."""
+    """Diagnostics of one learning step (means over the batch), e.g. free_cost = mean_b 0.5 ||s_out - y||^2.
+
+    >>> from jeq import eqprop
+    >>> eqprop.DirectedInfo._fields
+    ('free_speed', 'free_residual', 'free_cost', 'free_error', 'nudged_cost', 'update_norm', 'finite')
+    """
 
     free_speed: jax.Array
     """||ds/dt||^2 of the free neurons at the last free step, before clipping (the notebooks' ``error_free``):
@@ -192,7 +258,15 @@ class DirectedInfo(NamedTuple):
 
 
 class DirectedLearner(NamedTuple):
-    """Pure, jitted functions of a directed-network learner (DEEP or EP_asym)."""
+    """Pure, jitted functions of a directed-network learner (DEEP or EP_asym):
+    ``update``: W <- mask * (W + learning_rate * [sign](dW) - l1_strength * sign(W)).
+
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=3, num_hidden=2, num_outputs=1)
+    >>> learner = eqprop.deep(graph)
+    >>> learner._fields, learner.graph.size
+    (('init', 'update', 'predict', 'graph'), 6)
+    """
 
     init: Callable[[jax.Array], jax.Array]
     """``init(key) -> W`` (N, N), masked N(0, init_std^2)."""
@@ -232,6 +306,22 @@ def directed_learner(
     Defaults are the DEEP and EP_asym notebooks' shared logic-gate settings (spec §2, §4): dt 0.05,
     T1 = T2 = 1000, beta 10, W ~ N(0, 0.05^2) on the edges, s0 ~ U(0, 0.1); ``l1_strength`` is the notebooks'
     ``reg_W`` and ``sign_update`` applies sign(dW). ``name`` is the public name the error messages give.
+
+    A learner with EP_asym's field and rule on a 2-input OR-like task (short phases): one update keeps W on the
+    graph's edges and reports its diagnostics.
+
+    >>> import functools
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=3, num_hidden=2, num_outputs=1)
+    >>> learner = eqprop.directed_learner(graph, eqprop.leaky_field, functools.partial(eqprop.asym_rule, beta=10.0),
+    ...                                   learning_rate=1.0, free_steps=50, nudged_steps=50)
+    >>> x = jnp.array([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])  # the last input is the bias
+    >>> y = jnp.array([[0.0], [1.0], [1.0]])
+    >>> weights, info = learner.update(learner.init(jax.random.key(0)), jax.random.key(1), x, y)
+    >>> bool(info.finite), bool(info.update_norm > 0), bool(jnp.all(jnp.where(graph.mask == 0, weights, 0.0) == 0))
+    (True, True, True)
     """
     where = f"jeq.eqprop.{name}"
     if not isinstance(graph, Graph):
