@@ -33,6 +33,16 @@ def deep_field(weights: jax.Array, state: jax.Array) -> jax.Array:
     """DEEP's vector field for all N neurons: ds_j/dt = sum_i W_ij s_i - s_j sum_k W_jk (inflow - s_j * outflow).
 
     ``weights`` (N, N) with ``W[i, j]`` the edge i -> j; ``state`` (N,). Linear in s: ds/dt = (W^T - diag(W 1)) s.
+
+    What flows out of a neuron flows into another, so the total activity is conserved:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> w = jnp.array([[0.0, 0.5, 0.2], [0.1, 0.0, 0.3], [0.4, 0.0, 0.0]])
+    >>> s = jnp.array([1.0, 0.5, 0.25])
+    >>> velocity = eqprop.deep_field(w, s)
+    >>> bool(jnp.allclose(velocity, (w.T - jnp.diag(w.sum(axis=1))) @ s)), abs(float(velocity.sum())) < 1e-6
+    (True, True)
     """
     return state @ weights - state * jnp.sum(weights, axis=1)
 
@@ -43,6 +53,14 @@ def trajectory_rule(states: jax.Array, *, stdp_beta0: float = 0.0, stdp_beta1: f
         dW = 1/T2 sum_{t=1}^{T2} s(t) (x) [beta0 s(t) + beta1 (s(t) - s(t-1))]
 
     Returns (N, N); the learner averages it over the batch (the 1/B of the paper's formula).
+
+    Two steps (T2 = 2) from s(0) = (0.5, 0): pre = s(1), s(2) = (1, 0), (1, 1); post = s(t) - s(t-1) = (0.5, 0), (0, 1):
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> states = jnp.array([[0.5, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    >>> eqprop.trajectory_rule(states).tolist()
+    [[0.25, 0.5], [0.0, 0.5]]
     """
     pre = states[1:]
     post = stdp_beta0 * states[1:] + stdp_beta1 * (states[1:] - states[:-1])
@@ -62,6 +80,14 @@ def endpoint_rule(
     learning-rate rescaling: ``average=False`` with ``learning_rate = dt_W / T2`` is ``average=True`` with
     ``dt_W``. The default keeps the paper's own 1/(B T2) of the trajectory formula (spec §2), so both rules share
     the notebook's ``learning_rate`` dt_W = 100; spec §10's bare s0 (x) (s_beta - s0) would need dt_W / T2 = 0.1.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> states = jnp.array([[0.5, 0.0], [1.0, 0.0], [1.0, 1.0]])  # s0 = (0.5, 0), s_beta = (1, 1), T2 = 2
+    >>> eqprop.endpoint_rule(states).tolist()  # s0 (x) (s_beta - s0) / T2
+    [[0.125, 0.25], [0.0, 0.0]]
+    >>> eqprop.endpoint_rule(states, average=False).tolist()  # the same rule, T2 times larger
+    [[0.25, 0.5], [0.0, 0.0]]
     """
     s0, sb = states[0], states[-1]
     steps = states.shape[0] - 1
@@ -91,6 +117,22 @@ def deep(
     ``init_state_max`` 0.1 (s0 ~ U(0, 0.1)); see :func:`jeq.eqprop.directed.directed_learner`. Returns jitted
     ``init``, ``update``, ``predict`` (:class:`~jeq.eqprop.directed.DirectedLearner`); ``update`` is batched over
     examples (full batch in the paper).
+
+    One DEEP step on the AND gate (short phases for the example): W stays on the graph's edges, states in [0, 1].
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=3, num_hidden=1, num_outputs=1)
+    >>> learner = eqprop.deep(graph, free_steps=50, nudged_steps=50)
+    >>> x = jnp.array([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])  # bias last
+    >>> y = jnp.array([[0.0], [0.0], [0.0], [1.0]])
+    >>> weights, info = learner.update(learner.init(jax.random.key(0)), jax.random.key(1), x, y)
+    >>> bool(info.finite), bool(jnp.all(jnp.where(graph.mask == 0, weights, 0.0) == 0))
+    (True, True)
+    >>> outputs = learner.predict(weights, jax.random.key(2), x).final[:, -1]
+    >>> outputs.shape, bool(jnp.all((outputs >= 0) & (outputs <= 1)))
+    ((4,), True)
     """
     where = "jeq.eqprop.deep"
     validate.one_of(where, "rule", rule, ("trajectory", "endpoint"))
