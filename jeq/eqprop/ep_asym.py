@@ -25,12 +25,27 @@ __all__ = ["asym_rule", "ep_asym", "leaky_field"]
 
 
 def leaky_field(weights: jax.Array, state: jax.Array) -> jax.Array:
-    """EP_asym's vector field: ds_j/dt = sum_i W_ij s_i - s_j (bias through the clamped bias neuron)."""
+    """EP_asym's vector field: ds_j/dt = sum_i W_ij s_i - s_j (bias through the clamped bias neuron).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> w = jnp.array([[0.0, 0.5], [0.25, 0.0]])
+    >>> s = jnp.array([1.0, 0.5])
+    >>> eqprop.leaky_field(w, s).tolist(), (w.T @ s - s).tolist()
+    ([-0.875, 0.0], [-0.875, 0.0])
+    """
     return state @ weights - state
 
 
 def asym_rule(states: jax.Array, *, beta: float) -> jax.Array:
-    """EP_asym's rule from one nudged trajectory (T2 + 1, N): dW = s0 (x) (s_beta - s0) / beta."""
+    """EP_asym's rule from one nudged trajectory (T2 + 1, N): dW = s0 (x) (s_beta - s0) / beta.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> states = jnp.array([[0.5, 0.0], [0.8, 0.4], [1.0, 1.0]])  # s0 = (0.5, 0), s_beta = (1, 1)
+    >>> eqprop.asym_rule(states, beta=2.0).tolist()
+    [[0.125, 0.25], [0.0, 0.0]]
+    """
     return jnp.outer(states[0], states[-1] - states[0]) / beta
 
 
@@ -43,6 +58,16 @@ def ep_asym(
     scales the rule :func:`asym_rule`); ``settings`` are the phases and options every directed learner takes, with
     the same defaults as DEEP's (:func:`jeq.eqprop.directed.directed_learner`: dt 0.05, T1 = T2 = 1000, ...).
     Returns jitted ``init``, ``update``, ``predict`` (:class:`jeq.eqprop.directed.DirectedLearner`), batched.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=3, num_hidden=2, num_outputs=1)
+    >>> learner = eqprop.ep_asym(graph, free_steps=50, nudged_steps=50)
+    >>> x = jnp.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])  # the last input is the bias neuron
+    >>> relaxation = learner.predict(learner.init(jax.random.key(0)), jax.random.key(1), x)
+    >>> relaxation.states.shape, bool(jnp.all(relaxation.states[:, :, :3] == x[:, None, :]))  # inputs clamped
+    ((2, 51, 6), True)
     """
     validate.positive("jeq.eqprop.ep_asym", "beta", beta)
     dw = functools.partial(asym_rule, beta=beta)
