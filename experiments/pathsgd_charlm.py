@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from . import harness
-from .pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
+from .pathsgd_common import RNNMethodsConfig, Task, plot_curves, select_learning_rates, train_methods
 from jeq import data, pathsgd
 
 
@@ -54,10 +54,15 @@ class Config(RNNMethodsConfig):
     methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "sgd/np", "adam/gaussian")
     """Path-SGD, the spec's three SGD baselines (Gaussian, IRNN and np-RNN initialisations) and Adam."""
     learning_rates: tuple[float, ...] = (1000.0, 1.0, 1.0, 3.0, 0.01)
-    """One learning rate per method (best of a 300-step sweep on the quick task, seed 0: path-SGD {0.01 ... 3000},
-    SGD {0.1, 0.3, 1, 3}, Adam {2e-3, 5e-3, 1e-2}; SGD from the np-RNN init {0.1, 0.3, 1, 3, 10}: test BPC 4.54, 3.88,
-    3.46, 3.19, 3.29). Path-SGD's is large because kappa is: every one of the 80
-    one-hot inputs and every output time of the window contributes paths."""
+    """Learning-rate grid centre per method (the grid is ``centre * sweep_factors``, scored on the corpus's
+    validation split). The centres are the rates of an earlier test-scored 300-step sweep on the quick task (seed 0);
+    the selection inside the grid uses validation data only. Path-SGD's is large because kappa is: every one of the
+    80 one-hot inputs and every output time of the window contributes paths."""
+    val_chars: int = 100_000
+    """Characters of the corpus's validation split evaluated (from its start; 0 = all): the sweep's score and
+    ``best_val/``."""
+    sweep_steps: int = 5000
+    """Training steps of each learning-rate sweep run (every method and grid point alike)."""
 
 
 def windows(ids: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,13 +89,26 @@ def cross_entropy_nats_and_path_sum(params, squared_params, ids, targets):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets)), path_sum
 
 
-def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
-    state = ckpt.load(default=None) or {"finished": {}, "current": None}
-    corpus = data.char_corpus()
-    vocab = len(corpus.vocab)
-    test_ids = corpus.test if config.test_chars == 0 else corpus.test[: config.test_chars + 1]
-    x_test, y_test = windows(test_ids, config.window)
-    evaluate_ce = pathsgd.make_eval_fn(cross_entropy_nats)
+EVALUATE_CE = pathsgd.make_eval_fn(cross_entropy_nats)
+
+
+@functools.lru_cache(maxsize=None)
+def path_sum_for(window: int):
+    """Gamma of the many-to-many RNN over ``window`` steps, built once per window (one compiled step per method)."""
+    return functools.partial(pathsgd.rnn_path_sum, length=window, head="many_to_many")
+
+
+def evaluation_windows(ids: np.ndarray, chars: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping windows over the first ``chars`` characters of a split (0: all of it)."""
+    return windows(ids if chars == 0 else ids[: chars + 1], window)
+
+
+def make_task(config: Config, corpus: data.CharCorpus, seed: int, *, steps: int, eval_every: int, with_test: bool
+              ) -> tuple[Task, jax.Array]:
+    """One seed's task: ``(task, init_key)``; training windows from ``corpus.train``, ``evaluate`` gives
+    ``val_bpc`` on ``corpus.valid`` and, only when ``with_test`` (headline runs), ``test_bpc`` on ``corpus.test``."""
+    x_val, y_val = evaluation_windows(corpus.valid, config.val_chars, config.window)
+    x_test, y_test = evaluation_windows(corpus.test, config.test_chars, config.window) if with_test else (None, None)
     train = corpus.train
     starts_high = len(train) - config.window - 1
 
@@ -101,14 +119,42 @@ def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
         return block[:, :-1], block[:, 1:]
 
     def evaluate(params):
-        return {"test_bpc": float(evaluate_ce(params, x_test, y_test)) / math.log(2)}
+        out = {"val_bpc": float(EVALUATE_CE(params, x_val, y_val)) / math.log(2)}
+        if with_test:
+            out["test_bpc"] = float(EVALUATE_CE(params, x_test, y_test)) / math.log(2)
+        return out
 
-    path_sum = functools.partial(pathsgd.rnn_path_sum, length=config.window, head="many_to_many")
-    out: dict[str, Any] = {"vocab_size": vocab, "test_windows": int(len(x_test))}
-    task = Task(loss_fn=cross_entropy_nats, fused_loss_fn=cross_entropy_nats_and_path_sum, path_sum=path_sum,
-                evaluate=evaluate, next_batch=next_batch, steps=config.steps, eval_every=config.eval_every)
-    out.update(train_methods(config, task, prefix="charlm", key=jax.random.key(seed), input_size=vocab,
-                             output_size=vocab, ckpt=ckpt, state=state))
+    task = Task(loss_fn=cross_entropy_nats, fused_loss_fn=cross_entropy_nats_and_path_sum,
+                path_sum=path_sum_for(config.window), evaluate=evaluate, next_batch=next_batch, steps=steps,
+                eval_every=eval_every)
+    return task, jax.random.key(seed)
+
+
+def select(config: Config, corpus: data.CharCorpus, ckpt: harness.Checkpoint) -> tuple[dict[str, float], dict]:
+    """Each method's learning rate by the final validation BPC of ``sweep_steps``-step runs on the sweep seeds
+    (:func:`experiments.pathsgd_common.select_learning_rates`); never reads ``corpus.test``."""
+    vocab = len(corpus.vocab)
+
+    def sweep_task(seed):
+        return make_task(config, corpus, seed, steps=config.sweep_steps, eval_every=config.sweep_steps,
+                         with_test=False)
+
+    return select_learning_rates(config, sweep_task, prefix="charlm", metric="val_bpc", input_size=vocab,
+                                 output_size=vocab, ckpt=ckpt)
+
+
+def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
+    state = ckpt.load(default=None) or {"finished": {}, "current": None}
+    corpus = data.char_corpus()
+    vocab = len(corpus.vocab)
+    learning_rates, record = select(config, corpus, ckpt)
+    task, key = make_task(config, corpus, seed, steps=config.steps, eval_every=config.eval_every, with_test=True)
+    out: dict[str, Any] = {"vocab_size": vocab,
+                           "test_windows": len(evaluation_windows(corpus.test, config.test_chars, config.window)[0]),
+                           "val_windows": len(evaluation_windows(corpus.valid, config.val_chars, config.window)[0]),
+                           **record}
+    out.update(train_methods(config, task, prefix="charlm", key=key, input_size=vocab, output_size=vocab,
+                             ckpt=ckpt, state=state, learning_rates=learning_rates))
     return out
 
 
@@ -116,7 +162,8 @@ def plot(result: dict, path: pathlib.Path) -> None:
     plot_curves(result, path, metric="test_bpc", ylabel="test bits per character", panels=["charlm"])
 
 
-QUICK = dict(hidden=128, window=50, steps=1500, eval_every=250, test_chars=50_000, seeds=(0,))
+QUICK = dict(hidden=128, window=50, steps=1500, eval_every=250, test_chars=50_000, val_chars=50_000, seeds=(0,),
+             sweep_steps=200, sweep_seeds=(100,))
 
 
 def main(argv=None):

@@ -214,9 +214,10 @@ def train_method(
 
     Returns:
       ``{"curve/step": [...], "curve/<metric>": [...], "final/<metric>": x, "diverged": bool, "seconds_per_step": s}``
-      plus ``best/val_<m>`` (the best validation value) and, for every ``test_<m>`` with a ``val_<m>``,
-      ``best_val/test_<m>``: the test value at the evaluation with the best validation value (``best_val/step``).
-      No statistic selects an evaluation point by its test value.
+      plus ``best/val_<m>`` (the best validation value) and, when there are validation and test metrics,
+      ``best_val/test_<m>`` for every test metric: its value at the evaluation (``best_val/step``) with the best
+      value of the FIRST validation metric that ``evaluate`` returns (early stopping on validation). No statistic
+      selects an evaluation point by its test value.
     """
     if run_name in state["finished"]:
         return state["finished"][run_name]
@@ -277,10 +278,14 @@ def train_method(
         if k.startswith("val_"):
             i = best_index(v, k)
             out[f"best/{k}"] = v[i] if i is not None else math.nan
-            test = "test_" + k[len("val_"):]
-            if test in curve:
-                out[f"best_val/{test}"] = curve[test][i] if i is not None else math.nan
-                out["best_val/step"] = curve["step"][i] if i is not None else math.nan
+    # early stopping on the first validation metric: every test metric at its best evaluation
+    primary = next((k for k in curve if k.startswith("val_")), None)
+    tests = [k for k in curve if k.startswith("test_")]
+    if primary is not None and tests:
+        i = best_index(curve[primary], primary)
+        out["best_val/step"] = curve["step"][i] if i is not None else math.nan
+        for k in tests:
+            out[f"best_val/{k}"] = curve[k][i] if i is not None else math.nan
     out["diverged"] = current["diverged"]
     # steps actually run after compilation (a diverged run stops early; its budget is not its step count)
     timed = current.get("timed_steps", 0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-from typing import Any, Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from . import harness
-from .pathsgd_common import RNNMethodsConfig, Task, plot_curves, train_methods
+from .pathsgd_common import RNNMethodsConfig, Task, plot_curves, select_learning_rates, train_methods
 from jeq import data, pathsgd
 
 
@@ -48,9 +48,14 @@ class Config(RNNMethodsConfig):
     methods: tuple[str, ...] = ("path_sgd/gaussian", "sgd/gaussian", "sgd/identity", "sgd/np", "adam/gaussian")
     """Path-SGD, the spec's three SGD baselines (Gaussian, IRNN and np-RNN initialisations) and Adam."""
     learning_rates: tuple[float, ...] = (0.3, 0.03, 0.1, 0.03, 0.001)
-    """One learning rate per method (best of a 2-epoch sweep on the quick task, seed 0: path-SGD {0.1, 0.3, 1, 3},
-    SGD {0.01, 0.03, 0.1}, Adam {3e-4, 1e-3, 3e-3}; SGD from the np-RNN init {0.01, 0.03, 0.1, 0.3}: test accuracy
-    0.162, 0.229, 0.217, 0.116, sequential order only)."""
+    """Learning-rate grid centre per method (the grid is ``centre * sweep_factors``, scored on the validation split
+    of the first variant; the selected rate serves every variant). The centres are the rates of an earlier
+    test-scored 2-epoch sweep on the quick task (seed 0); the selection inside the grid uses validation data only."""
+    validation_size: int = 5000
+    """Training images held out (a fixed, seed-independent draw) as the validation split: the sweep's score and
+    ``best_val/``; every run trains on the rest."""
+    sweep_epochs: int = 2
+    """Training epochs of each learning-rate sweep run (every method and grid point alike)."""
 
 
 def downsample(x: np.ndarray, size: int) -> np.ndarray:
@@ -62,12 +67,38 @@ def downsample(x: np.ndarray, size: int) -> np.ndarray:
     return x.reshape(n, size, f, size, f, c).mean(axis=(2, 4))
 
 
-def load(config: Config) -> data.Split:
+class Splits(NamedTuple):
+    """Train / validation / test images (n, H, W, C) and labels; validation is carved from the training set."""
+
+    x_train: np.ndarray
+    """Training images (the training set less the validation split)."""
+    y_train: np.ndarray
+    """Training labels."""
+    x_val: np.ndarray
+    """Validation images (``validation_size`` of the training set, a fixed draw)."""
+    y_val: np.ndarray
+    """Validation labels."""
+    x_test: np.ndarray
+    """Test images (never seen by a sweep)."""
+    y_test: np.ndarray
+    """Test labels."""
+
+
+def load(config: Config) -> Splits:
+    """The dataset at ``image_size``, with ``validation_size`` training images (drawn with ``default_rng(0)``, the
+    same for every seed) held out as the validation split."""
     split = data.mnist_subset() if config.dataset == "mnist5k" else data.mnist(config.data_path or None)
     if config.image_size != split.x_train.shape[1]:
         split = data.Split(downsample(split.x_train, config.image_size), split.y_train,
                            downsample(split.x_test, config.image_size), split.y_test)
-    return split
+    n = len(split.x_train)
+    if not 0 < config.validation_size < n:
+        raise ValueError(f"experiments.pathsgd_seqmnist: validation_size={config.validation_size} must be in "
+                         f"(0, {n}) (carved from the {n} training images)")
+    order = np.random.default_rng(0).permutation(n)
+    val, train = order[:config.validation_size], order[config.validation_size:]
+    return Splits(split.x_train[train], split.y_train[train], split.x_train[val],
+                  split.y_train[val], split.x_test, split.y_test)
 
 
 def cross_entropy(params, xs, label):
@@ -85,37 +116,73 @@ def correct(params, xs, label):
     return (jnp.argmax(pathsgd.rnn_apply(params, xs, head="many_to_one")) == label).astype(jnp.float32)
 
 
+EVALUATE_CE, EVALUATE_ACC = pathsgd.make_eval_fn(cross_entropy), pathsgd.make_eval_fn(correct)
+
+
+@functools.lru_cache(maxsize=None)
+def path_sum_for(length: int):
+    """Gamma of the many-to-one RNN over ``length`` steps, built once per length (one compiled step per method)."""
+    return functools.partial(pathsgd.rnn_path_sum, length=length, head="many_to_one")
+
+
+def make_task(config: Config, splits: Splits, seed: int, variant: str, *, epochs: int, with_test: bool
+              ) -> tuple[Task, jax.Array]:
+    """One seed's task on one pixel order: ``(task, init_key)``; batches from the training part only, ``evaluate``
+    gives ``val_accuracy`` / ``val_loss`` and, only when ``with_test`` (headline runs), ``test_accuracy`` /
+    ``test_loss``."""
+    if variant not in ("sequential", "permuted"):
+        raise ValueError(f"experiments.pathsgd_seqmnist: variant {variant!r} must be sequential or permuted")
+    length = config.image_size**2
+    steps_per_epoch = len(splits.x_train) // config.batch_size
+    permutation = np.random.default_rng(1000 + seed).permutation(length) if variant == "permuted" else None
+    x_train = data.sequential_images(splits.x_train, permutation)
+    x_val = data.sequential_images(splits.x_val, permutation)
+    x_test = data.sequential_images(splits.x_test, permutation) if with_test else None
+
+    def next_batch(step):
+        epoch, i = divmod(step, steps_per_epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(len(x_train))
+        idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+        return x_train[idx], splits.y_train[idx]
+
+    def evaluate(params):
+        out = {"val_accuracy": float(EVALUATE_ACC(params, x_val, splits.y_val)),
+               "val_loss": float(EVALUATE_CE(params, x_val, splits.y_val))}
+        if with_test:
+            out.update(test_accuracy=float(EVALUATE_ACC(params, x_test, splits.y_test)),
+                       test_loss=float(EVALUATE_CE(params, x_test, splits.y_test)))
+        return out
+
+    steps = epochs * steps_per_epoch
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch) if with_test else steps
+    task = Task(loss_fn=cross_entropy, fused_loss_fn=cross_entropy_and_path_sum, path_sum=path_sum_for(length),
+                evaluate=evaluate, next_batch=next_batch, steps=steps, eval_every=eval_every)
+    return task, jax.random.key(seed)
+
+
+def select(config: Config, splits: Splits, ckpt: harness.Checkpoint) -> tuple[dict[str, float], dict]:
+    """Each method's learning rate by the final validation cross-entropy of ``sweep_epochs``-epoch runs on the first
+    variant and the sweep seeds (:func:`experiments.pathsgd_common.select_learning_rates`); never reads test data."""
+    variant = config.variants[0]
+
+    def sweep_task(seed):
+        return make_task(config, splits, seed, variant, epochs=config.sweep_epochs, with_test=False)
+
+    chosen, record = select_learning_rates(config, sweep_task, prefix=variant, metric="val_loss", input_size=1,
+                                           output_size=10, ckpt=ckpt)
+    record["sweep/variant"] = variant
+    return chosen, record
+
+
 def run_seed(config: Config, seed: int, ckpt: harness.Checkpoint) -> dict:
     state = ckpt.load(default=None) or {"finished": {}, "current": None}
-    split = load(config)
-    length = config.image_size**2
-    steps_per_epoch = len(split.x_train) // config.batch_size
-    steps = config.epochs * steps_per_epoch
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    evaluate_ce, evaluate_acc = pathsgd.make_eval_fn(cross_entropy), pathsgd.make_eval_fn(correct)
-    path_sum = functools.partial(pathsgd.rnn_path_sum, length=length, head="many_to_one")
-    out: dict[str, Any] = {}
+    splits = load(config)
+    learning_rates, out = select(config, splits, ckpt)
     for variant in config.variants:
-        if variant not in ("sequential", "permuted"):
-            raise ValueError(f"experiments.pathsgd_seqmnist: variant {variant!r} must be sequential or permuted")
-        permutation = np.random.default_rng(1000 + seed).permutation(length) if variant == "permuted" else None
-        x_train = data.sequential_images(split.x_train, permutation)
-        x_test = data.sequential_images(split.x_test, permutation)
-
-        def next_batch(step, x_train=x_train):
-            epoch, i = divmod(step, steps_per_epoch)
-            order = np.random.default_rng([seed, epoch]).permutation(len(x_train))
-            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-            return x_train[idx], split.y_train[idx]
-
-        def evaluate(params, x_test=x_test):
-            return {"test_accuracy": float(evaluate_acc(params, x_test, split.y_test)),
-                    "test_loss": float(evaluate_ce(params, x_test, split.y_test))}
-
-        task = Task(loss_fn=cross_entropy, fused_loss_fn=cross_entropy_and_path_sum, path_sum=path_sum,
-                    evaluate=evaluate, next_batch=next_batch, steps=steps, eval_every=eval_every)
-        out.update(train_methods(config, task, prefix=variant, key=jax.random.key(seed), input_size=1,
-                                 output_size=10, ckpt=ckpt, state=state))
+        task, key = make_task(config, splits, seed, variant, epochs=config.epochs, with_test=True)
+        out.update({f"{variant}/{m}/learning_rate": eta for m, eta in learning_rates.items()})
+        out.update(train_methods(config, task, prefix=variant, key=key, input_size=1, output_size=10, ckpt=ckpt,
+                                 state=state, learning_rates=learning_rates))
     return out
 
 
@@ -123,7 +190,8 @@ def plot(result: dict, path: pathlib.Path) -> None:
     plot_curves(result, path, metric="test_accuracy", ylabel="test accuracy", panels=list(result["config"]["variants"]))
 
 
-QUICK = dict(dataset="mnist5k", image_size=14, epochs=8, seeds=(0,))
+QUICK = dict(dataset="mnist5k", image_size=14, epochs=8, seeds=(0,), validation_size=500, sweep_epochs=1,
+             sweep_seeds=(100,))
 
 
 def main(argv=None):
