@@ -56,7 +56,15 @@ def _same(value: Any, choice: Any) -> bool:
 
 
 class HyperParameter(NamedTuple):
-    """One tunable hyper-parameter of a target algorithm."""
+    """One tunable hyper-parameter of a target algorithm.
+
+    >>> from jeq.tune import HyperParameter, get_algorithm
+    >>> HyperParameter._fields
+    ('name', 'kind', 'low', 'high', 'choices', 'default', 'grouped', 'doc')
+    >>> step = get_algorithm("sa").hyperparameters[1]
+    >>> step.name, step.kind, step.low, step.high, step.default
+    ('step_size', 'log-float', 0.001, 10.0, 1.0)
+    """
 
     name: str
     """Name, unique within its algorithm (also the key of a θ dict)."""
@@ -111,6 +119,14 @@ def hyperparameter(
 
     Raises:
         ArgumentError: empty or inverted ranges, unknown kinds, defaults outside the range.
+
+    >>> from jeq.tune import hyperparameter
+    >>> hyperparameter("learning_rate", "log-float", low=1e-4, high=1.0, default=1e-2).kind
+    'log-float'
+    >>> hyperparameter("learning_rate", "log-float", low=0.0, high=1.0)  # log space needs low > 0
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.tune.hyperparameter(...): must be ...
     """
     where = "jeq.tune.hyperparameter"
     if not isinstance(name, str) or not name:
@@ -144,7 +160,14 @@ def hyperparameter(
 
 
 class Algorithm(NamedTuple):
-    """A target algorithm: its tunable hyper-parameters and one pure run."""
+    """A target algorithm: its tunable hyper-parameters and one pure run.
+
+    >>> from jeq.tune import ALGORITHMS, Algorithm
+    >>> Algorithm._fields
+    ('name', 'hyperparameters', 'run', 'doc')
+    >>> sorted(ALGORITHMS), [h.name for h in ALGORITHMS["sa"].hyperparameters][:2]
+    (['de', 'ga', 'pso', 'sa'], ['population_size', 'step_size'])
+    """
 
     name: str
     """Registry name, e.g. ``"de"``."""
@@ -166,7 +189,12 @@ class Algorithm(NamedTuple):
 
 
 def default_theta(space: Algorithm | Sequence[HyperParameter]) -> dict[str, Any]:
-    """The default θ of an algorithm (or of a sequence of hyper-parameters)."""
+    """The default θ of an algorithm (or of a sequence of hyper-parameters).
+
+    >>> from jeq.tune import default_theta, get_algorithm
+    >>> default_theta(get_algorithm("sa"))
+    {'population_size': 4, 'step_size': 1.0, 'temperature_init': 1.0, 'temperature_decay': 0.999, 'boltzmann_constant': 5.0}
+    """
     hps = space.hyperparameters if isinstance(space, Algorithm) else space
     return {hp.name: hp.default for hp in hps}
 
@@ -177,6 +205,15 @@ def validate_theta(space: Algorithm | Sequence[HyperParameter], theta: Mapping[s
 
     Raises:
         ArgumentError: unknown names, or a value outside its range/choices.
+
+    >>> from jeq.tune import get_algorithm, validate_theta
+    >>> sa = get_algorithm("sa")
+    >>> validate_theta(sa, {"step_size": 0.5})["step_size"], validate_theta(sa, {})["temperature_decay"]
+    (0.5, 0.999)
+    >>> validate_theta(sa, {"step_size": 50.0})
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.tune.validate_theta(step_size=50.0): must be ...
     """
     hps = space.hyperparameters if isinstance(space, Algorithm) else tuple(space)
     if not isinstance(theta, Mapping):
@@ -377,6 +414,14 @@ def get_algorithm(name: str | Algorithm) -> Algorithm:
 
     Raises:
         ArgumentError: unknown name.
+
+    >>> from jeq.tune import get_algorithm
+    >>> get_algorithm("pso").name
+    'pso'
+    >>> get_algorithm("cma")
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.tune.get_algorithm(name='cma'): must be one of ['de', 'ga', 'pso', 'sa']
     """
     if isinstance(name, Algorithm):
         return name

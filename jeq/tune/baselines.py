@@ -95,6 +95,20 @@ def tpe(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, log
     Each ask rebuilds an in-memory study from the finished trials and a ``TPESampler`` seeded from the ask key, so the
     state is plain arrays (checkpointable without pickling optuna objects) and a resumed tuning repeats the
     uninterrupted one. ``log_objective``: tell optuna log M̄ rather than M̄ (the RL tuner's reward transform).
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import tpe, tune
+    >>> from jeq.tune import hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
+    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
+    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
+    >>> result = tune(tpe(space, batch_size=4, n_startup_trials=4), objective, budget=32, seeds_per_theta=2,
+    ...               key=jax.random.key(0))
+    >>> result.runs, len(result.thetas), bool(result.best_objective < 1.0)
+    (32, 16, True)
     """
     where = "jeq.tune.tpe"
     batch_size = validate.integer(where, "batch_size", batch_size, low=1)
@@ -129,7 +143,14 @@ def tpe(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, log
 # ------------------------------------------------------------------------------------------------------- GP-EI
 
 def encode_unit(theta: dict, space: Algorithm | Sequence[HyperParameter]) -> np.ndarray:
-    """θ as a point of the unit cube: (v − lo)/(hi − lo) (of log v for ``log-float``), one-hot for categorical."""
+    """θ as a point of the unit cube: (v − lo)/(hi − lo) (of log v for ``log-float``), one-hot for categorical.
+
+    >>> from jeq.tune import encode_unit, hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> encode_unit({"step_size": 0.1, "population_size": 16}, space).round(4).tolist()  # log10: (-1 + 3) / 4
+    [0.5, 0.0, 1.0]
+    """
     out: list[float] = []
     for hp in _hps(space):
         v = theta[hp.name]
@@ -143,7 +164,18 @@ def encode_unit(theta: dict, space: Algorithm | Sequence[HyperParameter]) -> np.
 
 
 def decode_unit(u: np.ndarray, space: Algorithm | Sequence[HyperParameter]) -> dict[str, Any]:
-    """Inverse of :func:`encode_unit` (clipped into the cube; argmax of a categorical block; nearest integer)."""
+    """Inverse of :func:`encode_unit` (clipped into the cube; argmax of a categorical block; nearest integer).
+
+    >>> import numpy as np
+    >>> from jeq.tune import decode_unit, encode_unit, hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> theta = decode_unit(np.array([0.5, 0.2, 0.7]), space)
+    >>> round(theta["step_size"], 6), theta["population_size"]
+    (0.1, 16)
+    >>> decode_unit(encode_unit(theta, space), space) == theta
+    True
+    """
     theta, i = {}, 0
     for hp in _hps(space):
         if hp.kind == "categorical":
@@ -203,7 +235,22 @@ def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.
 
 def gp_ei(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, log_objective: bool = True,
           candidates: int = 1024) -> Strategy:
-    """GP-BO with expected improvement and kriging-believer batches (module docstring); scikit-learn's GP."""
+    """GP-BO with expected improvement and kriging-believer batches (module docstring); scikit-learn's GP.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import gp_ei, tune
+    >>> from jeq.tune import hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
+    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
+    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
+    >>> result = tune(gp_ei(space, batch_size=4, candidates=64), objective, budget=32, seeds_per_theta=2,
+    ...               key=jax.random.key(0))
+    >>> result.runs, len(result.thetas), bool(result.best_objective < 1.0)
+    (32, 16, True)
+    """
     where = "jeq.tune.gp_ei"
     batch_size = validate.integer(where, "batch_size", batch_size, low=1)
     candidates = validate.integer(where, "candidates", candidates, low=1)

@@ -34,7 +34,13 @@ _COMPILED: dict[tuple, Any] = {}
 
 
 def group_thetas(algorithm: Algorithm, thetas: Sequence[Mapping[str, Any]]) -> dict[tuple, list[int]]:
-    """Positions of the θ in ``thetas`` per tuple of grouped values (in the algorithm's hyper-parameter order)."""
+    """Positions of the θ in ``thetas`` per tuple of grouped values (in the algorithm's hyper-parameter order).
+
+    >>> from jeq.tune import get_algorithm, group_thetas
+    >>> thetas = [{"population_size": 16}, {"population_size": 4}, {"population_size": 16, "step_size": 0.1}]
+    >>> group_thetas(get_algorithm("sa"), thetas)  # runs that share a compiled shape
+    {(16,): [0, 2], (4,): [1]}
+    """
     grouped = [hp.name for hp in algorithm.hyperparameters if hp.grouped]
     groups: dict[tuple, list[int]] = collections.defaultdict(list)
     for i, theta in enumerate(thetas):
@@ -125,6 +131,18 @@ def evaluate(
     Raises:
         ArgumentError: unknown algorithm, θ out of range, empty batch, bad keys, a budget too small for two
             generations.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import evaluate, make_problem
+    >>> sphere = make_problem("sphere", dimension=10, count=2)
+    >>> keys = jax.random.split(jax.random.key(0), 2)
+    >>> thetas = [{"step_size": 1.0}, {"step_size": 0.05}]  # simulated annealing, two step sizes
+    >>> M = evaluate("sa", sphere, thetas, keys, evaluations=64)
+    >>> M.shape, bool((M >= sphere.optimum).all())
+    ((2, 2), True)
+    >>> bool(np.array_equal(M, evaluate("sa", sphere, thetas, keys, evaluations=64)))  # same keys, same runs
+    True
     """
     where = "jeq.tune.evaluate"
     algorithm = get_algorithm(algorithm)

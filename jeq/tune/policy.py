@@ -60,6 +60,14 @@ def init_policy(key: jax.Array, space: Algorithm | Sequence[HyperParameter], *, 
 
     The heads' weights start at zero, so the initial policy ignores the state: uniform over each discrete choice and
     z ~ N(0, ``initial_std``²) for each continuous one (θ around the middle of its (log) range).
+
+    >>> import jax
+    >>> from jeq.tune import action_to_theta, hyperparameter, init_policy, sample
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> params = init_policy(jax.random.key(0), space)
+    >>> sorted(params)[:1], sample(params, jax.random.key(1), space).shape  # one action per hyper-parameter
+    (..., (2,))
     """
     where = "jeq.tune.init_policy"
     hps = _hps(space)
@@ -107,7 +115,19 @@ def _gaussian(out: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def sample(params: dict, key: jax.Array, space: Algorithm | Sequence[HyperParameter]) -> jax.Array:
-    """a ~ π_φ: one episode's (K,) action vector (choice indices and pre-squash z), sampled step by step."""
+    """a ~ π_φ: one episode's (K,) action vector (choice indices and pre-squash z), sampled step by step.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import action_to_theta, hyperparameter, init_policy, sample
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> params = init_policy(jax.random.key(0), space)
+    >>> actions = jax.vmap(lambda k: sample(params, k, space))(jax.random.split(jax.random.key(1), 200))
+    >>> thetas = [action_to_theta(np.asarray(a), space) for a in actions]
+    >>> sorted({t["population_size"] for t in thetas}), all(1e-3 <= t["step_size"] <= 10.0 for t in thetas)
+    ([4, 16], True)
+    """
     hps = _hps(space)
     keys = jax.random.split(key, len(hps))
     actions = jnp.zeros(len(hps))
@@ -140,17 +160,44 @@ def _per_step(params: dict, actions: jax.Array, hps: Sequence[HyperParameter]) -
 
 
 def log_prob(params: dict, actions: jax.Array, space: Algorithm | Sequence[HyperParameter]) -> jax.Array:
-    """log π_φ(a) = Σ_t log π_φ(a_t | s_t): categorical log-softmax terms plus Gaussian log-densities of z_t."""
+    """log π_φ(a) = Σ_t log π_φ(a_t | s_t): categorical log-softmax terms plus Gaussian log-densities of z_t.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import hyperparameter, init_policy, log_prob
+    >>> space = (hyperparameter("population_size", "categorical", choices=(4, 8, 16, 32), default=4),)
+    >>> params = init_policy(jax.random.key(0), space)  # starts uniform over the choices
+    >>> round(float(log_prob(params, np.array([2.0]), space)), 4), round(float(np.log(1 / 4)), 4)
+    (-1.3863, -1.3863)
+    """
     return jnp.sum(_per_step(params, actions, _hps(space))[0])
 
 
 def entropy(params: dict, actions: jax.Array, space: Algorithm | Sequence[HyperParameter]) -> jax.Array:
-    """Σ_t H[π_φ(· | s_t)] along the episode ``actions`` (Gaussian entropies in z units)."""
+    """Σ_t H[π_φ(· | s_t)] along the episode ``actions`` (Gaussian entropies in z units).
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import entropy, hyperparameter, init_policy
+    >>> space = (hyperparameter("population_size", "categorical", choices=(4, 8, 16, 32), default=4),)
+    >>> params = init_policy(jax.random.key(0), space)
+    >>> round(float(entropy(params, np.array([0.0]), space)), 4)  # uniform over 4 choices: log 4
+    1.3863
+    """
     return jnp.sum(_per_step(params, actions, _hps(space))[1])
 
 
 def action_to_theta(actions: np.ndarray, space: Algorithm | Sequence[HyperParameter]) -> dict[str, Any]:
-    """θ of one action vector: the chosen values, and lo + (hi − lo)·sigmoid(z) (in log space for ``log-float``)."""
+    """θ of one action vector: the chosen values, and lo + (hi − lo)·sigmoid(z) (in log space for ``log-float``).
+
+    >>> import numpy as np
+    >>> from jeq.tune import action_to_theta, hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> theta = action_to_theta(np.array([0.0, 1.0]), space)  # z = 0: the middle of the log range
+    >>> round(theta["step_size"], 6), theta["population_size"]
+    (0.1, 16)
+    """
     theta = {}
     for a, hp in zip(np.asarray(actions, np.float64), _hps(space)):
         if _is_discrete(hp):
@@ -228,6 +275,20 @@ def reinforce(
         log_objective: reward −log M̄ (objectives must be >= 0; suits objectives spanning decades) instead of −M̄.
         steps_per_batch: Adam steps on each batch's REINFORCE loss (1 = plain REINFORCE; more reuse the batch,
             slightly off-policy after the first step).
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import reinforce, tune
+    >>> from jeq.tune import hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
+    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
+    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
+    >>> result = tune(reinforce(space, batch_size=8), objective, budget=64, seeds_per_theta=2, key=jax.random.key(0))
+    >>> first, last = result.objectives[:8].mean(), result.objectives[-8:].mean()
+    >>> result.runs, bool(last < first)  # the policy moved towards better theta
+    (64, True)
     """
     where = "jeq.tune.reinforce"
     hps = _hps(space)

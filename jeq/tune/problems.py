@@ -43,7 +43,15 @@ SPLITS = {"tune": 20_031, "heldout": 38_624_177}
 
 
 class Problem(NamedTuple):
-    """A set of instances of one problem, stacked along a leading axis."""
+    """A set of instances of one problem, stacked along a leading axis.
+
+    >>> from jeq.tune import Problem, make_problem
+    >>> Problem._fields
+    ('name', 'dimension', 'low', 'high', 'objective', 'data', 'count', 'split', 'optimum')
+    >>> sphere = make_problem("sphere", dimension=10, count=2)
+    >>> sphere.data["shift"].shape, sphere.low, sphere.high, sphere.optimum
+    ((2, 10), -5.0, 5.0, 0.0)
+    """
 
     name: str
     """Registry name, e.g. ``"rastrigin"``."""
@@ -108,12 +116,25 @@ def _shift_instances(box: float):
 # ------------------------------------------------------------------------------------------------------- TSP
 
 def tsp_decode(x: jax.Array) -> jax.Array:
-    """Random-key decoding: the tour visits city ``argsort(x)[0]``, then ``argsort(x)[1]``, ... (a permutation)."""
+    """Random-key decoding: the tour visits city ``argsort(x)[0]``, then ``argsort(x)[1]``, ... (a permutation).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.tune import tsp_decode
+    >>> tsp_decode(jnp.array([0.7, 0.1, 0.9, 0.3])).tolist()  # cities in increasing key order
+    [1, 3, 0, 2]
+    """
     return jnp.argsort(x)
 
 
 def tour_length(cities: jax.Array, tour: jax.Array) -> jax.Array:
-    """``Σ_i ‖c_{tour[i]} − c_{tour[i+1 mod n]}‖``: length of the closed tour through ``cities`` (n, 2)."""
+    """``Σ_i ‖c_{tour[i]} − c_{tour[i+1 mod n]}‖``: length of the closed tour through ``cities`` (n, 2).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.tune import tour_length
+    >>> square = jnp.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    >>> float(tour_length(square, jnp.array([0, 1, 2, 3]))), round(float(tour_length(square, jnp.array([0, 2, 1, 3]))), 4)
+    (4.0, 4.8284)
+    """
     path = cities[tour]
     return jnp.sum(jnp.linalg.norm(path - jnp.roll(path, -1, axis=0), axis=-1))
 
@@ -130,7 +151,15 @@ def _tsp_instances(key, dimension):
 
 def knapsack_decode(x: jax.Array, weights: jax.Array, values: jax.Array, capacity: jax.Array) -> jax.Array:
     """Threshold + greedy repair: select ``x_i > 0.5``, then keep the selected items in decreasing value/weight
-    order while their cumulative weight fits ``capacity``. Returns a boolean mask of a feasible set."""
+    order while their cumulative weight fits ``capacity``. Returns a boolean mask of a feasible set.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.tune import knapsack_decode
+    >>> weights, values = jnp.array([3.0, 2.0, 2.0]), jnp.array([3.0, 4.0, 1.0])
+    >>> x = jnp.array([0.9, 0.8, 0.6])  # all three selected, weight 7 > capacity 4
+    >>> knapsack_decode(x, weights, values, jnp.array(4.0)).tolist()  # ratios 1, 2, 0.5: item 1, then 0 overflows
+    [False, True, False]
+    """
     selected = x > 0.5
     order = jnp.argsort(-(values / weights))
     cumulative = jnp.cumsum(jnp.where(selected[order], weights[order], 0.0))
@@ -139,7 +168,16 @@ def knapsack_decode(x: jax.Array, weights: jax.Array, values: jax.Array, capacit
 
 
 def knapsack_value(x: jax.Array, weights: jax.Array, values: jax.Array, capacity: jax.Array) -> jax.Array:
-    """Total value of the decoded (feasible) item set."""
+    """Total value of the decoded (feasible) item set.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.tune import knapsack_value
+    >>> weights, values = jnp.array([3.0, 2.0, 2.0]), jnp.array([3.0, 4.0, 1.0])
+    >>> float(knapsack_value(jnp.array([0.9, 0.8, 0.6]), weights, values, jnp.array(4.0)))  # only item 1 kept
+    4.0
+    >>> float(knapsack_value(jnp.array([0.9, 0.1, 0.1]), weights, values, jnp.array(4.0)))
+    3.0
+    """
     return jnp.sum(jnp.where(knapsack_decode(x, weights, values, capacity), values, 0.0))
 
 
@@ -197,6 +235,20 @@ def make_problem(name: str, *, dimension: int, split: str = "tune", count: int =
     Raises:
         ArgumentError: unknown problem or split, a dimension outside the problem's range (10-30 for the continuous
             functions), ``count < 1``.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import make_problem
+    >>> tuning, heldout = make_problem("sphere", dimension=10), make_problem("sphere", dimension=10, split="heldout")
+    >>> shift = tuning.data["shift"][0]
+    >>> float(tuning.objective(jax.tree.map(lambda a: a[0], tuning.data), shift))  # f(shift) = optimum
+    0.0
+    >>> bool(np.allclose(tuning.data["shift"], heldout.data["shift"]))  # disjoint instance streams
+    False
+    >>> make_problem("sphere", dimension=3)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.tune.make_problem(dimension=3): must be ...
     """
     where = "jeq.tune.make_problem"
     validate.one_of(where, "name", name, PROBLEMS)

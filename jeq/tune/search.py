@@ -33,7 +33,20 @@ __all__ = ["Strategy", "TuneResult", "batch_evaluator", "checkpoint_progress", "
 
 
 class Strategy(NamedTuple):
-    """An ask/tell tuner over one hyper-parameter space."""
+    """An ask/tell tuner over one hyper-parameter space.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import Strategy, hyperparameter, random_search
+    >>> Strategy._fields
+    ('name', 'space', 'batch_size', 'init', 'ask', 'tell')
+    >>> strategy = random_search((hyperparameter("step_size", "float", low=0.0, high=1.0, default=0.5),), batch_size=3)
+    >>> state = strategy.init(jax.random.key(0))
+    >>> thetas, state = strategy.ask(jax.random.key(1), state, 3)
+    >>> state = strategy.tell(state, thetas, np.ones(3))
+    >>> len(thetas), sorted(thetas[0])
+    (3, ['step_size'])
+    """
 
     name: str
     """Short name, e.g. ``"rl"``, ``"tpe"``."""
@@ -50,7 +63,12 @@ class Strategy(NamedTuple):
 
 
 class TuneResult(NamedTuple):
-    """History of one tuning run."""
+    """History of one tuning run.
+
+    >>> from jeq.tune import TuneResult
+    >>> TuneResult._fields
+    ('thetas', 'objectives', 'best_theta', 'best_objective', 'runs', 'heldout')
+    """
 
     thetas: list[dict]
     """Every θ evaluated, in order."""
@@ -79,7 +97,14 @@ class TuneResult(NamedTuple):
 
 
 def rng_from_key(key: jax.Array) -> np.random.Generator:
-    """A numpy generator seeded from a ``jax.random.key`` (host-side sampling inside strategies)."""
+    """A numpy generator seeded from a ``jax.random.key`` (host-side sampling inside strategies).
+
+    >>> import jax
+    >>> from jeq.tune import rng_from_key
+    >>> a, b = rng_from_key(jax.random.key(0)), rng_from_key(jax.random.key(0))
+    >>> a.integers(1000, size=3).tolist() == b.integers(1000, size=3).tolist()
+    True
+    """
     return np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint32).tolist())
 
 
@@ -88,7 +113,17 @@ def _hps(space: Algorithm | Sequence[HyperParameter]) -> tuple[HyperParameter, .
 
 
 def sample_uniform(rng: np.random.Generator, space: Algorithm | Sequence[HyperParameter]) -> dict[str, Any]:
-    """One θ drawn uniformly: uniform choice, uniform real (log-uniform for ``log-float``), uniform integer."""
+    """One θ drawn uniformly: uniform choice, uniform real (log-uniform for ``log-float``), uniform integer.
+
+    >>> import numpy as np
+    >>> from jeq.tune import hyperparameter, sample_uniform
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> rng = np.random.default_rng(0)
+    >>> draws = [sample_uniform(rng, space) for _ in range(400)]
+    >>> round(float(np.mean([np.log10(t["step_size"]) < -1 for t in draws])), 1)  # log-uniform: half below 0.1
+    0.5
+    """
     theta = {}
     for hp in _hps(space):
         if hp.kind in ("categorical", "int"):
@@ -101,7 +136,23 @@ def sample_uniform(rng: np.random.Generator, space: Algorithm | Sequence[HyperPa
 
 
 def random_search(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8) -> Strategy:
-    """Random search: θ drawn independently by :func:`sample_uniform`."""
+    """Random search: θ drawn independently by :func:`sample_uniform`.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import random_search, tune
+    >>> from jeq.tune import hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
+    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
+    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
+    >>> result = tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2, key=jax.random.key(0))
+    >>> result.runs, len(result.thetas), result.objectives.shape  # 8 theta x 2 seeds
+    (16, 8, (8, 2))
+    >>> bool(result.best_objective == result.objectives.mean(axis=1).min())
+    True
+    """
     batch_size = validate.integer("jeq.tune.random_search", "batch_size", batch_size, low=1)
     hps = _hps(space)
 
@@ -156,7 +207,26 @@ def _load(path: pathlib.Path, fingerprint: dict, initial_state: Any) -> tuple[An
 
 
 def checkpoint_progress(path: str | os.PathLike) -> dict[str, Any]:
-    """What a tuning checkpoint holds so far: ``{"step": batches done, "runs": runs spent, "fingerprint": ...}``."""
+    """What a tuning checkpoint holds so far: ``{"step": batches done, "runs": runs spent, "fingerprint": ...}``.
+
+    >>> import pathlib, tempfile
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import checkpoint_progress, random_search, tune
+    >>> from jeq.tune import hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
+    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
+    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "tune.msgpack"
+    ...     _ = tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2,
+    ...              key=jax.random.key(0), checkpoint=path)
+    ...     progress = checkpoint_progress(path)
+    >>> progress["step"], progress["runs"]
+    (2, 16)
+    """
     tree = _read(pathlib.Path(path), "jeq.tune.checkpoint_progress")
     return {"step": int(tree["step"]), "runs": int(np.asarray(tree["objectives"]).size),
             "fingerprint": json.loads(tree["fingerprint"])}
@@ -193,6 +263,31 @@ def tune(
     Raises:
         ArgumentError: a budget smaller than one batch or not a multiple of R; a checkpoint of another tuning.
         RuntimeError: a strategy that breaks the ask contract, or an ``evaluate`` of the wrong shape.
+
+    >>> import pathlib, tempfile
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import random_search, tune
+    >>> from jeq.tune import hyperparameter
+    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
+    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
+    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
+    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
+    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
+    >>> def killed_after_one_batch(thetas, objectives):
+    ...     raise KeyboardInterrupt
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "tune.msgpack"
+    ...     try:
+    ...         tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2,
+    ...              key=jax.random.key(0), checkpoint=path, callback=killed_after_one_batch)
+    ...     except KeyboardInterrupt:
+    ...         pass
+    ...     resumed = tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2,
+    ...                    key=jax.random.key(0), checkpoint=path)  # the same command continues
+    >>> fresh = tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2, key=jax.random.key(0))
+    >>> resumed.runs, bool(np.allclose(resumed.objectives, fresh.objectives))  # exactly `budget` runs; resume = fresh
+    (16, True)
     """
     where = "jeq.tune.tune"
     if not isinstance(strategy, Strategy):
@@ -245,7 +340,18 @@ def tune(
 
 
 def batch_evaluator(evaluate_fn: Callable[..., np.ndarray], seeds_per_theta: int) -> Callable:
-    """``evaluate(thetas, key)`` for :func:`tune` from ``evaluate_fn(thetas, keys)`` with R fresh keys per batch."""
+    """``evaluate(thetas, key)`` for :func:`tune` from ``evaluate_fn(thetas, keys)`` with R fresh keys per batch.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> from jeq.tune import batch_evaluator
+    >>> def evaluate_fn(thetas, keys):  # (n_theta,) x (R,) keys -> (n_theta, R)
+    ...     return np.array([[t["x"] + float(jax.random.uniform(k)) for k in keys] for t in thetas])
+    >>> evaluate = batch_evaluator(evaluate_fn, seeds_per_theta=3)
+    >>> M = evaluate([{"x": 0.0}, {"x": 10.0}], jax.random.key(0))
+    >>> M.shape, bool((M[1] - M[0] == 10.0).all())  # the same R keys for every theta of a batch
+    ((2, 3), True)
+    """
 
     def evaluate(thetas: list[dict], key: jax.Array) -> np.ndarray:
         return evaluate_fn(thetas, jax.random.split(key, seeds_per_theta))
