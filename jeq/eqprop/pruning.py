@@ -37,7 +37,12 @@ NORMALISATIONS = ("all", "weak")
 
 
 class Pruning(NamedTuple):
-    """Result of one pruning round."""
+    """Result of one pruning round: W_ij <- 0 (and mask_ij <- 0) where p_ij > u_ij.
+
+    >>> from jeq import eqprop
+    >>> eqprop.Pruning._fields
+    ('weights', 'mask', 'probabilities', 'pruned_fraction')
+    """
 
     weights: jax.Array
     """Weights with the pruned edges set to 0 (same shape as the input)."""
@@ -68,6 +73,19 @@ def pruning_probabilities(
     exp(-|W_i'j|/T), with W = 0 where ``mask`` is 0; "weak": Z_j = sum over the weak existing edges of column j
     (then each column with a weak edge sums to 1). Columns index the receiving neuron j; a column without weak edges
     is all zeros.
+
+    Column 0 has two weak edges and a strong one, column 1 a strong edge only:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> weights = jnp.array([[0.001, 0.5], [0.002, 0.3], [0.8, 0.9]])
+    >>> mask = jnp.ones((3, 2))
+    >>> p = eqprop.pruning_probabilities(weights, mask, threshold=0.01, temperature=5.0)
+    >>> [[round(float(v), 3) for v in row] for row in p]  # e^-0.0002 / (e^-0.0002 + e^-0.0004 + e^-0.16)
+    [[0.351, 0.0], [0.351, 0.0], [0.0, 0.0]]
+    >>> weak = eqprop.pruning_probabilities(weights, mask, threshold=0.01, temperature=5.0, normalisation="weak")
+    >>> [round(float(v), 3) for v in weak.sum(axis=0)]
+    [1.0, 0.0]
     """
     weights, mask = jnp.asarray(weights), jnp.asarray(mask)
     _check_arguments("pruning_probabilities", weights, mask, threshold, temperature, normalisation)
@@ -97,6 +115,18 @@ def boltzmann_prune(
     Defaults are the notebooks' tol_W = 0.01, temp = 5 and normalisation over all rows (see
     :func:`pruning_probabilities`). Strong edges (|W_ij| >= threshold) are never removed. The returned mask drops
     the removed edges; keep it for permanent pruning (or use :func:`scheduled_prune`).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> weights = jax.random.normal(jax.random.key(0), (20, 20)) * 0.02
+    >>> mask = jnp.ones((20, 20))
+    >>> pruned = eqprop.boltzmann_prune(jax.random.key(1), weights, mask, normalisation="weak")
+    >>> removed = (mask == 1) & (pruned.mask == 0)
+    >>> bool(jnp.all(jnp.abs(weights[removed]) < 0.01)), bool(jnp.all(pruned.weights[removed] == 0))  # weak only
+    (True, True)
+    >>> 0.0 < float(pruned.pruned_fraction) < 0.2
+    True
     """
     weights, mask = jnp.asarray(weights), jnp.asarray(mask, weights.dtype)
     _check_arguments("boltzmann_prune", weights, mask, threshold, temperature, normalisation)
@@ -128,6 +158,22 @@ def scheduled_prune(
     so that a pruned network stays sparse and its sparsity only grows) returns the shrunk mask, and masked weights
     stay 0; False is the notebook's behaviour: the removed weights are set to 0 but the returned mask is ``mask``,
     so the next update may regrow them. The other options are :func:`boltzmann_prune`'s.
+
+    With ``interval=2`` step 0 is skipped and step 1 prunes:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> weights = jax.random.normal(jax.random.key(0), (20, 20)) * 0.02
+    >>> mask = jnp.ones((20, 20))
+    >>> for step in (0, 1):
+    ...     pruned = eqprop.scheduled_prune(jax.random.key(1), weights, mask, step, interval=2, normalisation="weak")
+    ...     print(step, float(pruned.pruned_fraction) > 0, bool(jnp.all(pruned.weights == weights)))
+    0 False True
+    1 True False
+    >>> kept = eqprop.scheduled_prune(jax.random.key(1), weights, mask, 1, permanent=False, normalisation="weak")
+    >>> bool(jnp.all(kept.mask == mask))  # the notebook's behaviour: the weights may regrow
+    True
     """
     where = "jeq.eqprop.scheduled_prune"
     validate.integer(where, "interval", interval, low=1)
@@ -145,7 +191,16 @@ def scheduled_prune(
 
 
 def sparsity(weights: jax.Array, mask: jax.Array) -> jax.Array:
-    """Fraction of a graph's allowed edges (``mask`` = 1, the structural mask) whose weight is exactly 0."""
+    """Fraction of a graph's allowed edges (``mask`` = 1, the structural mask) whose weight is exactly 0:
+    #{ij : mask_ij = 1, W_ij = 0} / #{ij : mask_ij = 1}.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> weights = jnp.array([[0.0, 1.0], [0.5, 0.0]])
+    >>> mask = jnp.array([[0.0, 1.0], [1.0, 1.0]])  # three allowed edges, one of them at 0
+    >>> round(float(eqprop.sparsity(weights, mask)), 4)
+    0.3333
+    """
     weights, mask = jnp.asarray(weights), jnp.asarray(mask)
     allowed = mask > 0
     return jnp.sum(allowed & (weights == 0)) / jnp.maximum(jnp.sum(allowed), 1)
