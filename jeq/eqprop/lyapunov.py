@@ -64,6 +64,20 @@ def system_matrix(weights: jax.Array, *, num_inputs: int, field: Field = deep_fi
     For DEEP (default) A = [W^T - diag(W 1)]_{free, free}: ``A[j, i] = W[i, j]`` (i != j), ``A[j, j] =
     -sum_k W[j, k]``. For EP_asym (``field=leaky_field``) A = [W^T]_{free, free} - I. Computed as the Jacobian of
     ``field`` (exact because the fields are linear in s).
+
+    On DEEP's graphs every column of A sums to 0 (1^T A = 0: A is never Hurwitz):
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=2, num_hidden=2, num_outputs=1)
+    >>> weights = jnp.abs(eqprop.init_weights(jax.random.key(0), graph, std=0.5))
+    >>> a = eqprop.system_matrix(weights, num_inputs=2)
+    >>> a.shape, bool(jnp.allclose(a.sum(axis=0), 0.0, atol=1e-6))
+    ((3, 3), True)
+    >>> b = eqprop.system_matrix(weights, num_inputs=2, field=eqprop.leaky_field)  # EP_asym: [W^T]_free - I
+    >>> bool(jnp.allclose(b, weights[2:, 2:].T - jnp.eye(3)))
+    True
     """
     weights = _square("system_matrix", "weights", weights)
     validate.integer("jeq.eqprop.system_matrix", "num_inputs", num_inputs, low=0, high=weights.shape[0] - 1)
@@ -72,13 +86,27 @@ def system_matrix(weights: jax.Array, *, num_inputs: int, field: Field = deep_fi
 
 
 def spectral_abscissa(a: jax.Array) -> jax.Array:
-    """max Re lambda(A); A is Hurwitz iff it is < 0. (Non-symmetric eigenvalues: CPU backend.)"""
+    """max Re lambda(A); A is Hurwitz iff it is < 0. (Non-symmetric eigenvalues: CPU backend.)
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> round(float(eqprop.spectral_abscissa(jnp.array([[-1.0, 2.0], [0.0, -3.0]]))), 4)
+    -1.0
+    >>> round(float(eqprop.spectral_abscissa(jnp.array([[0.0, 1.0], [-1.0, 0.0]]))), 4)  # a rotation: Re = 0
+    0.0
+    """
     a = _square("spectral_abscissa", "a", a)
     return jnp.max(jnp.real(jnp.linalg.eigvals(a)))
 
 
 class Gershgorin(NamedTuple):
-    """Gershgorin disc flags for A (sufficient, not necessary, for Hurwitz)."""
+    """Gershgorin disc flags for A (sufficient, not necessary, for Hurwitz): A_jj < 0 and sum_{i != j} |A_ji| <
+    |A_jj| for every row (or column) j.
+
+    >>> from jeq import eqprop
+    >>> eqprop.Gershgorin._fields
+    ('negative_diagonal', 'row_dominant', 'column_dominant', 'hurwitz_certified')
+    """
 
     negative_diagonal: jax.Array
     """All A_jj < 0 (for DEEP: every free neuron has positive total outgoing weight)."""
@@ -91,7 +119,14 @@ class Gershgorin(NamedTuple):
 
 
 def gershgorin(a: jax.Array) -> Gershgorin:
-    """Gershgorin check of A: Re lambda <= max_j (A_jj + R_j) with R_j the row (or column) off-diagonal l1 sum."""
+    """Gershgorin check of A: Re lambda <= max_j (A_jj + R_j) with R_j the row (or column) off-diagonal l1 sum.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> flags = eqprop.gershgorin(jnp.array([[-2.0, 1.5], [0.5, -1.0]]))  # rows dominant, columns not
+    >>> [bool(flag) for flag in flags]
+    [True, True, False, True]
+    """
     a = _square("gershgorin", "a", a)
     diag = jnp.diag(a)
     off = jnp.abs(a - jnp.diag(diag))
@@ -102,7 +137,12 @@ def gershgorin(a: jax.Array) -> Gershgorin:
 
 
 class LyapunovSolution(NamedTuple):
-    """Solution of A^T P + P A = -Q."""
+    """Solution of A^T P + P A = -Q.
+
+    >>> from jeq import eqprop
+    >>> eqprop.LyapunovSolution._fields
+    ('P', 'residual', 'min_eigenvalue', 'positive_definite')
+    """
 
     P: jax.Array
     """(n, n) symmetric solution."""
@@ -119,6 +159,17 @@ def solve_lyapunov(a: jax.Array, q: jax.Array | None = None) -> LyapunovSolution
 
     Kronecker form on the row-major vec: (A^T (x) I + I (x) A^T) vec(P) = -vec(Q), an n^2 x n^2 dense solve
     (O(n^6); meant for DEEP's small graphs, n <= ~60). Unique when no two eigenvalues of A sum to 0, e.g. A Hurwitz.
+
+    P > 0 exactly when A is Hurwitz:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> a = jnp.array([[-1.0, 0.5], [0.0, -2.0]])
+    >>> solution = eqprop.solve_lyapunov(a)
+    >>> bool(jnp.allclose(a.T @ solution.P + solution.P @ a, -jnp.eye(2), atol=1e-5)), bool(solution.positive_definite)
+    (True, True)
+    >>> bool(eqprop.solve_lyapunov(jnp.array([[1.0, 0.0], [0.0, -1.0]])).positive_definite)  # not Hurwitz
+    False
     """
     a = _square("solve_lyapunov", "a", a)
     n = a.shape[0]
@@ -137,7 +188,21 @@ def solve_lyapunov(a: jax.Array, q: jax.Array | None = None) -> LyapunovSolution
 
 
 def lyapunov_along(p: jax.Array, states: jax.Array, equilibrium: jax.Array) -> jax.Array:
-    """V(s(t)) = (s(t) - s*)^T P (s(t) - s*) for each row of ``states`` (T, n) (free neurons only)."""
+    """V(s(t)) = (s(t) - s*)^T P (s(t) - s*) for each row of ``states`` (T, n) (free neurons only).
+
+    V decreases along the Euler flow of a Hurwitz A towards s*:
+
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> a = jnp.array([[-1.0, 0.5], [0.0, -2.0]])
+    >>> target = jnp.array([0.5, 0.5])
+    >>> states = [jnp.array([1.0, 0.0])]
+    >>> for _ in range(5):
+    ...     states.append(states[-1] + 0.1 * a @ (states[-1] - target))
+    >>> v = eqprop.lyapunov_along(eqprop.solve_lyapunov(a).P, jnp.stack(states), target)
+    >>> v.shape, bool(jnp.all(jnp.diff(v) < 0))
+    ((6,), True)
+    """
     p = _square("lyapunov_along", "p", p)
     where, n = "jeq.eqprop.lyapunov_along", p.shape[0]
     states = validate.array(where, "states", jnp.asarray(states, p.dtype), shape=(None, n))
@@ -147,7 +212,14 @@ def lyapunov_along(p: jax.Array, states: jax.Array, equilibrium: jax.Array) -> j
 
 
 class Stability(NamedTuple):
-    """Stability report of a DEEP network's free phase at the state it reached for one input."""
+    """Stability report of a DEEP network's free phase at the state it reached for one input: A_loc Hurwitz,
+    rho(I + dt A_loc) < 1 and strict complementarity => locally exponentially stable.
+
+    >>> from jeq import eqprop
+    >>> eqprop.Stability._fields
+    ('interior', 'complementary', 'fixed_point_residual', 'system_matrix', 'spectral_abscissa', 'hurwitz',
+     'gershgorin', 'lyapunov', 'euler_spectral_radius', 'locally_stable', 'contraction_norm', 'globally_stable')
+    """
 
     interior: jax.Array
     """(n_free,) bool: free neurons strictly inside (0, 1); the others are held by the clip."""
@@ -192,6 +264,22 @@ def free_phase_stability(
 
     ``tolerance`` separates saturated neurons (within it of 0 or 1) from interior ones and bounds the fixed-point
     residual. One example; vmap over inputs.
+
+    EP_asym's leaky field with small weights: the free phase is a global contraction, and stable at the state it
+    reaches; DEEP's field on the same graph is never a global contraction (1^T (I + dt A) = 1^T):
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq import eqprop
+    >>> graph = eqprop.complete_graph(num_inputs=2, num_hidden=2, num_outputs=1)
+    >>> weights = eqprop.init_weights(jax.random.key(0), graph, std=0.2)
+    >>> s0 = jnp.array([1.0, 1.0, 0.0, 0.0, 0.0])
+    >>> free = eqprop.relax_field(eqprop.leaky_field, weights, s0, num_inputs=2, num_outputs=1, steps=600, dt=0.05)
+    >>> report = eqprop.free_phase_stability(weights, free.final, num_inputs=2, dt=0.05, field=eqprop.leaky_field)
+    >>> bool(report.globally_stable), bool(report.hurwitz), bool(report.locally_stable)
+    (True, True, True)
+    >>> bool(eqprop.free_phase_stability(weights, free.final, num_inputs=2, dt=0.05).globally_stable)
+    False
     """
     validate.positive("jeq.eqprop.free_phase_stability", "dt", dt)
     a = system_matrix(weights, num_inputs=num_inputs, field=field)
