@@ -23,7 +23,12 @@ __all__ = ["EnergyCertificate", "energy_certificate"]
 
 
 class EnergyCertificate(NamedTuple):
-    """Certificate that the energy is a Lyapunov function of the hard-sigmoid relaxation."""
+    """Certificate that the energy is a Lyapunov function of the hard-sigmoid relaxation: step_size < 2 / (L + |beta|).
+
+    >>> from jeq.eqprop import hopfield
+    >>> hopfield.EnergyCertificate._fields
+    ('lipschitz', 'certified')
+    """
 
     lipschitz: jax.Array
     """Lipschitz constant of dE/ds on the box: max |eig(I - S)|, S the symmetric layer-coupling matrix."""
@@ -39,6 +44,16 @@ def energy_certificate(params: HopfieldParams, *, step_size: float, beta: float 
     gradient descent with step eps satisfies F(s+) <= F(s) - (1/eps - L_F/2) ||s+ - s||^2, so eps < 2/L_F suffices.
     C = 1/2 ||s_L - y||^2 adds beta I to the output block of the Hessian, so L_F <= L + |beta|. ``beta = 0`` (the
     default) certifies the free phase; pass the nudging strength to certify a nudged phase too.
+
+    >>> import jax
+    >>> from jeq import eqprop
+    >>> from jeq.eqprop import hopfield
+    >>> params = hopfield.init(jax.random.key(0), [4, 3, 2])
+    >>> certificate = eqprop.energy_certificate(params, step_size=0.5)
+    >>> round(float(certificate.lipschitz), 3), bool(certificate.certified)
+    (1.767, True)
+    >>> bool(eqprop.energy_certificate(params, step_size=1.5).certified)  # 1.5 > 2 / 1.767
+    False
     """
     where = "jeq.eqprop.hopfield.energy_certificate"
     validate.positive(where, "step_size", step_size)
