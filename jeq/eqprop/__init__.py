@@ -10,6 +10,8 @@ Modules (each holds one paper's equations):
 * :mod:`jeq.eqprop.lyapunov` - system matrix, spectral abscissa, Gershgorin, Lyapunov equation, stability report.
 * :mod:`jeq.eqprop.hopfield` - Hopfield energy and its relaxation (``relax_energy``), free/nudged phases, energy
   certificate, EP gradient (one-sided, random sign, centered), jitted training step (one module per concept).
+  The subpackage itself is exported as ``hopfield`` (``from jeq.eqprop import hopfield``) for the names that only it
+  exports (``hopfield.init``, ``hopfield.relax_energy``, ``hopfield.ep_phases``, ...).
 """
 
 from jeq.eqprop import hopfield
