@@ -90,15 +90,22 @@ def _num(value: Any, fmt: str = ".3g") -> str:
     return "not recorded" if value is None else format(value, fmt)
 
 
-def _steps(steps: Any, converged: Any, maxiter: Any = None) -> str:
-    """'12.3 steps, 100 % conv.' (+ 'hit maxiter N' when the mean reached maxiter)."""
+def _steps(steps: Any, converged: Any, maxiter: Any = None, hit_fraction: Any = None) -> str:
+    """'12.3 steps, 100 % conv.' (+ 'hit maxiter N' when the mean reached maxiter, or in which share of the steps)."""
     if steps is None and converged is None:
         return "not recorded"
     text = f"{_num(steps, '.1f')} steps" if steps is not None else "steps not recorded"
     text += f", {100 * converged:.0f} % conv." if converged is not None else ", conv. not recorded"
     if maxiter is not None and steps is not None and steps >= maxiter:
         text += f" **hit maxiter {maxiter}**"
+    elif hit_fraction:
+        text += f" **hit maxiter {maxiter} in {100 * hit_fraction:.1f} % of steps**"
     return text
+
+
+def _cell(text: str) -> str:
+    """Escape the pipes of a formula (||f(z) - z||) inside a Markdown table cell."""
+    return text.replace("|", "\\|")
 
 
 def _sci(x: float) -> str:
@@ -129,10 +136,17 @@ def _torchdeq_row(result: dict) -> str:
     accuracy = (f"{acc['jeq']['accuracy']:.3f} / {acc['torchdeq']['accuracy']:.3f}"
                 if "jeq" in acc and "torchdeq" in acc else "-")
     maxiter = settings.get("forward_maxiter")
+    adjoint = result.get("jeq_adjoint_per_epoch") or [{}]
+    jeq_adjoint = (f"; adjoint {adjoint[-1]['mean_steps']:.1f} steps, {100 * adjoint[-1]['converged_fraction']:.0f} "
+                   f"% conv. (re-solved on a fixed batch after training)" if "mean_steps" in adjoint[-1] else "")
+    torch_adjoint = (f"; adjoint {t['adjoint_steps']:.1f} steps, {100 * t['adjoint_converged']:.0f} % conv."
+                     if "adjoint_steps" in t else "")
     return (f"| {label} | TorchDEQ {result.get('versions', {}).get('torchdeq', '?')} "
-            f"(torch {result.get('versions', {}).get('torch', '?')}): {t['median_ms']:.3g} ms/step, "
-            f"{_steps(t.get('forward_steps'), t.get('forward_converged'), maxiter)} | "
-            f"{j['median_ms']:.3g} ms/step, {_steps(j.get('forward_steps'), j.get('forward_converged'), maxiter)} | "
+            f"(torch {result.get('versions', {}).get('torch', '?')}): {t['median_ms']:.3g} ms/step, forward "
+            f"{_steps(t.get('forward_steps'), t.get('forward_converged'), maxiter, t.get('hit_maxiter_fraction'))}"
+            f"{torch_adjoint} | {j['median_ms']:.3g} ms/step, forward "
+            f"{_steps(j.get('forward_steps'), j.get('forward_converged'), maxiter, j.get('hit_maxiter_fraction'))}"
+            f"{jeq_adjoint} | "
             f"{r['median']:.2f}x [{r['p20']:.2f}, {r['p80']:.2f}] | {accuracy} | same process, interleaved "
             f"({r['n']} step pairs), {_device(result, 'cpu')}, {_provenance(result)} |")
 
@@ -231,7 +245,7 @@ def _family_rows(result: dict) -> list[str]:
     fam = result.get("families") or {}
     if "opteq" not in fam:
         return []
-    rule = fam.get("stopping_rule", "not recorded (each family's own rule)")
+    rule = _cell(fam.get("stopping_rule", "not recorded (each family's own rule)"))
     base = fam["opteq"]
     rows = []
     for name in ("opteq", "mon", "deq"):

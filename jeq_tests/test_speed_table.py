@@ -35,7 +35,8 @@ def results(tmp_path):
         "device_info": {"backend": "cpu", "device_kind": "cpu", "device_count": 1},
         "summary": {"all": {"ratio_torchdeq_over_jeq": {"median": 3.5, "p20": 2.5, "p80": 4.5, "n": 600},
                             "jeq": _side(10.0, 17.2, 1.0),
-                            "torchdeq": _side(35.0, 17.9, 0.98, adjoint_steps=28.0, adjoint_converged=0.99)}},
+                            "torchdeq": _side(35.0, 17.9, 0.98, adjoint_steps=28.0, adjoint_converged=0.99,
+                                              hit_maxiter_fraction=0.74)}},
         "test": {"jeq": {"accuracy": 0.93}, "torchdeq": {"accuracy": 0.929}},
     })
     _write(tmp_path / "bench_equilibrium" / "20261207T020500Z.json", {
@@ -92,7 +93,9 @@ def test_every_cpu_row_shows_steps_and_converged_fraction_on_both_sides(results)
     rows = _section(speed_table.render(results), "Against the originals")
     (torchdeq,) = [r for r in rows if "TorchDEQ" in r]
     original, ours = torchdeq.split("|")[2], torchdeq.split("|")[3]
-    assert "17.9 steps, 98 % conv." in original and "17.2 steps, 100 % conv." in ours
+    assert "17.9 steps, 98 % conv. **hit maxiter 40 in 74.0 % of steps**" in original
+    assert "adjoint 28.0 steps, 99 % conv." in original
+    assert "17.2 steps, 100 % conv." in ours and "maxiter" not in ours
     assert "3.50x [2.50, 4.50]" in torchdeq and "same process, interleaved (600 step pairs)" in torchdeq
     (mon,) = [r for r in rows if "MON" in r]
     assert "5.0 steps, 100 % conv." in mon.split("|")[3]
