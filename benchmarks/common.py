@@ -43,7 +43,8 @@ def _module_name() -> str:
 
 def write(out: str | pathlib.Path, name: str, result: dict[str, Any],
           extra_packages: Iterable[str] = ()) -> pathlib.Path:
-    """Write ``result`` with :func:`provenance` (its keys win over the result's) to ``<out>/<name>/<timestamp>.json``."""
+    """Write ``result`` with :func:`provenance` (its keys win over the result's) to
+    ``<out>/<name>/<timestamp>.json``."""
     record = {**result, **provenance(extra_packages)}
     path = pathlib.Path(out) / name / f"{record['timestamp']}.json"
     atomic_write_json(path, record)

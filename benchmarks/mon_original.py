@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
                            "epoch's steps; converged = the forward stopped before max_iter 300"}
     print(f"  original MON: {figure['ms_per_step']:.2f} ms/step [p20 {figure['p20_ms']:.2f}, p80 "
           f"{figure['p80_ms']:.2f}], {figure['forward_steps']:.1f} fwd iters "
-          f"({100 * figure['forward_converged']:.0f} % before max_iter), test {accuracy:.3f} after {args.epochs} epochs")
+          f"({100 * figure['forward_converged']:.0f} % before max_iter), test {accuracy:.3f} after {args.epochs} "
+          "epochs")
     print(f"  jeq MON: {jeq_side['ms_per_step']:.2f} ms/step, {jeq_side['forward_steps']:.1f} fwd steps "
           f"({100 * jeq_side['forward_converged']:.0f} % converged), test {jeq_side['test_accuracy']:.3f}; original / "
           f"jeq = {ratio['median']:.2f} [p20 {ratio['p20']:.2f}, p80 {ratio['p80']:.2f}] over {ratio['n']} steps")

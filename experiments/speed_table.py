@@ -288,7 +288,8 @@ def render(results_dir: str | pathlib.Path) -> str:
     gpu = _gpu_rows(results_dir)
     if gpu:
         out += ["", "**GPU, jeq only** (no original was timed on these GPUs, so no ratio).", "",
-                "| setting | device | jeq | forward solver | test accuracy (epochs) | run |", "|---|---|---|---|---|---|",
+                "| setting | device | jeq | forward solver | test accuracy (epochs) | run |",
+                "|---|---|---|---|---|---|",
                 *gpu]
     fam = _family_rows(eqb or {})
     if fam:
