@@ -285,6 +285,15 @@ def render(results_dir: str | pathlib.Path) -> str:
             out.append(row)
     if len(out) == 4:
         out.append("| (no benchmark results yet) | | | | | |")
+    diag = ((vs or {}).get("test") or {}).get("torchdeq_ridge_1e-8_diagnostic")
+    if diag:
+        test = vs["test"]
+        out += ["", f"Forward steps on the test set after training: jeq {test['jeq']['mean_forward_steps']:.1f}, "
+                f"TorchDEQ {test['torchdeq']['mean_forward_steps']:.1f} "
+                f"({100 * test['torchdeq']['forward_converged']:.0f} % converged); TorchDEQ with its absolute "
+                f"Anderson ridge lowered from 1e-4 to 1e-8 (untimed diagnostic): {diag['mean_forward_steps']:.1f} "
+                f"({100 * diag['forward_converged']:.0f} % converged). The default ridge outweighs G G^T once "
+                "residuals are ~1e-3; jeq's ridge is relative to the residual."]
     gpu = _gpu_rows(results_dir)
     if gpu:
         out += ["", "**GPU, jeq only** (no original was timed on these GPUs, so no ratio).", "",

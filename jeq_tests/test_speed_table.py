@@ -37,7 +37,9 @@ def results(tmp_path):
                             "jeq": _side(10.0, 17.2, 1.0),
                             "torchdeq": _side(35.0, 17.9, 0.98, adjoint_steps=28.0, adjoint_converged=0.99,
                                               hit_maxiter_fraction=0.74)}},
-        "test": {"jeq": {"accuracy": 0.93}, "torchdeq": {"accuracy": 0.929}},
+        "test": {"jeq": {"accuracy": 0.93, "mean_forward_steps": 21.0},
+                 "torchdeq": {"accuracy": 0.929, "mean_forward_steps": 40.0, "forward_converged": 0.97},
+                 "torchdeq_ridge_1e-8_diagnostic": {"mean_forward_steps": 19.0, "forward_converged": 1.0}},
     })
     _write(tmp_path / "bench_equilibrium" / "20261207T020500Z.json", {
         "git_sha": "abc123456789", "device_info": {"backend": "cpu", "device_kind": "cpu", "device_count": 1},
@@ -165,3 +167,8 @@ def test_a_same_process_mon_run_replaces_the_quoted_figure(results):
     assert "6c224c4f" in original and "15 ms/step, 6.0 steps, 100 % conv." in original
     assert "7.5 ms/step, 5.0 steps, 100 % conv." in ours and "2.00x [1.20, 3.10]" in mon
     assert "same process, interleaved" in mon and speed_table.EXTERNAL_LABEL not in mon
+
+
+def test_the_torchdeq_ridge_diagnostic_is_stated_under_the_table(results):
+    text = speed_table.render(results)
+    assert "jeq 21.0, TorchDEQ 40.0 (97 % converged)" in text and "1e-8 (untimed diagnostic): 19.0" in text
