@@ -77,6 +77,17 @@ class HParams:
 
     The searched ranges are :data:`HNAG_SPACE`; construction accepts the wider ranges the presets need (1 mid node,
     up to 64 nodes per level) and rejects anything that cannot define a network.
+
+    >>> from jeq.nas import HNAG_SPACE, HParams
+    >>> theta = HParams(g1_nodes=4, g1_k=2, g1_p=0.5, g2_nodes=3, g2_p=0.5, g3_nodes=4, g3_k=2, g3_p=0.5)
+    >>> sorted(HNAG_SPACE) == sorted(k for k in theta.to_dict() if k.startswith("g"))  # the 8 searched values
+    True
+    >>> HParams.from_dict(theta.to_dict()) == theta
+    True
+    >>> HParams(g1_nodes=4, g1_k=2, g1_p=1.5, g2_nodes=3, g2_p=0.5, g3_nodes=4, g3_k=2, g3_p=0.5)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.nas.HParams(...): must be ...
     """
 
     g1_nodes: int
@@ -145,7 +156,16 @@ def _triple(name: str, value: Any) -> tuple[float, float, float]:
 
 @dataclasses.dataclass(frozen=True)
 class Graph:
-    """One oriented graph: ``nodes`` indices 0..nodes-1 and edges ``(u, v)`` with ``u < v`` (a DAG by construction)."""
+    """One oriented graph: ``nodes`` indices 0..nodes-1 and edges ``(u, v)`` with ``u < v`` (a DAG by construction).
+
+    >>> from jeq.nas import Graph
+    >>> graph = Graph(4, ((0, 1), (0, 2), (1, 3), (2, 3)))  # a diamond, oriented low -> high
+    >>> graph.inputs, graph.outputs, graph.predecessors(3)
+    ((0,), (3,), (1, 2))
+    >>> import networkx as nx
+    >>> nx.is_directed_acyclic_graph(graph.to_networkx())
+    True
+    """
 
     nodes: int
     """Number of nodes."""
@@ -184,7 +204,14 @@ class Graph:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """A top-level node: the mid graph of its nodes and, per node, the bottom graph of its operations."""
+    """A top-level node: the mid graph of its nodes and, per node, the bottom graph of its operations.
+
+    >>> from jeq.nas import HParams, sample_architecture
+    >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> cell = sample_architecture(small, seed=0).cells[0]
+    >>> cell.graph.nodes, len(cell.nodes), [g.nodes for g in cell.nodes]  # 1 mid node of 3 operations
+    (1, 1, [3])
+    """
 
     graph: Graph
     """Mid-level graph (ER) of the cell's nodes."""
@@ -194,7 +221,18 @@ class Cell:
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """A sampled network as plain frozen data: the top graph, the stage of each cell, and the cells."""
+    """A sampled network as plain frozen data: the top graph, the stage of each cell, and the cells.
+
+    >>> from jeq.nas import Architecture, HParams, sample_architecture
+    >>> theta = HParams(g1_nodes=4, g1_k=2, g1_p=0.5, g2_nodes=3, g2_p=0.5, g3_nodes=4, g3_k=2, g3_p=0.5)
+    >>> arch = sample_architecture(theta, seed=0)
+    >>> arch.top.nodes, arch.stages, arch.num_operations == sum(len(c.nodes) and sum(g.nodes for g in c.nodes)
+    ...                                                         for c in arch.cells)
+    (4, (0, 1, 1, 2), True)
+    >>> again = Architecture.from_json(arch.to_json())  # plain data: JSON round trip
+    >>> again == arch, again.fingerprint() == arch.fingerprint()
+    (True, True)
+    """
 
     top: Graph
     """Top-level graph of cells."""
@@ -312,7 +350,12 @@ def _depth(g: Graph) -> list[int]:
 
 def stage_of_nodes(nodes: int, stage_ratios: tuple[float, float, float]) -> tuple[int, ...]:
     """Stage of each top node: the first ``round(N r_0)`` cells in stage 0, up to ``round(N (r_0 + r_1))`` in stage 1,
-    the rest in stage 2, with each stage holding at least one cell (``get_stage_list`` with fractional ratios)."""
+    the rest in stage 2, with each stage holding at least one cell (``get_stage_list`` with fractional ratios).
+
+    >>> from jeq.nas import stage_of_nodes
+    >>> stage_of_nodes(6, (1 / 3, 1 / 3, 1 / 3)), stage_of_nodes(3, (0.1, 0.1, 0.8))  # at least one cell per stage
+    ((0, 0, 1, 1, 2, 2), (0, 1, 2))
+    """
     nodes = validate.integer("jeq.nas.stage_of_nodes", "nodes", nodes, low=3)
     r0, r1, _ = stage_ratios
     b1 = min(max(round(nodes * r0), 1), nodes - 2)
@@ -349,6 +392,14 @@ def sample_architecture(hparams: HParams, *, seed: int) -> Architecture:
 
     Every graph has its own base seed (derived from ``seed`` and its position), oriented low -> high; deterministic
     for a fixed ``(hparams, seed)``.
+
+    >>> from jeq.nas import HParams, sample_architecture
+    >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> a, b = sample_architecture(small, seed=3), sample_architecture(small, seed=3)
+    >>> a == b, a.top.nodes, a.num_operations  # deterministic for (theta, seed); 3 cells x 1 node x 3 operations
+    (True, 3, 9)
+    >>> all(u < v for cell in a.cells for g in cell.nodes for u, v in g.edges)  # every graph is a DAG
+    True
     """
     if not isinstance(hparams, HParams):
         validate.fail("jeq.nas.sample_architecture", "hparams", hparams, "must be a jeq.nas.HParams")
@@ -369,12 +420,26 @@ def sample_architecture(hparams: HParams, *, seed: int) -> Architecture:
 
 def randwire(*, nodes: int = 32, k: int = 4, p: float = 0.75) -> HParams:
     """RandWire (Xie et al. 2019) as an HNAG special case: top = chain of 3 cells (one per stage), mid = 1 node,
-    bottom = WS(nodes, k, p) (the paper's WS(32, 4, 0.75) by default)."""
+    bottom = WS(nodes, k, p) (the paper's WS(32, 4, 0.75) by default).
+
+    >>> from jeq.nas import randwire, sample_architecture
+    >>> arch = sample_architecture(randwire(nodes=8, k=4, p=0.75), seed=0)
+    >>> arch.top.edges, arch.stages, [len(c.nodes) for c in arch.cells], arch.cells[0].nodes[0].nodes
+    (((0, 1), (1, 2)), (0, 1, 2), [1, 1, 1], 8)
+    """
     return HParams(g1_nodes=3, g1_k=2, g1_p=0.0, g2_nodes=1, g2_p=1.0, g3_nodes=nodes, g3_k=k, g3_p=p, top="chain")
 
 
 def darts_like(*, cells: int = 20, nodes: int = 5, k: int = 4, p: float = 0.0) -> HParams:
     """DARTS-like nets as an HNAG special case: top = chain of ``cells`` cells (stages 1/3 each, so two
-    downsamplings as DARTS's reduction cells), mid = 1 node, bottom = WS(nodes, k, p) (a ring lattice when p = 0)."""
+    downsamplings as DARTS's reduction cells), mid = 1 node, bottom = WS(nodes, k, p) (a ring lattice when p = 0).
+
+    >>> from jeq.nas import darts_like, sample_architecture
+    >>> arch = sample_architecture(darts_like(cells=6, nodes=4), seed=0)
+    >>> arch.stages, len(arch.top.edges)  # a chain of 6 cells, two per stage
+    ((0, 0, 1, 1, 2, 2), 5)
+    >>> len({g.edges for cell in arch.cells for g in cell.nodes})  # p = 0: the same ring lattice everywhere
+    1
+    """
     return HParams(g1_nodes=cells, g1_k=2, g1_p=0.0, g2_nodes=1, g2_p=1.0, g3_nodes=nodes, g3_k=k, g3_p=p,
                    top="chain")

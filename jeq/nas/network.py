@@ -42,7 +42,14 @@ Array = jax.Array
 
 
 class Plan(NamedTuple):
-    """Everything about a network's shape that follows from the architecture and the width (pure Python)."""
+    """Everything about a network's shape that follows from the architecture and the width (pure Python).
+
+    >>> from jeq.nas import HParams, Plan, plan, sample_architecture
+    >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> p = plan(sample_architecture(small, seed=0), width=4)
+    >>> p.channels, p.in_channels, p.num_classes  # theta_C = (1, 2, 4) times the width
+    ((4, 8, 16), 1, 10)
+    """
 
     channels: tuple[int, int, int]
     """Channels of stages 0, 1, 2."""
@@ -89,6 +96,16 @@ def plan(architecture: Architecture, *, width: int, in_channels: int = 1, num_cl
     A cell's operations are stacked: ``cell{v}/kernels`` has shape ``(N_m, N_b, 3, 3, C_s, C_s)``; its edge scalars
     are one vector per level (``cell{v}/mid_edges``: one per mid edge, ``cell{v}/node_edges``: one per bottom edge
     of all its nodes), so the count is exactly one scalar per edge.
+
+    >>> import math
+    >>> from jeq.nas import HParams, count_params, plan, sample_architecture
+    >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> arch = sample_architecture(small, seed=0)
+    >>> shapes = plan(arch, width=4).shapes
+    >>> shapes["cell0/kernels"]  # (N_m, N_b, 3, 3, C_s, C_s)
+    (1, 3, 3, 3, 4, 4)
+    >>> len(shapes["cell0/node_edges"]) if False else shapes["cell0/node_edges"] == (len(arch.cells[0].nodes[0].edges),)
+    True
     """
     where = "jeq.nas.plan"
     if not isinstance(architecture, Architecture):
@@ -130,7 +147,16 @@ def plan(architecture: Architecture, *, width: int, in_channels: int = 1, num_cl
 def count_params(architecture: Architecture, *, width: int, in_channels: int = 1, num_classes: int = 10,
                  head_channels: int | None = None) -> int:
     """``sum_p prod(shape_p)`` over the trainable parameters (``nnx.Param``) of :class:`Network`; BatchNorm running
-    statistics are not parameters. Exact, and computed without building the network."""
+    statistics are not parameters. Exact, and computed without building the network.
+
+    >>> from flax import nnx
+    >>> from jeq.nas import HParams, Network, count_params, param_count, sample_architecture
+    >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> arch = sample_architecture(small, seed=0)
+    >>> model = nnx.eval_shape(lambda: Network(arch, width=4, rngs=nnx.Rngs(0)))  # shapes only, nothing allocated
+    >>> count_params(arch, width=4) == param_count(model)
+    True
+    """
     p = plan(architecture, width=width, in_channels=in_channels, num_classes=num_classes,
              head_channels=head_channels)
     return int(sum(int(np.prod(s)) for s in p.shapes.values()))
@@ -142,6 +168,17 @@ def fit_width(architecture: Architecture, *, budget: int, in_channels: int = 1, 
 
     The paper's ``m = int(sqrt(n_limit / n_base))`` assumes parameters grow as m^2; counting exactly instead keeps
     every sample at or under the budget. Raises when even width 1 does not fit.
+
+    >>> from jeq.nas import HParams, count_params, fit_width, sample_architecture
+    >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> arch = sample_architecture(small, seed=0)
+    >>> width = fit_width(arch, budget=20_000)
+    >>> count_params(arch, width=width) <= 20_000 < count_params(arch, width=width + 1)
+    True
+    >>> fit_width(arch, budget=10)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.nas.fit_width(budget=10): must be ...
     """
     where = "jeq.nas.fit_width"
     budget = validate.integer(where, "budget", budget, low=1)
@@ -172,6 +209,15 @@ def merge_graph(graph: Graph, x: Array, op: Callable[[int, Array], Array], gates
 
     ``gates[e] = sigmoid(w_e)`` belongs to ``graph.edges[e]``. The walk is unrolled (the graph is static): XLA on
     CPU runs convolutions inside ``lax.scan`` loops an order of magnitude slower than straight-line ones.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.nas import Graph, merge_graph
+    >>> graph = Graph(3, ((0, 1), (0, 2), (1, 2)))
+    >>> double = lambda v, h: 2 * h  # op_v
+    >>> float(merge_graph(graph, jnp.array(1.0), double, jnp.ones(3)))  # h0 = 2, h1 = 4, y = h2 = 2 (2 + 4)
+    12.0
+    >>> float(merge_graph(graph, jnp.array(1.0), double, jnp.full(3, 0.5)))  # gates halve each edge
+    4.0
     """
     incoming: dict[int, list[int]] = {}
     for e, (_, v) in enumerate(graph.edges):
@@ -265,7 +311,20 @@ class CellOps(nnx.Module):
 
 class Network(nnx.Module):
     """The flax NNX network of an architecture (see the module docstring); ``__call__(x)`` maps NHWC images
-    ``(batch, R, R, in_channels)`` to logits ``(batch, num_classes)``; R must be divisible by 4."""
+    ``(batch, R, R, in_channels)`` to logits ``(batch, num_classes)``; R must be divisible by 4.
+
+    >>> import jax
+    >>> from flax import nnx
+    >>> from jeq.nas import HParams, Network, count_params, param_count, sample_architecture
+    >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> arch = sample_architecture(small, seed=0)
+    >>> model = nnx.eval_shape(lambda: Network(arch, width=2, rngs=nnx.Rngs(0)))  # shapes only
+    >>> graphdef, state = nnx.split(model)
+    >>> jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, jax.ShapeDtypeStruct((4, 8, 8, 1), "float32")).shape
+    (4, 10)
+    >>> param_count(model) == count_params(arch, width=2)
+    True
+    """
 
     def __init__(self, architecture: Architecture, *, width: int, in_channels: int = 1, num_classes: int = 10,
                  head_channels: int | None = None, dropout: float = 0.2, rngs: nnx.Rngs):
@@ -324,5 +383,12 @@ class Network(nnx.Module):
 
 
 def param_count(model: nnx.Module) -> int:
-    """Sum of the sizes of a module's ``nnx.Param`` leaves (what :func:`count_params` predicts)."""
+    """Sum of the sizes of a module's ``nnx.Param`` leaves (what :func:`count_params` predicts).
+
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from jeq.nas import param_count
+    >>> param_count(nnx.Linear(3, 2, rngs=nnx.Rngs(0))), param_count(nnx.BatchNorm(5, rngs=nnx.Rngs(0)))  # stats excluded
+    (8, 10)
+    """
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))

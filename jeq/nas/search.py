@@ -77,7 +77,13 @@ _ALIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState
 class TrialSettings:
     """What every trial of a search shares: the data, the training proxy, the parameter budget and the search
     space bounds. :class:`SearchConfig` adds the strategy; ``experiments.nago_search`` adds its own schedule of
-    searches on top of the same fields."""
+    searches on top of the same fields.
+
+    >>> from jeq.nas import SearchConfig, TrialSettings
+    >>> settings = TrialSettings(dataset="mnist5k", min_epochs=1, max_epochs=4)
+    >>> issubclass(SearchConfig, TrialSettings), settings.budget, settings.batch_size
+    (True, 4000000, 128)
+    """
 
     epoch_budget: int = 0
     """If > 0, no new trial starts once the finished trials have trained this many epochs in total (equal compute)."""
@@ -128,7 +134,18 @@ class TrialSettings:
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig(TrialSettings):
-    """One search: strategy, budget and the training proxy every trial uses (:class:`TrialSettings`)."""
+    """One search: strategy, budget and the training proxy every trial uses (:class:`TrialSettings`).
+
+    >>> from jeq.nas import METHODS, SearchConfig
+    >>> METHODS
+    ('hnag-bohb', 'hnag-rs', 'rnag-bohb', 'hnag-mobo')
+    >>> SearchConfig(method="hnag-rs", trials=20, dataset="mnist5k").method
+    'hnag-rs'
+    >>> SearchConfig(method="bohb")
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.nas.SearchConfig(method='bohb'): must be one of [...]
+    """
 
     method: str = "hnag-bohb"
     """One of :data:`METHODS`."""
@@ -156,7 +173,12 @@ class SearchConfig(TrialSettings):
 
 
 class Evaluation(NamedTuple):
-    """What an evaluator returns for one theta."""
+    """What an evaluator returns for one theta.
+
+    >>> from jeq.nas import Evaluation
+    >>> Evaluation._fields
+    ('accuracy', 'params', 'epochs', 'fingerprint', 'test_accuracy')
+    """
 
     accuracy: float
     """Validation accuracy (mean over the samples)."""
@@ -171,7 +193,12 @@ class Evaluation(NamedTuple):
 
 
 class SearchResult(NamedTuple):
-    """What :func:`run_search` returns."""
+    """What :func:`run_search` returns.
+
+    >>> from jeq.nas import SearchResult
+    >>> SearchResult._fields
+    ('study_name', 'storage', 'trials', 'best', 'pareto')
+    """
 
     study_name: str
     """Name of the optuna study."""
@@ -201,7 +228,12 @@ def space_of(config: SearchConfig) -> dict[str, tuple[type, float, float]]:
 
 
 def hparams_of(method: str, theta: dict[str, Any]) -> HParams:
-    """theta (the trial's sampled values) -> generator hyper-parameters (RNAG: the RandWire preset)."""
+    """theta (the trial's sampled values) -> generator hyper-parameters (RNAG: the RandWire preset).
+
+    >>> from jeq.nas import hparams_of
+    >>> hparams_of("rnag-bohb", {"g3_nodes": 8, "g3_k": 4, "g3_p": 0.75})  # RNAG: RandWire with theta's bottom graph
+    HParams(g1_nodes=3, ..., g2_nodes=1, ..., g3_nodes=8, g3_k=4, g3_p=0.75, ...)
+    """
     values = {k: v for k, v in theta.items() if k in HNAG_SPACE}
     if method == "rnag-bohb":
         return randwire(nodes=values["g3_nodes"], k=values["g3_k"], p=values["g3_p"])
@@ -234,6 +266,24 @@ def evaluate_theta(config: SearchConfig, theta: dict[str, Any], *, epochs: int,
     to the parameter budget, train for ``epochs`` (schedule length ``max_epochs``), average validation accuracy.
 
     ``report(epoch, accuracy)`` gets the first sample's validation curve (pruning raises from there).
+
+    Typical use (trains networks, so not run here; ``jeq_tests/nas/test_search.py`` runs it)::
+
+        config = SearchConfig(method="hnag-rs", trials=1, min_epochs=1, max_epochs=2, dataset="mnist5k",
+                              image_size=8, min_mid_nodes=1, budget=5_000, batch_size=100)
+        result = evaluate_theta(config, theta, epochs=2, report=lambda epoch, accuracy: None)
+        result.accuracy, result.params  # validation accuracy, parameters <= config.budget
+
+    Every sample is fitted to the parameter budget before any training, so an impossible budget fails at once:
+
+    >>> from jeq.nas import SearchConfig, evaluate_theta
+    >>> config = SearchConfig(method="hnag-rs", trials=1, min_epochs=1, max_epochs=1, dataset="mnist5k", image_size=8,
+    ...                       validation=500, min_mid_nodes=1, budget=10)
+    >>> theta = dict(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.2, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> evaluate_theta(config, theta, epochs=1, report=lambda epoch, accuracy: None)
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.nas.fit_width(budget=10): must be ...
     """
     from jeq.nas.train import train
 
@@ -263,7 +313,19 @@ def evaluate_theta(config: SearchConfig, theta: dict[str, Any], *, epochs: int,
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """``journal:PATH`` -> JournalStorage on a journal file (created with its folder; a lock left by a killed writer
     is broken after 5 s); an SQLAlchemy URL (``sqlite:``, ``postgresql:``, ``mysql:``) -> RDBStorage with a 60 s
-    heartbeat. Anything else is an error."""
+    heartbeat. Anything else is an error.
+
+    >>> import pathlib, tempfile
+    >>> from jeq.nas import open_storage
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     storage = open_storage(f"journal:{pathlib.Path(folder) / 'studies' / 'nago.journal'}")
+    ...     print(type(storage).__name__)
+    JournalStorage
+    >>> open_storage("redis://localhost")
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.nas.open_storage(url='redis://localhost'): must be ...
+    """
     where = "jeq.nas.open_storage"
     if not isinstance(url, str):
         validate.fail(where, "url", url, "must be a string")
@@ -357,6 +419,21 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, worker: i
 
     ``evaluate(config, theta, *, epochs, report) -> Evaluation`` defaults to :func:`evaluate_theta` (train the
     sampled networks); ``report(epoch, accuracy)`` forwards to the trial and raises ``optuna.TrialPruned``.
+
+    >>> import tempfile
+    >>> from jeq.nas import Evaluation, SearchConfig, hparams_of, run_search, sample_architecture
+    >>> def evaluator(config, theta, *, epochs, report):  # a stand-in for training: bigger nets score higher
+    ...     architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
+    ...     accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
+    ...     for epoch in range(1, epochs + 1):
+    ...         report(epoch, accuracy)
+    ...     return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+    >>> config = SearchConfig(method="hnag-rs", trials=4, min_epochs=1, max_epochs=2, dataset="mnist5k", max_nodes=4)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     result = run_search(config, storage=f"journal:{folder}/nago.journal", study_name="demo", evaluate=evaluator,
+    ...                         progress=False)
+    >>> len(result.trials), result.best["accuracy"] == max(t["accuracy"] for t in result.trials)
+    (4, True)
     """
     if not isinstance(config, SearchConfig):
         validate.fail("jeq.nas.run_search", "config", config, "must be a jeq.nas.SearchConfig")
@@ -440,7 +517,25 @@ def _say(progress: bool, name: str, trial, state: str) -> None:
 
 
 def trial_log(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every trial of the study: number, state, theta, epochs trained, validation accuracy, parameters, seconds."""
+    """Every trial of the study: number, state, theta, epochs trained, validation accuracy, parameters, seconds.
+
+    >>> import tempfile
+    >>> import optuna
+    >>> from jeq.nas import Evaluation, SearchConfig, hparams_of, open_storage, run_search, sample_architecture, trial_log
+    >>> def evaluator(config, theta, *, epochs, report):  # a stand-in for training: bigger nets score higher
+    ...     architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
+    ...     accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
+    ...     for epoch in range(1, epochs + 1):
+    ...         report(epoch, accuracy)
+    ...     return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+    >>> config = SearchConfig(method="hnag-rs", trials=2, min_epochs=1, max_epochs=1, dataset="mnist5k", max_nodes=4)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     url = f"journal:{folder}/nago.journal"
+    ...     _ = run_search(config, storage=url, study_name="demo", evaluate=evaluator, progress=False)
+    ...     rows = trial_log(optuna.load_study(study_name="demo", storage=open_storage(url)))
+    >>> [row["state"] for row in rows], sorted(rows[0]["theta"]) == sorted(config_keys := rows[1]["theta"])
+    (['COMPLETE', 'COMPLETE'], True)
+    """
     rows = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
@@ -463,7 +558,26 @@ def _best(study: optuna.Study, config: SearchConfig) -> dict[str, Any] | None:
 
 
 def pareto_front(study: optuna.Study) -> list[dict[str, Any]]:
-    """The trials on the Pareto front of a multi-objective study (empty for single-objective studies)."""
+    """The trials on the Pareto front of a multi-objective study (empty for single-objective studies).
+
+    >>> import tempfile
+    >>> from jeq.nas import Evaluation, SearchConfig, hparams_of, run_search, sample_architecture
+    >>> def evaluator(config, theta, *, epochs, report):  # a stand-in for training: bigger nets score higher
+    ...     architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
+    ...     accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
+    ...     for epoch in range(1, epochs + 1):
+    ...         report(epoch, accuracy)
+    ...     return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+    >>> config = SearchConfig(method="hnag-mobo", trials=4, min_epochs=1, max_epochs=1, dataset="mnist5k", max_nodes=4)
+    >>> with tempfile.TemporaryDirectory() as folder:  # run_search's result carries pareto_front(study)
+    ...     front = run_search(config, storage=f"journal:{folder}/m.journal", study_name="mobo", evaluate=evaluator,
+    ...                        progress=False).pareto
+    >>> def dominates(b, a):  # b at least as accurate and as small as a, and better in one
+    ...     return (b["accuracy"] >= a["accuracy"] and b["params"] <= a["params"]
+    ...             and (b["accuracy"], b["params"]) != (a["accuracy"], a["params"]))
+    >>> len(front) >= 1, any(dominates(b, a) for a in front for b in front)
+    (True, False)
+    """
     if len(study.directions) < 2:
         return []
     numbers = {t.number for t in study.best_trials}
@@ -476,7 +590,24 @@ def _worker_main(args: tuple) -> None:
 
 
 def search(config: SearchConfig, *, storage: str, study_name: str, workers: int = 1) -> SearchResult:
-    """:func:`run_search` in ``workers`` processes on one study (``workers - 1`` spawned, one here)."""
+    """:func:`run_search` in ``workers`` processes on one study (``workers - 1`` spawned, one here).
+
+    >>> import tempfile
+    >>> from jeq.nas import Evaluation, SearchConfig, hparams_of, run_search, sample_architecture, search
+    >>> def evaluator(config, theta, *, epochs, report):  # a stand-in for training: bigger nets score higher
+    ...     architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
+    ...     accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
+    ...     for epoch in range(1, epochs + 1):
+    ...         report(epoch, accuracy)
+    ...     return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+    >>> config = SearchConfig(method="hnag-rs", trials=3, min_epochs=1, max_epochs=1, dataset="mnist5k", max_nodes=4)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     storage = f"journal:{folder}/nago.journal"
+    ...     done = run_search(config, storage=storage, study_name="demo", evaluate=evaluator, progress=False)
+    ...     again = search(config, storage=storage, study_name="demo")  # the study is complete: nothing to train
+    >>> [t["number"] for t in again.trials] == [t["number"] for t in done.trials], len(again.trials)
+    (True, 3)
+    """
     workers = validate.integer("jeq.nas.search", "workers", workers, low=1)
     open_storage(storage)  # fail early on a bad URL
     if workers == 1:

@@ -38,7 +38,12 @@ DATASETS = ("mnist5k", "cifar10")
 
 
 class Dataset(NamedTuple):
-    """Images NHWC float32 in [0, 1], labels int32; validation carved from the training set."""
+    """Images NHWC float32 in [0, 1], labels int32; validation carved from the training set.
+
+    >>> from jeq.nas import Dataset
+    >>> Dataset._fields
+    ('x_train', 'y_train', 'x_val', 'y_val', 'x_test', 'y_test', 'name')
+    """
 
     x_train: np.ndarray
     """Training images (the training set minus the validation part)."""
@@ -57,7 +62,12 @@ class Dataset(NamedTuple):
 
 
 class TrainResult(NamedTuple):
-    """What :func:`train` returns."""
+    """What :func:`train` returns.
+
+    >>> from jeq.nas import TrainResult
+    >>> TrainResult._fields
+    ('val_accuracy', 'test_accuracy', 'params', 'seconds', 'epochs', 'model')
+    """
 
     val_accuracy: list[float]
     """Validation accuracy after each epoch run."""
@@ -87,6 +97,11 @@ def load_dataset(name: str, *, image_size: int | None = None, validation: int = 
 
     ``mnist5k`` is the MNIST-5k split (4000 train / 1000 test, 28 px); ``cifar10`` reads the python batches from
     ``path`` or ``$JEQ_DATA`` (``jeq.data.cifar10``).
+
+    >>> from jeq.nas import load_dataset
+    >>> data = load_dataset("mnist5k", image_size=8, validation=500)
+    >>> data.x_train.shape, data.x_val.shape, data.x_test.shape, data.name
+    ((3500, 8, 8, 1), (500, 8, 8, 1), (1000, 8, 8, 1), 'mnist5k@8')
     """
     where = "jeq.nas.load_dataset"
     validate.one_of(where, "name", name, DATASETS)
@@ -108,7 +123,18 @@ def load_dataset(name: str, *, image_size: int | None = None, validation: int = 
 def make_optimizer(*, learning_rate: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
                    steps_per_epoch: int, schedule_epochs: int) -> optax.GradientTransformation:
     """``v <- mu v + (g + lambda w); w <- w - lr(t) v`` with ``lr(t) = lr_0 0.5^floor(t / (T/6 epochs))``
-    (PyTorch SGD with coupled weight decay and StepLR(20, 0.5) at T = 120 epochs)."""
+    (PyTorch SGD with coupled weight decay and StepLR(20, 0.5) at T = 120 epochs).
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.nas import make_optimizer
+    >>> tx = make_optimizer(learning_rate=0.1, momentum=0.0, weight_decay=0.0, steps_per_epoch=1, schedule_epochs=6)
+    >>> state, steps = tx.init(jnp.zeros(1)), []
+    >>> for _ in range(3):  # lr halves every T/6 = 1 epoch
+    ...     update, state = tx.update(jnp.ones(1), state, jnp.zeros(1))
+    ...     steps.append(round(float(update[0]), 4))
+    >>> steps
+    [-0.1, -0.05, -0.025]
+    """
     where = "jeq.nas.make_optimizer"
     learning_rate = validate.positive(where, "learning_rate", learning_rate)
     momentum = validate.real(where, "momentum", momentum, low=0.0, high=1.0, high_open=True)
@@ -148,7 +174,25 @@ def train(
     **kwargs,
 ) -> TrainResult:
     """Train ``Network(architecture, width)`` (parameters from ``seed``) with :func:`fit`; keyword arguments as
-    :func:`fit`."""
+    :func:`fit`.
+
+    >>> import numpy as np
+    >>> from jeq.nas import Dataset, HParams, count_params, sample_architecture, train
+    >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.uniform(size=(48, 8, 8, 1)).astype(np.float32), (np.arange(48) % 10).astype(np.int32)
+    >>> data = Dataset(x[:32], y[:32], x[32:40], y[32:40], x[40:], y[40:], name="noise@8")
+    >>> arch = sample_architecture(small, seed=0)
+    >>> train(arch, data, epochs=1, width=0)  # checked before anything is built or trained
+    Traceback (most recent call last):
+    ...
+    jeq.validate.ArgumentError: jeq.nas...(width=0): must be ...
+
+    With a valid width it trains (not run here: :func:`fit`'s example trains the same network)::
+
+        result = train(arch, data, epochs=1, width=1, batch_size=16, evaluate_test=True)
+        result.params == count_params(arch, width=1)  # True; result.test_accuracy in [0, 1]
+    """
     num_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
     model = Network(architecture, width=width, in_channels=data.x_train.shape[-1], num_classes=num_classes,
                     head_channels=head_channels, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
@@ -178,6 +222,23 @@ def fit(
 
     ``callback(epoch, val_accuracy)`` runs after every epoch (1-based epoch); an exception raised there (e.g.
     ``optuna.TrialPruned``) propagates. Loss NaN stops training with ``FloatingPointError``.
+
+    >>> from flax import nnx
+    >>> from jeq.data import digits
+    >>> from jeq.nas import Dataset, fit
+    >>> class Linear(nnx.Module):  # any NNX classifier: here softmax regression on 8x8 digits
+    ...     def __init__(self, rngs):
+    ...         self.dense = nnx.Linear(64, 10, rngs=rngs)
+    ...     def __call__(self, x):
+    ...         return self.dense(x.reshape(x.shape[0], -1))
+    >>> d = digits()
+    >>> data = Dataset(d.x_train[:1000], d.y_train[:1000], d.x_train[1000:], d.y_train[1000:], d.x_test, d.y_test,
+    ...                name="digits@8")
+    >>> curve = []
+    >>> result = fit(Linear(nnx.Rngs(0)), data, epochs=2, batch_size=50, callback=lambda epoch, acc: curve.append(epoch),
+    ...              progress=False)
+    >>> curve, result.epochs, result.params, result.val_accuracy[-1] > 0.5  # ten classes: chance is 0.1
+    ([1, 2], 2, 650, True)
     """
     where = "jeq.nas.fit"
     epochs = validate.integer(where, "epochs", epochs, low=1)
@@ -241,7 +302,24 @@ def make_steps(graphdef, eval_def, devices: int = 1):
     ``graphdef`` from ``nnx.split((model, optimizer))`` (train mode); ``eval_step(model_state, x, y, w)`` counts
     correct predictions with ``eval_def = nnx.graphdef(model)`` in eval mode; ``w`` weights examples (0 = padding).
     One jitted call per minibatch: XLA on CPU runs convolutions inside a ``lax.scan`` an order of magnitude slower
-    than straight-line code, so epochs are Python loops."""
+    than straight-line code, so epochs are Python loops.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from jeq.nas import make_optimizer, make_steps
+    >>> model = nnx.Linear(64, 10, rngs=nnx.Rngs(0))  # any NNX classifier (jeq.nas.Network in a search)
+    >>> optimizer = nnx.Optimizer(model, make_optimizer(steps_per_epoch=1, schedule_epochs=1), wrt=nnx.Param)
+    >>> graphdef, state = nnx.split((model, optimizer))
+    >>> train_step, eval_step, mesh = make_steps(graphdef, nnx.graphdef(model))
+    >>> x, y, w = jnp.ones((8, 64)), jnp.arange(8) % 10, jnp.ones(8)
+    >>> cross_entropy = float(-jax.nn.log_softmax(model(x))[jnp.arange(8), y].mean())
+    >>> state, loss = train_step(state, x, y, w)  # the state is donated: use the returned one
+    >>> make_steps(graphdef, nnx.graphdef(model))[0] is train_step, mesh is None, loss.shape  # cached per structure
+    (True, True, ())
+    >>> round(float(loss), 4) == round(cross_entropy, 4)  # the weighted mean cross-entropy before the update
+    True
+    """
 
     def train_step(state, x, y, w):
         model, opt = nnx.merge(graphdef, state)
