@@ -40,7 +40,16 @@ def _module(name: str) -> ModuleType:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``jeq {list,reproduce,run}``; returns the exit status (1 when an experiment failed)."""
+    """``jeq {list,reproduce,run}``; returns the exit status (1 when an experiment failed).
+
+    >>> from jeq.cli import main
+    >>> main(["run", "--help"])
+    usage: jeq run NAME [flags]   (jeq run NAME --help for its flags)
+    NAME: ... mlp_baseline, ...opteq_table, ...
+    0
+    >>> main(["run", "no_such_experiment"])  # the error goes to stderr
+    2
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="jeq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{list,reproduce,run}")

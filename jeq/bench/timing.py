@@ -21,7 +21,14 @@ __all__ = ["Comparison", "Timing", "TimingProtocol", "compare", "compile_fn", "i
 
 
 class Timing(NamedTuple):
-    """Wall-clock statistics of one function, in seconds per call."""
+    """Wall-clock statistics of one function, in seconds per call.
+
+    >>> from jeq.bench import Timing
+    >>> Timing._fields
+    ('median_s', 'p20_s', 'p80_s', 'min_s', 'compile_s', 'calls')
+    >>> Timing(1e-3, 0.9e-3, 1.2e-3, 0.8e-3, 0.05, 100).summary()
+    '1.000 ms [900.0 us, 1.200 ms] (100 calls, compile 50.000 ms)'
+    """
 
     median_s: float
     """Median time of one call (the headline number)."""
@@ -45,7 +52,13 @@ class Timing(NamedTuple):
 
 
 class Comparison(NamedTuple):
-    """Result of an interleaved A/B comparison run in one process."""
+    """Result of an interleaved A/B comparison run in one process.
+
+    >>> from jeq.bench import Comparison, Timing
+    >>> a, b = Timing(1e-3, 0.9e-3, 1.2e-3, 0.8e-3, 0.0, 100), Timing(2e-3, 1.9e-3, 2.2e-3, 1.8e-3, 0.0, 100)
+    >>> Comparison(0.5, 0.45, 0.55, a, b).summary()[:28]  # A takes half B's time
+    'A/B = 0.500 [0.450, 0.550]; '
+    """
 
     ratio: float
     """Median over rounds of time(A) / time(B) for calls made back to back: < 1 means A is faster."""
@@ -75,7 +88,12 @@ def _fmt(seconds: float) -> str:
 
 
 class TimingProtocol(NamedTuple):
-    """How functions are timed: the keywords that :func:`time_fn`, :func:`interleave` and :func:`compare` share."""
+    """How functions are timed: the keywords that :func:`time_fn`, :func:`interleave` and :func:`compare` share.
+
+    >>> from jeq.bench import TimingProtocol
+    >>> TimingProtocol()
+    TimingProtocol(warmup=3, budget_s=1.0, min_rounds=5, max_rounds=10000, min_sample_s=0.0001, jit=True, compiler_options=None)
+    """
 
     warmup: int = 3
     """Untimed calls per function first (caches, allocators and lazy initialisation out of the way); >= 0."""
@@ -117,6 +135,16 @@ def compile_fn(
     ``args``), an already compiled one (``jax.stages.Compiled``) is returned with compile time 0.
     With ``jit=False`` the callable is returned untouched (for timing non-JAX code with the same protocol).
     ``compiler_options`` are XLA debug options for this compile only, e.g. ``{"xla_gpu_autotune_level": 0}``.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq.bench import compile_fn
+    >>> x = jnp.linspace(0.0, 1.0, 8)
+    >>> compiled, seconds = compile_fn(jnp.sin, x)  # jax.jit(fn).lower(*args).compile()
+    >>> bool(jnp.allclose(compiled(x), jnp.sin(x))), seconds > 0
+    (True, True)
+    >>> compile_fn(compiled, x)[1]  # already compiled: nothing to do
+    0.0
     """
     if not callable(fn):
         validate.fail("jeq.bench.compile_fn", "fn", fn, "must be callable")
@@ -173,6 +201,13 @@ def time_fn(
 
     Returns:
         :class:`Timing` with median and p20/p80 of the per-call times and the compile time apart.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.bench import time_fn
+    >>> x = jnp.ones((64, 64))
+    >>> t = time_fn(jnp.dot, x, x, budget_s=0.05, warmup=1)
+    >>> t.calls >= 5, t.p20_s <= t.median_s <= t.p80_s, t.compile_s > 0
+    (True, True, True)
     """
     where = "jeq.bench.time_fn"
     min_calls = validate.integer(where, "min_calls", min_calls, low=1)
@@ -217,6 +252,13 @@ def interleave(fns: Sequence[Callable], args: Sequence[tuple], **protocol: Any) 
     drift affects all of them alike. ``**protocol``: the :class:`TimingProtocol` keywords (``warmup`` 3,
     ``budget_s`` 1.0, ``min_rounds`` 5, ``max_rounds`` 10 000, ``min_sample_s`` 1e-4, ``jit`` True,
     ``compiler_options`` None). Returns one :class:`Timing` per function.
+
+    >>> import jax.numpy as jnp
+    >>> from jeq.bench import interleave
+    >>> x = jnp.ones((32, 32))
+    >>> timings = interleave([jnp.dot, jnp.add], [(x, x), (x, x)], budget_s=0.05, warmup=1)
+    >>> len(timings), all(t.calls >= 5 and t.median_s > 0 for t in timings)
+    (2, True)
     """
     where = "jeq.bench.interleave"
     if len(fns) != len(args):
@@ -232,6 +274,17 @@ def compare(a: Callable, b: Callable, *args: Any, args_b: tuple | None = None, *
 
     The reported ratio is the median over rounds of ``t_A / t_B`` for back-to-back samples, with its p20/p80 spread:
     a paired statistic, so slow drift of the machine cancels. ``**protocol``: as in :func:`interleave`.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq.bench import compare
+    >>> def once(x):
+    ...     return x @ x
+    >>> def sixteen_times(x):
+    ...     return jax.lax.fori_loop(0, 16, lambda i, y: y @ x / 128.0, x)
+    >>> c = compare(once, sixteen_times, jnp.ones((128, 128)), budget_s=0.1, warmup=1)
+    >>> c.ratio < 1.0, c.ratio_p20 <= c.ratio <= c.ratio_p80  # paired A/B ratio of back-to-back samples
+    (True, True)
     """
     args_b = args if args_b is None else tuple(args_b)
     rows, compile_times, numbers = _sample([a, b], [tuple(args), args_b], _protocol("jeq.bench.compare", protocol))
@@ -251,6 +304,13 @@ def single_threaded_blas():
     On a shared 2-core machine its worker threads spin and make each small decomposition 10-100x slower at the
     80th percentile (measured: SVD-norm gradient p80 232 ms -> 4 ms). XLA's own matmul threads are unaffected.
     Keep the returned ``threadpoolctl`` limiter alive for the run (or use it as a context manager).
+
+    >>> import threadpoolctl
+    >>> from jeq.bench import single_threaded_blas
+    >>> with single_threaded_blas():
+    ...     print(all(pool["num_threads"] == 1 for pool in threadpoolctl.threadpool_info()
+    ...               if pool["user_api"] == "blas"))
+    True
     """
     import scipy.linalg  # noqa: F401  (load the library so that the limit applies to it)
     import threadpoolctl
