@@ -150,7 +150,7 @@ def equilibrium_floor(name: str, split, epochs: int, budget: float) -> dict:
     # same update as the real step (a check that the floor is the same arithmetic, not just the same cost)
     p_real, p_floor = jax.jit(real)(params, opt_state, xb, yb)[0], jax.jit(floor)(params, opt_state, xb, yb)[0]
     counts["max_parameter_gap_after_1_step"] = max(
-        float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(p_real), jax.tree.leaves(p_floor)))
+        float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(p_real), jax.tree.leaves(p_floor)) if a.size)
     comparison = bench.compare(real, floor, params, opt_state, xb, yb, budget_s=budget, warmup=5)
     return _row(name, comparison, {"trained_epochs": epochs, **counts})
 

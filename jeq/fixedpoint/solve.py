@@ -159,7 +159,7 @@ def implicit(
     >>> from jeq import fixedpoint as fp
     >>> def z_star(a):
     ...     return fp.solve(lambda z, a: 0.5 * z + a, jnp.zeros(2), a, backward=fp.implicit()).value
-    >>> [round(float(g), 4) for g in jax.grad(lambda a: z_star(a).sum())(jnp.ones(2))]
+    >>> [round(float(g), 4) for g in jax.jit(jax.grad(lambda a: z_star(a).sum()))(jnp.ones(2))]
     [2.0, 2.0]
     """
     where = "jeq.fixedpoint.implicit"
@@ -185,7 +185,7 @@ def phantom(*, steps: int = 5, damping: float = 0.5) -> Phantom:
     >>> def z_k(a):
     ...     back = fp.phantom(steps=5, damping=1.0)
     ...     return fp.solve(lambda z, a: 0.5 * z + a, jnp.zeros(1), a, backward=back).value.sum()
-    >>> round(float(jax.grad(z_k)(1.0)), 4)
+    >>> round(float(jax.jit(jax.grad(z_k))(1.0)), 4)
     1.9375
     """
     where = "jeq.fixedpoint.phantom"
@@ -205,7 +205,7 @@ def unroll() -> Unroll:
     >>> def z_n(a):
     ...     f = lambda z, a: 0.5 * z + a
     ...     return fp.solve(f, jnp.zeros(1), a, solver="picard", tol=1e-6, backward=fp.unroll()).value.sum()
-    >>> round(float(jax.grad(z_n)(1.0)), 4)
+    >>> round(float(jax.jit(jax.grad(z_n))(1.0)), 4)
     2.0
     """
     return Unroll()
@@ -276,7 +276,35 @@ def _stats(state, count, tol, rtol, axis_name=None) -> Stats:
 
 
 def _while(solver: FixedPointSolver, g, z0, tol, rtol, maxiter, axis_name=None):
-    """Forward loop without a tape: memory is the solver state only."""
+    """Forward loop without a tape: memory is the solver state only.
+
+    Under ``jax.vmap`` the loop is batched by hand (``jax.custom_batching.custom_vmap``, :func:`_batched_while`)
+    instead of by JAX's rule for a batched ``while_loop``, which would select every leaf of the solver state
+    (Anderson's and Broyden's histories: 2 m vectors per example) between the old and the new value at every step
+    and evaluate the stopping test twice per step. The result is the same: each example stops by the same rule.
+    """
+    traced = jax.make_jaxpr(g)(z0)  # every closed-over value (batched tracers too) becomes an explicit argument
+    consts = traced.consts
+
+    def g_converted(v, *c):
+        return jax.core.eval_jaxpr(traced.jaxpr, c, v)[0]
+
+
+    def per_example(z0, consts):
+        return _loop(solver, lambda v: g_converted(v, *consts), z0, tol, rtol, maxiter, axis_name)
+
+    run = jax.custom_batching.custom_vmap(per_example)
+
+    @run.def_vmap
+    def _rule(axis_size, in_batched, z0, consts):
+        out = _batched_while(solver, g_converted, axis_size, in_batched, z0, consts, tol, rtol, maxiter, axis_name)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return run(z0, tuple(consts))
+
+
+def _loop(solver: FixedPointSolver, g, z0, tol, rtol, maxiter, axis_name=None):
+    """The loop for one example (JAX's ``while_loop``; what :func:`_while` runs outside ``vmap``)."""
 
     def cond(carry):
         state, count = carry
@@ -289,6 +317,50 @@ def _while(solver: FixedPointSolver, g, z0, tol, rtol, maxiter, axis_name=None):
 
     state, count = jax.lax.while_loop(cond, body, (solver.init(g, z0), jnp.zeros((), jnp.int32)))
     return state, _stats(state, count, tol, rtol, axis_name)
+
+
+def _batched_while(solver: FixedPointSolver, g_converted, axis_size, in_batched, z0, consts, tol, rtol, maxiter,
+                   axis_name=None):
+    """:func:`_loop` for a batch: one ``while_loop`` that runs while any example is still active.
+
+    An example is active while count < maxiter, it has not converged and its residual is finite (with
+    ``axis_name``: the batch-level test over this axis, the vmapped one). Every step updates the whole batch; an
+    inactive example keeps its z, f(z) and count (frozen, as under ``vmap`` of :func:`_loop`) and never becomes
+    active again, so the rest of its solver state (histories) is left to be overwritten rather than selected.
+    """
+    z_axis = 0 if in_batched[0] else None
+    c_axes = jax.tree.map(lambda batched: 0 if batched else None, in_batched[1])
+
+    def per_init(z, c):
+        return solver.init(lambda v: g_converted(v, *c), z)
+
+    def per_update(state, c):
+        return solver.update(lambda v: g_converted(v, *c), state)
+
+    init = jax.vmap(per_init, in_axes=(z_axis, c_axes), axis_size=axis_size)
+    update = jax.vmap(per_update, in_axes=(0, c_axes), axis_size=axis_size)
+    stats = jax.vmap(lambda state, count: _stats(state, count, tol, rtol, axis_name), axis_name=axis_name)
+
+    def active(state, count):
+        now = stats(state, count)
+        return (count < maxiter) & ~now.converged & jnp.isfinite(now.residual)
+
+    def body(carry):
+        state, count, live = carry
+        new = update(state, consts)
+
+        def keep(old, updated):
+            return jnp.where(live.reshape(live.shape + (1,) * (updated.ndim - 1)), updated, old)
+
+        state = new._replace(z=keep(state.z, new.z), fz=keep(state.fz, new.fz))
+        count = count + live.astype(jnp.int32)
+        return state, count, active(state, count)
+
+    state0 = init(z0, consts)
+    count0 = jnp.zeros((axis_size,), jnp.int32)
+    state, count, _ = jax.lax.while_loop(lambda carry: jnp.any(carry[2]), body,
+                                         (state0, count0, active(state0, count0)))
+    return state, stats(state, count)
 
 
 def _scan(solver: FixedPointSolver, g, z0, tol, rtol, maxiter, axis_name=None):
@@ -489,7 +561,7 @@ def solve(
     >>> z = solution.value[1]
     >>> bool(jnp.allclose(z, jnp.cos(z), atol=1e-5))  # z* = f(z*)
     True
-    >>> dz = jax.grad(lambda a: fp.solve(f, jnp.zeros(()), a, tol=1e-6).value)(1.0)
+    >>> dz = jax.jit(jax.grad(lambda a: fp.solve(f, jnp.zeros(()), a, tol=1e-6).value))(1.0)
     >>> bool(jnp.allclose(dz, jnp.cos(z) / (1 + jnp.sin(z)), atol=1e-4))
     True
     """

@@ -180,21 +180,19 @@ def _push(buffer: Array, row: Array) -> Array:
 
 def _spd_solve(a: Array, b: Array) -> Array:
     """Solve a x = b for a small symmetric positive definite a by Gauss-Jordan elimination without pivoting
-    (stable for SPD matrices) in a ``fori_loop``: a few vector ops per step, so it compiles and runs (batched
-    under vmap) much faster than a LAPACK call per example for the few-by-few Anderson systems."""
+    (stable for SPD matrices), unrolled over the m = ``history`` rows: a few vector ops per row, so it compiles and
+    runs (batched under vmap) much faster than a LAPACK call per example for the few-by-few Anderson systems, and
+    it adds no loop of its own inside the solver's ``while_loop`` (an inner loop costs more than its arithmetic)."""
     m = a.shape[0]
     rows = jnp.arange(m)
-
-    def eliminate(k, carry):
-        a, b = carry
+    for k in range(m):
         pivot_row = a[k] / a[k, k]
         pivot_rhs = b[k] / a[k, k]
         factors = jnp.where(rows == k, 0.0, a[:, k])
         a = a - factors[:, None] * pivot_row[None, :]
         b = b - factors * pivot_rhs
-        return a.at[k].set(pivot_row), b.at[k].set(pivot_rhs)
-
-    return jax.lax.fori_loop(0, m, eliminate, (a, b))[1]
+        a, b = a.at[k].set(pivot_row), b.at[k].set(pivot_rhs)
+    return b
 
 
 def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> FixedPointSolver:
