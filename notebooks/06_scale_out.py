@@ -86,12 +86,15 @@ print("parameters stay replicated:", {leaf.sharding.spec for leaf in jax.tree.le
 # %% [markdown]
 # ## 3. Padding is weighted out: a batch that does not divide evenly gives the single-device numbers
 #
-# `make_eval_step` returns weighted sums (correct predictions, example count); made data-parallel like the train
-# step, the 2 padding rows of the 130-example batch carry weight 0 and do not count.
+# `make_eval_step` returns weighted sums (correct predictions, example count). `data_parallel` is only `jax.jit` with
+# shardings, so here it is written out: parameters replicated, the three batch arguments split over `"data"`. The 2
+# padding rows of the 130-example batch carry weight 0 and do not count.
 
 # %%
 evaluate = equilibrium.make_eval_step(model.apply)
-parallel_evaluate = sharding.data_parallel(evaluate, mesh, batch_argnums=(1, 2, 3))
+split_rows, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+parallel_evaluate = jax.jit(evaluate, in_shardings=(replicated, split_rows, split_rows, split_rows),
+                            out_shardings=replicated)
 on_one = evaluate(single[0], x[:130], y[:130])
 on_four = parallel_evaluate(parallel[0], xb, yb, weight)
 print(f"1 device: {float(on_one.correct):.0f} correct of {float(on_one.count):.0f};  "
