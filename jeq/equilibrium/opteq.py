@@ -306,16 +306,17 @@ def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> Equili
     >>> model = eq.opteq(features=4, hidden=3, classes=2, tol=1e-5)
     >>> params = model.init(jax.random.key(0))
     >>> xb = jnp.stack([jnp.linspace(-1.0, 1.0, 4), jnp.linspace(1.0, -1.0, 4)])
-    >>> zb, stats = jax.vmap(lambda x: model.equilibrium(params, x))(xb)
-    >>> zb.shape, stats.converged.tolist(), model.readout(params, zb[0]).shape
-    ((2, 3), [True, True], (2,))
-    >>> x, z = xb[0], zb[0]
-    >>> bool(jnp.allclose(z, model.layer(z, model.prepare(params), model.inject(params, x)), atol=1e-4))
-    True
-    >>> steps = 0.05 * jnp.concatenate([jnp.eye(3), -jnp.eye(3)])
-    >>> moved = jax.vmap(lambda d: model.objective(params, jnp.maximum(z + d, 0.0), x))(steps)
-    >>> bool(jnp.all(moved >= model.objective(params, z, x)))
-    True
+    >>> zb, stats = jax.jit(jax.vmap(model.equilibrium, in_axes=(None, 0)))(params, xb)
+    >>> zb.shape, stats.converged.tolist()
+    ((2, 3), [True, True])
+    >>> @jax.jit
+    ... def check(params, z, x):
+    ...     fixed = jnp.allclose(z, model.layer(z, model.prepare(params), model.inject(params, x)), atol=1e-4)
+    ...     steps = 0.05 * jnp.concatenate([jnp.eye(3), -jnp.eye(3)])
+    ...     moved = jax.vmap(lambda d: model.objective(params, jnp.maximum(z + d, 0.0), x))(steps)
+    ...     return fixed, jnp.all(moved >= model.objective(params, z, x))
+    >>> [bool(flag) for flag in check(params, zb[0], xb[0])]
+    [True, True]
     """
     where = "jeq.equilibrium.opteq"
     features, hidden, classes = core.layer_sizes(where, features=features, hidden=hidden, classes=classes)
@@ -444,8 +445,8 @@ def opteq_unit(*, features: int, hidden: int, classes: int, **options: Any) -> E
     >>> model = eq.opteq_unit(features=4, hidden=3, classes=2, tol=1e-5)
     >>> params = model.init(jax.random.key(0))
     >>> x = jnp.linspace(-1.0, 1.0, 4)
-    >>> z, stats = model.equilibrium(params, x)
-    >>> grad_e = jax.grad(model.objective, argnums=1)(params, z, x)
+    >>> z, stats = jax.jit(model.equilibrium)(params, x)
+    >>> grad_e = jax.jit(jax.grad(model.objective, argnums=1))(params, z, x)
     >>> bool(stats.converged), bool(jnp.linalg.norm(grad_e) < 1e-4)
     (True, True)
     """
@@ -515,10 +516,11 @@ def opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels: int,
     >>> model = eq.opteq_conv(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2, tol=1e-5)
     >>> params = model.init(jax.random.key(0))
     >>> x = jnp.linspace(0.0, 1.0, 16).reshape(4, 4, 1)
-    >>> z, stats = model.equilibrium(params, x)
-    >>> z.shape, bool(stats.converged), model.apply(params, x).logits.shape
+    >>> z, stats = jax.jit(model.equilibrium)(params, x)
+    >>> z.shape, bool(stats.converged), model.readout(params, z).shape
     ((4, 4, 2), True, (3,))
-    >>> bool(jnp.allclose(z, model.layer(z, model.prepare(params), model.inject(params, x)), atol=1e-4))
+    >>> fz = jax.jit(lambda p, z, x: model.layer(z, model.prepare(p), model.inject(p, x)))(params, z, x)
+    >>> bool(jnp.allclose(z, fz, atol=1e-4))
     True
     """
     where = "jeq.equilibrium.opteq_conv"
