@@ -170,10 +170,10 @@ def deep_opteq(*, features: int, hidden: Sequence[int], classes: int, **options:
     >>> model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2, tol=1e-5)
     >>> params = model.init(jax.random.key(0))
     >>> x = jnp.linspace(-1.0, 1.0, 4)
-    >>> z, stats = model.equilibrium(params, x)
-    >>> [layer.shape for layer in z], bool(stats.converged), model.apply(params, x).logits.shape
+    >>> z, stats = jax.jit(model.equilibrium)(params, x)
+    >>> [layer.shape for layer in z], bool(stats.converged), model.readout(params, z).shape
     ([(3,), (2,)], True, (2,))
-    >>> fz = model.layer(z, model.prepare(params), model.inject(params, x))  # (5.1) holds at z*
+    >>> fz = jax.jit(lambda p, z, x: model.layer(z, model.prepare(p), model.inject(p, x)))(params, z, x)  # (5.1)
     >>> all(bool(jnp.allclose(a, b, atol=1e-4)) for a, b in zip(z, fz))
     True
     """
@@ -243,8 +243,8 @@ def block_coupling(prepared: DeepOptEqPrepared) -> Array:
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
     >>> model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2)
-    >>> prepared = model.prepare(model.init(jax.random.key(0)))
-    >>> m = eq.block_coupling(prepared)
+    >>> prepared = jax.jit(model.prepare)(model.init(jax.random.key(0)))
+    >>> m = jax.jit(eq.block_coupling)(prepared)
     >>> m.shape, bool(jnp.allclose(m, m.T)), bool(jnp.all(m[3:, :3] == prepared.links[0]))  # V_2 below the diagonal
     ((5, 5), True, True)
     """
@@ -269,7 +269,7 @@ def convexity_margin(prepared: DeepOptEqPrepared) -> Array:
     >>> from jeq import equilibrium as eq
     >>> for constraint in ("blocks", "exact"):
     ...     model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2, constraint=constraint)
-    ...     margin = eq.convexity_margin(model.prepare(model.init(jax.random.key(0))))
+    ...     margin = jax.jit(lambda p: eq.convexity_margin(model.prepare(p)))(model.init(jax.random.key(0)))
     ...     print(constraint, bool(margin >= 0.05 - 1e-5), round(float(margin), 3))
     blocks True 0.606
     exact True 0.05
@@ -297,7 +297,7 @@ def deep_opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels:
     >>> from jeq import equilibrium as eq
     >>> model = eq.deep_opteq_conv(image_shape=(4, 4), in_channels=1, channels=(2, 3), classes=2, stride=2)
     >>> params = model.init(jax.random.key(0))
-    >>> z, stats = model.equilibrium(params, jnp.linspace(0.0, 1.0, 16).reshape(4, 4, 1))
+    >>> z, stats = jax.jit(model.equilibrium)(params, jnp.linspace(0.0, 1.0, 16).reshape(4, 4, 1))
     >>> [layer.shape for layer in z], bool(stats.converged)  # the second layer on the downsampled 2 x 2 grid
     ([(4, 4, 2), (2, 2, 3)], True)
     """
