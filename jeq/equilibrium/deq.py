@@ -98,7 +98,7 @@ def deq(*, features: int, hidden: int, classes: int, **options: Any) -> Equilibr
     >>> round(float(jnp.linalg.norm(params.weight, 2)), 3)  # init_norm
     0.5
     >>> x = jnp.linspace(-1.0, 1.0, 4)
-    >>> z, stats = model.equilibrium(params, x)
+    >>> z, stats = jax.jit(model.equilibrium)(params, x)
     >>> bool(stats.converged), bool(jnp.allclose(z, jnp.tanh(params.weight @ z + params.injection @ x), atol=1e-4))
     (True, True)
     """
