@@ -275,11 +275,13 @@ def free_phase_stability(
     >>> weights = eqprop.init_weights(jax.random.key(0), graph, std=0.2)
     >>> s0 = jnp.array([1.0, 1.0, 0.0, 0.0, 0.0])
     >>> free = eqprop.relax_field(eqprop.leaky_field, weights, s0, num_inputs=2, num_outputs=1, steps=600, dt=0.05)
-    >>> report = eqprop.free_phase_stability(weights, free.final, num_inputs=2, dt=0.05, field=eqprop.leaky_field)
-    >>> bool(report.globally_stable), bool(report.hurwitz), bool(report.locally_stable)
-    (True, True, True)
-    >>> bool(eqprop.free_phase_stability(weights, free.final, num_inputs=2, dt=0.05).globally_stable)
-    False
+    >>> @jax.jit
+    ... def reports(weights, state):
+    ...     leaky = eqprop.free_phase_stability(weights, state, num_inputs=2, dt=0.05, field=eqprop.leaky_field)
+    ...     return leaky, eqprop.free_phase_stability(weights, state, num_inputs=2, dt=0.05)  # DEEP's field
+    >>> leaky, deep = reports(weights, free.final)
+    >>> bool(leaky.globally_stable), bool(leaky.hurwitz), bool(leaky.locally_stable), bool(deep.globally_stable)
+    (True, True, True, False)
     """
     validate.positive("jeq.eqprop.free_phase_stability", "dt", dt)
     a = system_matrix(weights, num_inputs=num_inputs, field=field)
