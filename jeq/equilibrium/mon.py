@@ -250,6 +250,7 @@ def circulant_inverse(apply_w, shape: tuple[int, int, int], alpha: float, dtype)
 
     For a circular shift W z = z(shifted by one row) / 2, the inverse undoes (I + alpha (I - W)) v:
 
+    >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
     >>> apply_w = lambda z: 0.5 * jnp.roll(z, 1, axis=0)
