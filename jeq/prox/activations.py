@@ -142,7 +142,7 @@ def leaky_relu(*, slope: float) -> Prox:
     >>> import jax.numpy as jnp
     >>> from jeq import prox
     >>> p = prox.leaky_relu(slope=0.1)
-    >>> xs = jnp.linspace(-3.0, 3.0, 6001)
+    >>> xs = jnp.linspace(-3.0, 3.0, 4001)
     >>> v = -2.0
     >>> round(float(xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]), 2), round(float(p.apply(v)), 2)
     (-0.2, -0.2)
@@ -166,7 +166,7 @@ def sigmoid() -> Prox:
     >>> import jax.numpy as jnp
     >>> from jeq import prox
     >>> p = prox.sigmoid()
-    >>> xs = jnp.linspace(0.0, 1.0, 10001)
+    >>> xs = jnp.linspace(0.0, 1.0, 4001)
     >>> v = 1.0
     >>> x_star = xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]
     >>> round(float(x_star), 2), round(float(p.apply(v)), 2)
@@ -192,7 +192,7 @@ def tanh() -> Prox:
     >>> import jax.numpy as jnp
     >>> from jeq import prox
     >>> p = prox.tanh()
-    >>> xs = jnp.linspace(-1.0, 1.0, 20001)
+    >>> xs = jnp.linspace(-1.0, 1.0, 4001)
     >>> v = -0.5
     >>> x_star = xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]
     >>> round(float(x_star), 2), round(float(p.apply(v)), 2)
@@ -217,7 +217,7 @@ def softplus() -> Prox:
     >>> import jax.numpy as jnp
     >>> from jeq import prox
     >>> p = prox.softplus()
-    >>> xs = jnp.linspace(0.0, 4.0, 40001)
+    >>> xs = jnp.linspace(0.0, 4.0, 4001)
     >>> v = 0.0
     >>> x_star = xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]
     >>> round(float(x_star), 2), round(float(p.apply(v)), 2)  # ln 2
@@ -242,7 +242,7 @@ def l1(*, weight: float) -> Prox:
     >>> p = prox.l1(weight=0.5)
     >>> p.apply(jnp.array([-2.0, 0.3, 1.0])).tolist()
     [-1.5, 0.0, 0.5]
-    >>> xs = jnp.linspace(-3.0, 3.0, 6001)  # the argmin of w|x| + (x - v)^2 / 2 on a grid, v = -2
+    >>> xs = jnp.linspace(-3.0, 3.0, 4001)  # the argmin of w|x| + (x - v)^2 / 2 on a grid, v = -2
     >>> round(float(xs[jnp.argmin(p.potential(xs) + (xs + 2.0) ** 2 / 2)]), 2)
     -1.5
     """
@@ -263,7 +263,7 @@ def add_l1(prox: Prox, *, weight: float) -> Prox:
     >>> import jax.numpy as jnp
     >>> from jeq import prox
     >>> p = prox.add_l1(prox.tanh(), weight=0.2)
-    >>> xs = jnp.linspace(-1.0, 1.0, 20001)  # brute force: the argmin over a grid
+    >>> xs = jnp.linspace(-1.0, 1.0, 4001)  # brute force: the argmin over a grid
     >>> [round(float(xs[jnp.argmin(p.potential(xs) + (xs - v) ** 2 / 2)]), 2) for v in (-1.0, 0.8)]
     [-0.66, 0.54]
     >>> [round(float(p.apply(v)), 2) for v in (-1.0, 0.8)]
