@@ -113,7 +113,7 @@ def hidden_objective(z: Array, c: Array, *, weight: Callable[[Array], Array], ac
     >>> def G(z):
     ...     return eq.hidden_objective(z[None], jnp.ones(1), weight=lambda v: 0.6 * v, activation=prox.relu())
     >>> zs = jnp.linspace(-1.0, 3.0, 4001)
-    >>> round(float(zs[jnp.argmin(jax.vmap(G)(zs))]), 2), float(G(jnp.asarray(-0.5)))
+    >>> round(float(zs[jnp.argmin(jax.jit(jax.vmap(G))(zs))]), 2), float(G(jnp.asarray(-0.5)))
     (1.56, inf)
     """
     value = jnp.sum(activation.potential(z)) + 0.5 * jnp.sum(z * z) - 0.5 * jnp.sum(weight(z) ** 2) - jnp.sum(c * z)
