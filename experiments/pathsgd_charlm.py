@@ -12,9 +12,16 @@ started from h = 0; the first characters of a window, predicted with little cont
 carried state, so this overstates a stateful BPC by a few hundredths). The paper reports 1.47 BPC for RNN-Path on Penn Treebank; our corpus is different (Shakespeare,
 larger vocabulary, different text statistics), so the numbers are not directly comparable.
 
-``--quick`` (results/pathsgd_charlm/20261206T235450Z.json, seed 0, final test BPC): Path-SGD 3.22, SGD 2.89,
-SGD-IRNN 3.28 (3.08 with the earlier N(0, 1/D), N(0, 1/H) input and output weights instead of Le et al.'s 0.001),
-SGD-np 2.76, Adam 2.73.
+Selection (issue 16): each method's learning rate (the np-RNN SGD baseline's included) is the best of
+``centre * {1/3, 1, 3}`` by the FINAL validation BPC (the corpus's validation split, first ``val_chars``
+characters) of ``sweep_steps``-step runs on the sweep seeds (``--quick``: 200 steps, seed 100; full: 5000 steps,
+seeds 100 and 101); the test split is never read by the sweep. The headline is the FINAL test BPC;
+``best_val/test_bpc`` is the test BPC at the evaluation with the best validation BPC.
+
+``--quick`` with validation selection (results/pathsgd_charlm/20261207T013400Z.json, seed 0; FINAL test BPC,
+selected learning rate): Path-SGD 3.22 (1000), SGD 1.9e22 (3: the 200-step sweep prefers it, val BPC 3.39 against
+3.69 at 1, and the run blows up later; its best-on-validation test BPC is 6.30), SGD-IRNN 3.28 (1), SGD-np 2.76 (3),
+Adam 2.86 (0.03). Before (test-picked rates, 20261207T000946Z.json): 3.22, 2.89 (lr 1), 3.28, 2.76, 2.73 (lr 0.01).
 """
 
 from __future__ import annotations
