@@ -28,11 +28,11 @@ def adding_problem(key: jax.Array, n: int, T: int) -> tuple[np.ndarray, np.ndarr
     >>> import jax
     >>> import numpy as np
     >>> from jeq.data import adding_problem
-    >>> x, y = adding_problem(jax.random.key(0), 4, 10)
+    >>> x, y = adding_problem(jax.random.key(0), 8, 5)
     >>> x.shape, y.shape, x.dtype
-    ((4, 10, 2), (4,), dtype('float32'))
-    >>> x[:, :, 1].sum(axis=1).tolist()  # exactly two markers per sequence
-    [2.0, 2.0, 2.0, 2.0]
+    ((8, 5, 2), (8,), dtype('float32'))
+    >>> set(x[:, :, 1].sum(axis=1).tolist())  # exactly two markers per sequence
+    {2.0}
     >>> bool(np.allclose(y, (x[:, :, 0] * x[:, :, 1]).sum(axis=1)))  # y = u_i + u_j
     True
     """

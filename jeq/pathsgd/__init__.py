@@ -19,8 +19,8 @@ et al. 2015); ``HEADS`` the output conventions (``many_to_one`` reads y_T, ``man
 >>> from jeq.data import adding_problem
 >>> from jeq.pathsgd import init_rnn, make_optimizer, make_rnn_train_step, rnn_apply, rnn_path_sum
 >>> import functools
->>> x, y = adding_problem(jax.random.key(0), 16, 5)
->>> params = init_rnn(jax.random.key(1), input_size=2, hidden_size=4, output_size=1, init="np")
+>>> x, y = adding_problem(jax.random.key(0), 8, 5)
+>>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
 >>> tx = make_optimizer("path_sgd", learning_rate=1e-3, max_norm=10.0,
 ...                     path_sum=functools.partial(rnn_path_sum, length=5))
 >>> train_step = make_rnn_train_step(lambda p, xs, t: (rnn_apply(p, xs)[0] - t) ** 2, tx)

@@ -50,10 +50,10 @@ def init_mlp(key: jax.Array, *, layer_sizes: Sequence[int], dtype=jnp.float32) -
 
     >>> import jax
     >>> from jeq.pathsgd import init_mlp
-    >>> params = init_mlp(jax.random.key(0), layer_sizes=(784, 256, 10))
+    >>> params = init_mlp(jax.random.key(0), layer_sizes=(256, 128, 10))
     >>> [layer.w.shape for layer in params], [float(layer.b.sum()) for layer in params]
-    ([(256, 784), (10, 256)], [0.0, 0.0])
-    >>> round(float(params[0].w.var() * 784), 1)  # Var W = 2 / fan_in
+    ([(128, 256), (10, 128)], [0.0, 0.0])
+    >>> round(float(params[0].w.var() * 256), 1)  # Var W = 2 / fan_in
     2.0
     """
     sizes = tuple(layer_sizes)
@@ -79,10 +79,10 @@ def mlp_apply(
     >>> import jax.numpy as jnp
     >>> import numpy as np
     >>> from jeq.pathsgd import init_mlp, mlp_apply
-    >>> params = init_mlp(jax.random.key(0), layer_sizes=(3, 5, 2))
-    >>> xs = jax.random.normal(jax.random.key(1), (4, 3))
+    >>> params = init_mlp(jax.random.key(0), layer_sizes=(2, 3, 1))
+    >>> xs = jax.random.normal(jax.random.key(1), (4, 2))
     >>> jax.vmap(lambda x: mlp_apply(params, x))(xs).shape
-    (4, 2)
+    (4, 1)
     >>> hidden = jax.nn.relu(params[0].w @ xs[0] + params[0].b)
     >>> bool(np.allclose(mlp_apply(params, xs[0]), params[1].w @ hidden + params[1].b))
     True

@@ -246,11 +246,11 @@ def gamma(
     >>> import jax.numpy as jnp
     >>> import numpy as np
     >>> from jeq.pathsgd import gamma, init_rnn, rnn_apply
-    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=4, output_size=1)
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
     >>> # T = 1, zero biases: the paths are x_d -> h_i -> y_k, so gamma = sum_{k,i,d} W_out[k,i]^2 W_in[i,d]^2
     >>> bool(np.allclose(gamma(params, 1), jnp.sum(params.w_out ** 2 @ params.w_in ** 2)))
     True
-    >>> c = jnp.array([0.5, 2.0, 3.0, 1.0])  # rescale hidden unit i by c_i > 0: the same function ...
+    >>> c = jnp.array([0.5, 2.0, 3.0])  # rescale hidden unit i by c_i > 0: the same function ...
     >>> rescaled = params._replace(w_in=c[:, None] * params.w_in, b=c * params.b,
     ...                            w_rec=c[:, None] * params.w_rec / c[None, :], w_out=params.w_out / c[None, :])
     >>> xs = jax.random.normal(jax.random.key(1), (5, 2))
@@ -291,7 +291,7 @@ def path_kappa(
     >>> import jax.numpy as jnp
     >>> import numpy as np
     >>> from jeq.pathsgd import init_mlp, mlp_path_sum, path_kappa
-    >>> params = init_mlp(jax.random.key(0), layer_sizes=(3, 4, 2))
+    >>> params = init_mlp(jax.random.key(0), layer_sizes=(2, 3, 1))
     >>> k = path_kappa(mlp_path_sum, params, include_kappa2=True)
     >>> grad = jax.grad(mlp_path_sum)(jax.tree.map(jnp.square, params))
     >>> all(bool(np.allclose(a, b)) for a, b in zip(jax.tree.leaves(k.kappa1), jax.tree.leaves(grad)))

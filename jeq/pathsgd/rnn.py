@@ -107,12 +107,12 @@ def init_rnn(
     >>> irnn = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1, init="identity")
     >>> irnn.w_rec.tolist()
     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-    >>> np_rnn = init_rnn(jax.random.key(0), input_size=2, hidden_size=8, output_size=1, init="np")
+    >>> np_rnn = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1, init="np")
     >>> round(float(jnp.linalg.eigvalsh(np_rnn.w_rec).max()), 4)  # np-RNN: largest eigenvalue 1
     1.0
-    >>> equal = init_rnn(jax.random.key(0), input_size=2, hidden_size=4, output_size=1, output_init="equal")
-    >>> sorted(set(jnp.abs(equal.w_out).round(4).ravel().tolist()))  # |W_out| = 1/sqrt(H)
-    [0.5]
+    >>> equal = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1, output_init="equal")
+    >>> sorted(set(jnp.abs(equal.w_out * 3 ** 0.5).round(4).ravel().tolist()))  # |W_out| = 1/sqrt(H)
+    [1.0]
     """
     where = "jeq.pathsgd.init_rnn"
     input_size = validate.integer(where, "input_size", input_size, low=1)
@@ -174,13 +174,13 @@ def rnn_apply(
     >>> import jax.numpy as jnp
     >>> import numpy as np
     >>> from jeq.pathsgd import init_rnn, rnn_apply
-    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=8, output_size=3)
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
     >>> xs = jax.random.normal(jax.random.key(1), (6, 5, 2))  # a batch of 6 sequences of length 5
     >>> jax.vmap(lambda x: rnn_apply(params, x))(xs).shape
-    (6, 3)
+    (6, 1)
     >>> every = jax.vmap(lambda x: rnn_apply(params, x, head="many_to_many"))(xs)
     >>> every.shape, bool(np.allclose(every[0, -1], rnn_apply(params, xs[0])))
-    ((6, 5, 3), True)
+    ((6, 5, 1), True)
     """
     where = "jeq.pathsgd.rnn_apply"
     validate.one_of(where, "head", head, HEADS)

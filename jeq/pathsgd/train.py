@@ -86,8 +86,8 @@ def make_rnn_train_step(
     >>> import numpy as np
     >>> from jeq.data import adding_problem
     >>> from jeq.pathsgd import init_rnn, make_eval_fn, make_optimizer, make_rnn_train_step, rnn_apply
-    >>> x, y = adding_problem(jax.random.key(0), 8, 6)
-    >>> params = init_rnn(jax.random.key(1), input_size=2, hidden_size=4, output_size=1)
+    >>> x, y = adding_problem(jax.random.key(0), 8, 5)
+    >>> params = init_rnn(jax.random.key(0), input_size=2, hidden_size=3, output_size=1)
     >>> def loss_fn(p, xs, target):  # one example
     ...     return (rnn_apply(p, xs)[0] - target) ** 2
     >>> tx = make_optimizer("sgd", learning_rate=0.05, max_norm=10.0)
@@ -96,9 +96,6 @@ def make_rnn_train_step(
     >>> evaluate = make_eval_fn(loss_fn)
     >>> bool(np.allclose(metrics.loss, evaluate(params, x, y))), bool(evaluate(new_params, x, y) < metrics.loss)
     (True, True)
-    >>> masked = train_step(params, tx.init(params), x, y, jnp.array([1.0] * 4 + [0.0] * 4))[2]
-    >>> bool(np.allclose(masked.loss, train_step(params, tx.init(params), x[:4], y[:4])[2].loss))
-    True
     """
     where = "jeq.pathsgd.make_rnn_train_step"
     if not callable(loss_fn):
