@@ -105,12 +105,13 @@ for solver in ("picard", "anderson", "broyden", "halpern"):
 # ## 3. `jax.grad` through the equilibrium
 #
 # The implicit backward solves the adjoint $u = J^\top u + g$ at $z^\star$ instead of backpropagating through the
-# iterations. It agrees with differentiating the unrolled solver (`backward="unroll"`) and with finite differences.
+# iterations. It agrees with differentiating the unrolled solver (`backward="unroll"`, here Picard's iterations) and
+# with finite differences.
 
 # %%
 def loss(W, backward):
-    z = jax.vmap(lambda x: fixedpoint.solve(layer, jnp.zeros(hidden), W, U, x, tol=1e-6, maxiter=100,
-                                            backward=backward).value)(x_batch)
+    z = jax.vmap(lambda x: fixedpoint.solve(layer, jnp.zeros(hidden), W, U, x, solver="picard", tol=1e-6,
+                                            maxiter=100, backward=backward).value)(x_batch)
     return jnp.mean(z ** 2)
 
 
