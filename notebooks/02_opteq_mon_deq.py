@@ -18,7 +18,8 @@
 #
 # OptEq (Xie et al., TPAMI 2023): the hidden state is the equilibrium
 # $z^\star = \mathrm{prox}_f(W^\top W z^\star + U x + b)$, which is the minimiser of the convex hidden objective
-# $G(z) = \sum_i f(z_i) + \tfrac12\|z\|^2 - \tfrac12\|W z\|^2 - \langle U x + b, z\rangle$; logits $= W_c z^\star + b_c$.
+# $G(z) = \sum_i f(z_i) + \tfrac12\|z\|^2 - \tfrac12\|W z\|^2 - \langle U x + b, z\rangle$;
+# logits $= W_c z^\star + b_c$.
 # MON (Winston & Kolter 2020) and the plain DEQ (Bai et al. 2019) are the baselines.
 #
 # Each model is an `EquilibriumModel` of pure functions acting on ONE example: `init(key)`, `apply(params, x)`,
@@ -53,7 +54,8 @@ params = {name: model.init(jax.random.key(0)) for name, model in models.items()}
 for name, model in models.items():
     out = jax.jit(jax.vmap(model.apply, in_axes=(None, 0)))(params[name], x_test[:64])
     print(f"{name:6s} params {equilibrium.parameter_count(params[name]):5d}  logits {out.logits.shape}  "
-          f"mean solver steps {float(jnp.mean(out.stats.num_steps)):.1f}  converged {float(jnp.mean(out.stats.converged)):.0%}")
+          f"mean solver steps {float(jnp.mean(out.stats.num_steps)):.1f}  "
+          f"converged {float(jnp.mean(out.stats.converged)):.0%}")
 
 # %% [markdown]
 # ## 2. The equilibrium is the argmin of the hidden objective G

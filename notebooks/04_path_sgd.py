@@ -19,7 +19,8 @@
 # Neyshabur et al. (NeurIPS 2016): the path regulariser of a ReLU RNN,
 # $\gamma(w) = \sum_{\text{paths}} \prod_{e \in \text{path}} w_e^2$, is invariant when a hidden unit's incoming
 # weights are multiplied by $c > 0$ and its outgoing ones divided by $c$, and so is Path-SGD's step
-# $w_i \leftarrow w_i - \eta \, (\partial L/\partial w_i) / \kappa_i(w)$ with $\kappa = \partial \gamma / \partial (w^2)$.
+# $w_i \leftarrow w_i - \eta \, (\partial L/\partial w_i) / \kappa_i(w)$ with
+# $\kappa = \partial \gamma / \partial (w^2)$.
 # In jeq, `path_sgd(...)` is an optax `GradientTransformation`: it drops into any training step.
 
 # %%

@@ -54,8 +54,9 @@ for seed, arch in enumerate(architectures):
 #
 # `Network(architecture, width=..., rngs=...)` allocates exactly the parameters the plan names; `__call__` maps NHWC
 # images to logits (here the embedded 8x8 digits). To keep this notebook quick on a CPU we build a RandWire network
-# (Xie et al. 2019), an HNAG special case: a chain of 3 cells, 1 node each, a WS(3, 2, 0.5) graph of operations. Training one (`nas.fit`, SGD + momentum, one jitted step per
-# minibatch) and the optuna searches over theta take minutes on a CPU: `python -m experiments.nago_search --quick`.
+# (Xie et al. 2019), an HNAG special case: a chain of 3 cells, 1 node each, a WS(3, 2, 0.5) graph of operations.
+# Training one (`nas.fit`, SGD + momentum, one jitted step per minibatch) and the optuna searches over theta take
+# minutes on a CPU: `python -m experiments.nago_search --quick`.
 
 # %%
 split = data.digits()
