@@ -303,7 +303,7 @@ def opteq(*, features: int, hidden: int, classes: int, **options: Any) -> Equili
     >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
-    >>> model = eq.opteq(features=4, hidden=3, classes=2, tol=1e-5)
+    >>> model = eq.opteq(features=4, hidden=3, classes=2, tol=1e-5, solver="picard")  # proximal gradient on G
     >>> params = model.init(jax.random.key(0))
     >>> xb = jnp.stack([jnp.linspace(-1.0, 1.0, 4), jnp.linspace(1.0, -1.0, 4)])
     >>> zb, stats = jax.jit(jax.vmap(model.equilibrium, in_axes=(None, 0)))(params, xb)
@@ -442,7 +442,7 @@ def opteq_unit(*, features: int, hidden: int, classes: int, **options: Any) -> E
     >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
-    >>> model = eq.opteq_unit(features=4, hidden=3, classes=2, tol=1e-5)
+    >>> model = eq.opteq_unit(features=4, hidden=3, classes=2, tol=1e-5, solver="picard")
     >>> params = model.init(jax.random.key(0))
     >>> x = jnp.linspace(-1.0, 1.0, 4)
     >>> z, stats = jax.jit(model.equilibrium)(params, x)
@@ -513,7 +513,8 @@ def opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels: int,
     >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
-    >>> model = eq.opteq_conv(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2, tol=1e-5)
+    >>> model = eq.opteq_conv(image_shape=(4, 4), in_channels=1, channels=2, classes=3, pool=2, tol=1e-5,
+    ...                       solver="picard")
     >>> params = model.init(jax.random.key(0))
     >>> x = jnp.linspace(0.0, 1.0, 16).reshape(4, 4, 1)
     >>> z, stats = jax.jit(model.equilibrium)(params, x)
