@@ -167,7 +167,7 @@ def deep_opteq(*, features: int, hidden: Sequence[int], classes: int, **options:
     >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
-    >>> model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2, tol=1e-5)
+    >>> model = eq.deep_opteq(features=4, hidden=(3, 2), classes=2, tol=1e-5, solver="picard")
     >>> params = model.init(jax.random.key(0))
     >>> x = jnp.linspace(-1.0, 1.0, 4)
     >>> z, stats = jax.jit(model.equilibrium)(params, x)
@@ -295,7 +295,8 @@ def deep_opteq_conv(*, image_shape: tuple[int, int], in_channels: int, channels:
     >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
-    >>> model = eq.deep_opteq_conv(image_shape=(4, 4), in_channels=1, channels=(2, 3), classes=2, stride=2)
+    >>> model = eq.deep_opteq_conv(image_shape=(4, 4), in_channels=1, channels=(2, 3), classes=2, stride=2,
+    ...                            solver="picard")
     >>> params = model.init(jax.random.key(0))
     >>> z, stats = jax.jit(model.equilibrium)(params, jnp.linspace(0.0, 1.0, 16).reshape(4, 4, 1))
     >>> [layer.shape for layer in z], bool(stats.converged)  # the second layer on the downsampled 2 x 2 grid
