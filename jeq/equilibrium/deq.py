@@ -93,7 +93,7 @@ def deq(*, features: int, hidden: int, classes: int, **options: Any) -> Equilibr
     >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
-    >>> model = eq.deq(features=4, hidden=3, classes=2, activation=jnp.tanh, tol=1e-5)
+    >>> model = eq.deq(features=4, hidden=3, classes=2, activation=jnp.tanh, tol=1e-5, solver="picard")
     >>> params = model.init(jax.random.key(0))
     >>> round(float(jnp.linalg.norm(params.weight, 2)), 3)  # init_norm
     0.5
