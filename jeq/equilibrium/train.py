@@ -111,7 +111,7 @@ def make_train_step(
     >>> import jax.numpy as jnp
     >>> import optax
     >>> from jeq import equilibrium as eq
-    >>> model = eq.opteq(features=4, hidden=3, classes=2)
+    >>> model = eq.opteq(features=4, hidden=3, classes=2, solver="picard")
     >>> params = model.init(jax.random.key(0))
     >>> optimizer = optax.sgd(0.5)
     >>> step = eq.make_train_step(model.apply, optimizer)
@@ -162,7 +162,7 @@ def make_eval_step(apply: Callable[..., Output]) -> Callable[..., EvalMetrics]:
     >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
-    >>> model = eq.deq(features=4, hidden=3, classes=2)
+    >>> model = eq.deq(features=4, hidden=3, classes=2, solver="picard")
     >>> evaluate = eq.make_eval_step(model.apply)
     >>> metrics = evaluate(model.init(jax.random.key(0)), jnp.eye(4), jnp.array([0, 1, 0, 1]),
     ...                    jnp.array([1.0, 1.0, 1.0, 0.0]))
@@ -218,7 +218,7 @@ def adjoint_report(model: EquilibriumModel, params: PyTree, xb: jax.Array, yb: j
     >>> import jax
     >>> import jax.numpy as jnp
     >>> from jeq import equilibrium as eq
-    >>> model = eq.opteq(features=4, hidden=3, classes=2)
+    >>> model = eq.opteq(features=4, hidden=3, classes=2, solver="picard")
     >>> report = eq.adjoint_report(model, model.init(jax.random.key(0)), jnp.eye(4), jnp.array([0, 1, 0, 1]))
     >>> report.converged_fraction, report.max_residual <= 1e-6, report.stats.num_steps.shape
     (1.0, True, (4,))
