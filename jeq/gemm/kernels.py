@@ -120,7 +120,8 @@ def tiled_matmul(x: jax.Array, y: jax.Array, *, block_m: int, block_n: int, bloc
     >>> import jax
     >>> import numpy as np
     >>> from jeq.gemm import tiled_matmul
-    >>> x, y = jax.random.normal(jax.random.key(0), (8, 12)), jax.random.normal(jax.random.key(1), (12, 4))
+    >>> x = (np.arange(96.0).reshape(8, 12) / 96).astype(np.float32)
+    >>> y = np.cos(np.arange(48.0)).reshape(12, 4).astype(np.float32)
     >>> out = jax.jit(tiled_matmul, static_argnames=("block_m", "block_n", "block_k"))(x, y, block_m=4, block_n=2, block_k=3)
     >>> out.shape, bool(np.allclose(out, x @ y, atol=1e-5))
     ((8, 4), True)
@@ -210,7 +211,8 @@ def pallas_matmul(
     >>> import jax
     >>> import numpy as np
     >>> from jeq.gemm import pallas_matmul
-    >>> x, y = jax.random.normal(jax.random.key(0), (16, 32)), jax.random.normal(jax.random.key(1), (32, 16))
+    >>> x = np.sin(np.arange(512.0)).reshape(16, 32).astype(np.float32)
+    >>> y = np.cos(np.arange(512.0)).reshape(32, 16).astype(np.float32)
     >>> out = pallas_matmul(x, y, block_m=8, block_n=8, block_k=16)  # interpreted off GPU
     >>> out.shape, bool(np.allclose(out, x @ y, atol=1e-4))
     ((16, 16), True)

@@ -182,15 +182,16 @@ def tvm_gemm_time(
     ``tiles`` holds one configuration: ``m`` and ``n`` (4,) int parts, ``k`` (3,) int parts; acts on one
     configuration, use ``jax.vmap`` for a batch. The model is the one in the module docstring.
 
-    >>> import jax.numpy as jnp
+    >>> import functools
+    >>> import jax
+    >>> import numpy as np
     >>> from jeq.gemm import tvm_gemm_time
-    >>> tiles = {"m": jnp.array([4, 2, 8, 1]), "n": jnp.array([4, 2, 8, 1]), "k": jnp.array([8, 2, 1])}
-    >>> seconds = float(tvm_gemm_time(tiles, m=64, n=64, k=16))
-    >>> 0 < seconds < 1e-3
-    True
-    >>> too_many_threads = {"m": jnp.array([1, 1, 64, 1]), "n": jnp.array([1, 1, 64, 1]), "k": jnp.array([16, 1, 1])}
-    >>> float(tvm_gemm_time(too_many_threads, m=64, n=64, k=16))  # 4096 threads per block cannot launch
-    inf
+    >>> model = jax.jit(jax.vmap(functools.partial(tvm_gemm_time, m=64, n=64, k=16)))  # a batch of tilings
+    >>> tiles = {"m": np.array([[4, 2, 8, 1], [1, 1, 64, 1]]), "n": np.array([[4, 2, 8, 1], [1, 1, 64, 1]]),
+    ...          "k": np.array([[8, 2, 1], [16, 1, 1]])}
+    >>> seconds = model(tiles)
+    >>> bool(0 < seconds[0] < 1e-3), float(seconds[1])  # the second needs 4096 threads per block: cannot launch
+    (True, inf)
     """
     res = _resources({a: jnp.asarray(tiles[a]) for a in ("m", "n", "k")}, dtype_bytes, spec, jnp)
     f = {a: jnp.asarray(tiles[a]).astype(jnp.float32) for a in ("m", "n", "k")}

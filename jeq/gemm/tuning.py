@@ -331,7 +331,8 @@ def matmul(x: jax.Array, y: jax.Array, *, cache_dir: str | None = None) -> jax.A
     >>> import jax
     >>> import numpy as np
     >>> from jeq.gemm import family, matmul, record_tuned
-    >>> x, y = jax.random.normal(jax.random.key(0), (32, 64)), jax.random.normal(jax.random.key(1), (64, 16))
+    >>> x = np.sin(np.arange(2048.0)).reshape(32, 64).astype(np.float32)
+    >>> y = np.cos(np.arange(1024.0)).reshape(64, 16).astype(np.float32)
     >>> with tempfile.TemporaryDirectory() as cache:
     ...     record_tuned(32, 16, 64, dtype="float32", kernel=family("xla_tiled"), config={"m": (2, 16), "n": (1, 16),
     ...                  "k": (4, 16)}, time_s=1.0, reference_s=2.0, cache_dir=cache)

@@ -66,8 +66,8 @@ def init_policy(key: jax.Array, space: Algorithm | Sequence[HyperParameter], *, 
     >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
     ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
     >>> params = init_policy(jax.random.key(0), space)
-    >>> sorted(params)[:1], sample(params, jax.random.key(1), space).shape  # one action per hyper-parameter
-    (..., (2,))
+    >>> jax.jit(lambda key: sample(params, key, space))(jax.random.key(1)).shape  # one action per hyper-parameter
+    (2,)
     """
     where = "jeq.tune.init_policy"
     hps = _hps(space)
@@ -123,7 +123,8 @@ def sample(params: dict, key: jax.Array, space: Algorithm | Sequence[HyperParame
     >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
     ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
     >>> params = init_policy(jax.random.key(0), space)
-    >>> actions = jax.vmap(lambda k: sample(params, k, space))(jax.random.split(jax.random.key(1), 200))
+    >>> draw = jax.jit(jax.vmap(lambda k: sample(params, k, space)))  # a batch of episodes in one call
+    >>> actions = draw(jax.random.split(jax.random.key(1), 32))
     >>> thetas = [action_to_theta(np.asarray(a), space) for a in actions]
     >>> sorted({t["population_size"] for t in thetas}), all(1e-3 <= t["step_size"] <= 10.0 for t in thetas)
     ([4, 16], True)
