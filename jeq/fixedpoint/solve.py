@@ -61,7 +61,7 @@ class Stats(NamedTuple):
 
     >>> import jax.numpy as jnp
     >>> from jeq import fixedpoint as fp
-    >>> stats = fp.solve(jnp.cos, jnp.zeros(3), tol=1e-4).stats
+    >>> stats = fp.solve(jnp.cos, jnp.zeros(3), solver="picard", tol=1e-4).stats
     >>> stats._fields
     ('num_steps', 'residual', 'relative_residual', 'converged')
     >>> bool(stats.converged), bool(stats.residual <= 1e-4), int(stats.num_steps) <= 50
@@ -83,7 +83,7 @@ class Solution(NamedTuple):
 
     >>> import jax.numpy as jnp
     >>> from jeq import fixedpoint as fp
-    >>> solution = fp.solve(jnp.cos, jnp.zeros(2), tol=1e-5)  # z* = cos z*, the Dottie number
+    >>> solution = fp.solve(jnp.cos, jnp.zeros(2), solver="picard", tol=1e-5)  # z* = cos z*, the Dottie number
     >>> solution._fields
     ('value', 'stats')
     >>> [round(float(v), 4) for v in solution.value], bool(solution.stats.converged)
@@ -158,7 +158,8 @@ def implicit(
     >>> import jax.numpy as jnp
     >>> from jeq import fixedpoint as fp
     >>> def z_star(a):
-    ...     return fp.solve(lambda z, a: 0.5 * z + a, jnp.zeros(2), a, backward=fp.implicit()).value
+    ...     backward = fp.implicit(solver="picard")  # the adjoint solve's own solver
+    ...     return fp.solve(lambda z, a: 0.5 * z + a, jnp.zeros(2), a, solver="picard", backward=backward).value
     >>> [round(float(g), 4) for g in jax.jit(jax.grad(lambda a: z_star(a).sum()))(jnp.ones(2))]
     [2.0, 2.0]
     """
@@ -456,8 +457,9 @@ def adjoint_solve(
     >>> import jax.numpy as jnp
     >>> from jeq import fixedpoint as fp
     >>> f = lambda z, a: 0.5 * z + a
-    >>> z_star = fp.solve(f, jnp.zeros(2), jnp.ones(2)).value
-    >>> u = fp.adjoint_solve(f, z_star, jnp.ones(2), cotangent=jnp.array([1.0, -0.5]))
+    >>> z_star = fp.solve(f, jnp.zeros(2), jnp.ones(2), solver="picard").value
+    >>> u = fp.adjoint_solve(f, z_star, jnp.ones(2), cotangent=jnp.array([1.0, -0.5]),
+    ...                      backward=fp.implicit(solver="picard"))
     >>> [round(float(v), 4) for v in u.value], bool(u.stats.converged)
     ([2.0, -1.0], True)
     """
