@@ -9,7 +9,8 @@ best objective. The pieces:
 - :mod:`jeq.tune.evaluate`: :func:`evaluate` runs a batch of (θ, seed) runs in one vmapped call per shape group;
 - :mod:`jeq.tune.search`: the ask/tell :class:`Strategy` and the budgeted, checkpointed loop :func:`tune`;
 - :mod:`jeq.tune.policy`: the sequential policy and the REINFORCE tuner :func:`reinforce`;
-- :mod:`jeq.tune.baselines`: optuna :func:`tpe` and a scikit-learn GP-EI :func:`gp_ei` (random search is in search).
+- :mod:`jeq.tune.baselines`: optuna :func:`tpe` and a scikit-learn GP-EI :func:`gp_ei` (random search is in search);
+- :mod:`jeq.tune.synthetic`: a toy A(θ) = g(θ) + noise with a known optimum, for examples and tests.
 """
 
 from jeq.tune.algorithms import (
@@ -36,12 +37,13 @@ from jeq.tune.search import (
     sample_uniform,
     tune,
 )
+from jeq.tune.synthetic import SYNTHETIC_OPTIMUM, SYNTHETIC_SPACE, synthetic_objective, synthetic_quality
 
 __all__ = [
-    "ALGORITHMS", "KINDS", "PROBLEMS", "Algorithm", "HyperParameter", "Problem", "Strategy", "TuneResult",
-    "action_to_theta", "batch_evaluator", "checkpoint_progress", "decode_unit", "default_theta", "encode_unit",
-    "entropy", "evaluate",
-    "get_algorithm", "gp_ei", "group_thetas", "hyperparameter", "init_policy", "knapsack_decode", "knapsack_value",
-    "log_prob", "make_problem", "random_search", "reinforce", "rng_from_key", "sample", "sample_uniform", "tour_length",
-    "tpe", "tsp_decode", "tune", "validate_theta",
+    "ALGORITHMS", "KINDS", "PROBLEMS", "SYNTHETIC_OPTIMUM", "SYNTHETIC_SPACE", "Algorithm", "HyperParameter", "Problem",
+    "Strategy", "TuneResult", "action_to_theta", "batch_evaluator", "checkpoint_progress", "decode_unit",
+    "default_theta", "encode_unit", "entropy", "evaluate", "get_algorithm", "gp_ei", "group_thetas", "hyperparameter",
+    "init_policy", "knapsack_decode", "knapsack_value", "log_prob", "make_problem", "random_search", "reinforce",
+    "rng_from_key", "sample", "sample_uniform", "synthetic_objective", "synthetic_quality", "tour_length", "tpe",
+    "tsp_decode", "tune", "validate_theta",
 ]

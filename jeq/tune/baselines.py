@@ -97,16 +97,9 @@ def tpe(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, log
     uninterrupted one. ``log_objective``: tell optuna log M̄ rather than M̄ (the RL tuner's reward transform).
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.tune import tpe, tune
-    >>> from jeq.tune import hyperparameter
-    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
-    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
-    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
-    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
-    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
-    >>> result = tune(tpe(space, batch_size=4, n_startup_trials=4), objective, budget=32, seeds_per_theta=2,
-    ...               key=jax.random.key(0))
+    >>> from jeq.tune import SYNTHETIC_SPACE, synthetic_objective, tpe, tune
+    >>> result = tune(tpe(SYNTHETIC_SPACE, batch_size=4, n_startup_trials=4), synthetic_objective, budget=32,
+    ...               seeds_per_theta=2, key=jax.random.key(0))
     >>> result.runs, len(result.thetas), bool(result.best_objective < 1.0)
     (32, 16, True)
     """
@@ -238,16 +231,9 @@ def gp_ei(space: Algorithm | Sequence[HyperParameter], *, batch_size: int = 8, l
     """GP-BO with expected improvement and kriging-believer batches (module docstring); scikit-learn's GP.
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.tune import gp_ei, tune
-    >>> from jeq.tune import hyperparameter
-    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
-    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
-    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
-    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
-    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
-    >>> result = tune(gp_ei(space, batch_size=4, candidates=64), objective, budget=32, seeds_per_theta=2,
-    ...               key=jax.random.key(0))
+    >>> from jeq.tune import SYNTHETIC_SPACE, gp_ei, synthetic_objective, tune
+    >>> result = tune(gp_ei(SYNTHETIC_SPACE, batch_size=4, candidates=64), synthetic_objective, budget=32,
+    ...               seeds_per_theta=2, key=jax.random.key(0))
     >>> result.runs, len(result.thetas), bool(result.best_objective < 1.0)
     (32, 16, True)
     """

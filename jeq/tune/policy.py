@@ -278,15 +278,9 @@ def reinforce(
             slightly off-policy after the first step).
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.tune import reinforce, tune
-    >>> from jeq.tune import hyperparameter
-    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
-    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
-    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
-    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
-    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
-    >>> result = tune(reinforce(space, batch_size=8), objective, budget=64, seeds_per_theta=2, key=jax.random.key(0))
+    >>> from jeq.tune import SYNTHETIC_SPACE, reinforce, synthetic_objective, tune
+    >>> result = tune(reinforce(SYNTHETIC_SPACE, batch_size=8), synthetic_objective, budget=64, seeds_per_theta=2,
+    ...               key=jax.random.key(0))
     >>> first, last = result.objectives[:8].mean(), result.objectives[-8:].mean()
     >>> result.runs, bool(last < first)  # the policy moved towards better theta
     (64, True)

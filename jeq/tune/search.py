@@ -139,15 +139,9 @@ def random_search(space: Algorithm | Sequence[HyperParameter], *, batch_size: in
     """Random search: θ drawn independently by :func:`sample_uniform`.
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.tune import random_search, tune
-    >>> from jeq.tune import hyperparameter
-    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
-    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
-    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
-    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
-    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
-    >>> result = tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2, key=jax.random.key(0))
+    >>> from jeq.tune import SYNTHETIC_SPACE, random_search, synthetic_objective, tune
+    >>> result = tune(random_search(SYNTHETIC_SPACE, batch_size=4), synthetic_objective, budget=16, seeds_per_theta=2,
+    ...               key=jax.random.key(0))
     >>> result.runs, len(result.thetas), result.objectives.shape  # 8 theta x 2 seeds
     (16, 8, (8, 2))
     >>> bool(result.best_objective == result.objectives.mean(axis=1).min())
@@ -211,17 +205,10 @@ def checkpoint_progress(path: str | os.PathLike) -> dict[str, Any]:
 
     >>> import pathlib, tempfile
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.tune import checkpoint_progress, random_search, tune
-    >>> from jeq.tune import hyperparameter
-    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
-    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
-    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
-    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
-    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
+    >>> from jeq.tune import SYNTHETIC_SPACE, checkpoint_progress, random_search, synthetic_objective, tune
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     path = pathlib.Path(folder) / "tune.msgpack"
-    ...     _ = tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2,
+    ...     _ = tune(random_search(SYNTHETIC_SPACE, batch_size=4), synthetic_objective, budget=16, seeds_per_theta=2,
     ...              key=jax.random.key(0), checkpoint=path)
     ...     progress = checkpoint_progress(path)
     >>> progress["step"], progress["runs"]
@@ -267,25 +254,20 @@ def tune(
     >>> import pathlib, tempfile
     >>> import jax
     >>> import numpy as np
-    >>> from jeq.tune import random_search, tune
-    >>> from jeq.tune import hyperparameter
-    >>> space = (hyperparameter("step_size", "log-float", low=1e-3, high=10.0, default=1.0),
-    ...          hyperparameter("population_size", "categorical", choices=(4, 16), default=4))
-    >>> def objective(thetas, key):  # E[M(theta)]: best at step_size = 0.1 and population 16, plus seed noise
-    ...     noise = jax.random.uniform(key, (len(thetas), 2), minval=0.0, maxval=0.01)
-    ...     return np.array([[abs(np.log10(t["step_size"]) + 1) + (t["population_size"] == 4)] for t in thetas]) + noise
+    >>> from jeq.tune import SYNTHETIC_SPACE, random_search, synthetic_objective, tune
     >>> def killed_after_one_batch(thetas, objectives):
     ...     raise KeyboardInterrupt
+    >>> def command(**kwargs):  # the same command, run three times
+    ...     return tune(random_search(SYNTHETIC_SPACE, batch_size=4), synthetic_objective, budget=16, seeds_per_theta=2,
+    ...                 key=jax.random.key(0), **kwargs)
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     path = pathlib.Path(folder) / "tune.msgpack"
     ...     try:
-    ...         tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2,
-    ...              key=jax.random.key(0), checkpoint=path, callback=killed_after_one_batch)
+    ...         command(checkpoint=path, callback=killed_after_one_batch)
     ...     except KeyboardInterrupt:
     ...         pass
-    ...     resumed = tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2,
-    ...                    key=jax.random.key(0), checkpoint=path)  # the same command continues
-    >>> fresh = tune(random_search(space, batch_size=4), objective, budget=16, seeds_per_theta=2, key=jax.random.key(0))
+    ...     resumed = command(checkpoint=path)  # the same command continues
+    >>> fresh = command()
     >>> resumed.runs, bool(np.allclose(resumed.objectives, fresh.objectives))  # exactly `budget` runs; resume = fresh
     (16, True)
     """

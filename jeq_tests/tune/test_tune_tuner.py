@@ -23,27 +23,9 @@ from hypothesis import strategies as st
 from jeq import tune
 from jeq.validate import ArgumentError
 
-SPACE = (
-    tune.hyperparameter("a", "float", low=0.0, high=1.0, default=0.5),
-    tune.hyperparameter("b", "float", low=-2.0, high=2.0, default=0.0),
-    tune.hyperparameter("c", "log-float", low=1e-4, high=1e2, default=1.0),
-    tune.hyperparameter("k", "categorical", choices=("x", "y", "z", "w"), default="x"),
-    tune.hyperparameter("n", "int", low=1, high=3, default=1),
-)
-"""A synthetic space with every kind of hyper-parameter; the optimum of g is a=0.8, b=-1.2, c=10^-2.5, k='z', n=2."""
-
-
-def g(theta: dict) -> float:
-    """The noise-free quality g(θ) >= 0, 0 exactly at the optimum."""
-    return ((theta["a"] - 0.8) ** 2 + ((theta["b"] + 1.2) / 4) ** 2 + ((np.log10(theta["c"]) + 2.5) / 6) ** 2
-            + 0.3 * (theta["k"] != "z") + 0.2 * (theta["n"] != 2))
-
-
-def noisy(thetas: list[dict], key: jax.Array) -> np.ndarray:
-    """A(θ) = g(θ)·exp(0.1 ε) + 0.001 for 2 seeds: a multiplicative noise model, objectives > 0."""
-    rng = tune.rng_from_key(key)
-    values = np.asarray([g(t) for t in thetas])
-    return values[:, None] * np.exp(0.1 * rng.normal(size=(len(thetas), 2))) + 1e-3
+SPACE, g, noisy = tune.SYNTHETIC_SPACE, tune.synthetic_quality, tune.synthetic_objective
+"""The synthetic problem of jeq.tune: every kind of hyper-parameter; g = 0 exactly at a=0.8, b=-1.2, c=10^-2.5, k='z',
+n=2; noisy is A(θ) = g(θ)·exp(0.1 ε) + 0.001 for 2 seeds, a multiplicative noise model with objectives > 0."""
 
 
 def test_policy_log_prob_gradient_matches_finite_differences(x64):
