@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -77,38 +77,14 @@ def downsample(x: np.ndarray, size: int) -> np.ndarray:
     return x.reshape(n, size, f, size, f, c).mean(axis=(2, 4))
 
 
-class Splits(NamedTuple):
-    """Train / validation / test images (n, H, W, C) and labels; validation is carved from the training set."""
-
-    x_train: np.ndarray
-    """Training images (the training set less the validation split)."""
-    y_train: np.ndarray
-    """Training labels."""
-    x_val: np.ndarray
-    """Validation images (``validation_size`` of the training set, a fixed draw)."""
-    y_val: np.ndarray
-    """Validation labels."""
-    x_test: np.ndarray
-    """Test images (never seen by a sweep)."""
-    y_test: np.ndarray
-    """Test labels."""
-
-
-def load(config: Config) -> Splits:
+def load(config: Config) -> data.ValidationSplit:
     """The dataset at ``image_size``, with ``validation_size`` training images (drawn with ``default_rng(0)``, the
     same for every seed) held out as the validation split."""
     split = data.mnist_subset() if config.dataset == "mnist5k" else data.mnist(config.data_path or None)
     if config.image_size != split.x_train.shape[1]:
         split = data.Split(downsample(split.x_train, config.image_size), split.y_train,
                            downsample(split.x_test, config.image_size), split.y_test)
-    n = len(split.x_train)
-    if not 0 < config.validation_size < n:
-        raise ValueError(f"experiments.pathsgd_seqmnist: validation_size={config.validation_size} must be in "
-                         f"(0, {n}) (carved from the {n} training images)")
-    order = np.random.default_rng(0).permutation(n)
-    val, train = order[:config.validation_size], order[config.validation_size:]
-    return Splits(split.x_train[train], split.y_train[train], split.x_train[val],
-                  split.y_train[val], split.x_test, split.y_test)
+    return data.split_validation(split, size=config.validation_size, seed=0)
 
 
 def cross_entropy(params, xs, label):
@@ -135,7 +111,7 @@ def path_sum_for(length: int):
     return functools.partial(pathsgd.rnn_path_sum, length=length, head="many_to_one")
 
 
-def make_task(config: Config, splits: Splits, seed: int, variant: str, *, epochs: int, with_test: bool
+def make_task(config: Config, splits: data.ValidationSplit, seed: int, variant: str, *, epochs: int, with_test: bool
               ) -> tuple[Task, jax.Array]:
     """One seed's task on one pixel order: ``(task, init_key)``; batches from the training part only, ``evaluate``
     gives ``val_accuracy`` / ``val_loss`` and, only when ``with_test`` (headline runs), ``test_accuracy`` /
@@ -170,7 +146,7 @@ def make_task(config: Config, splits: Splits, seed: int, variant: str, *, epochs
     return task, jax.random.key(seed)
 
 
-def select(config: Config, splits: Splits, ckpt: harness.Checkpoint) -> tuple[dict[str, float], dict]:
+def select(config: Config, splits: data.ValidationSplit, ckpt: harness.Checkpoint) -> tuple[dict[str, float], dict]:
     """Each method's learning rate by the final validation cross-entropy of ``sweep_epochs``-epoch runs on the first
     variant and the sweep seeds (:func:`experiments.pathsgd_common.select_learning_rates`); never reads test data."""
     variant = config.variants[0]

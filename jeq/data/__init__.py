@@ -9,6 +9,7 @@ from jeq.data.batching import batches
 from jeq.data.images import (
     DataNotFoundError,
     Split,
+    ValidationSplit,
     cifar10,
     digits,
     fashion_mnist,
@@ -17,11 +18,13 @@ from jeq.data.images import (
     mnist1d,
     mnist_subset,
     read_idx,
+    split_validation,
 )
 from jeq.data.synthetic import adding_problem, logic_gates, sequential_images
 from jeq.data.text import CharCorpus, char_corpus
 
 __all__ = [
-    "CharCorpus", "DataNotFoundError", "Split", "adding_problem", "batches", "char_corpus", "cifar10", "digits",
-    "fashion_mnist", "generate_mnist1d", "logic_gates", "mnist", "mnist1d", "mnist_subset", "read_idx", "sequential_images",
+    "CharCorpus", "DataNotFoundError", "Split", "ValidationSplit", "adding_problem", "batches", "char_corpus", "cifar10",
+    "digits", "fashion_mnist", "generate_mnist1d", "logic_gates", "mnist", "mnist1d", "mnist_subset", "read_idx",
+    "sequential_images", "split_validation",
 ]

@@ -41,6 +41,51 @@ class Split(NamedTuple):
     """Test labels, int32."""
 
 
+class ValidationSplit(NamedTuple):
+    """A :class:`Split` with a validation part carved from its training set (:func:`split_validation`).
+
+    >>> from jeq.data import ValidationSplit
+    >>> ValidationSplit._fields
+    ('x_train', 'y_train', 'x_val', 'y_val', 'x_test', 'y_test', 'name')
+    """
+
+    x_train: np.ndarray
+    """Training inputs: the training set less the validation part."""
+    y_train: np.ndarray
+    """Training labels."""
+    x_val: np.ndarray
+    """Validation inputs (a fixed draw of the training set, for selection only)."""
+    y_val: np.ndarray
+    """Validation labels."""
+    x_test: np.ndarray
+    """Test inputs, as in the :class:`Split` (never used for selection)."""
+    y_test: np.ndarray
+    """Test labels."""
+    name: str = ""
+    """What the parts were drawn from, e.g. ``"mnist5k@16"`` (dataset and image size); empty when unnamed."""
+
+
+def split_validation(split: Split, *, size: int, seed: int = 0) -> ValidationSplit:
+    """val = train[π[:size]], train' = train[π[size:]] with π = ``np.random.default_rng(seed).permutation(n)``.
+
+    The draw depends on ``seed`` and n only, so every run (and every resized copy of the images) holds out the same
+    examples; the test part is passed through.
+
+    >>> from jeq.data import digits, split_validation
+    >>> parts = split_validation(digits(), size=200, seed=0)
+    >>> parts.x_train.shape, parts.x_val.shape, parts.x_test.shape
+    ((1242, 8, 8, 1), (200, 8, 8, 1), (355, 8, 8, 1))
+    """
+    from jeq import validate
+
+    n = len(split.x_train)
+    size = validate.integer("jeq.data.split_validation", "size", size, low=1, high=n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    val, train = order[:size], order[size:]
+    return ValidationSplit(split.x_train[train], split.y_train[train], split.x_train[val], split.y_train[val],
+                           split.x_test, split.y_test)
+
+
 class DataNotFoundError(FileNotFoundError):
     """A dataset's files are not where jeq looked; the message lists every place and how to fix it.
 

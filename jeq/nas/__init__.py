@@ -33,10 +33,10 @@ from jeq.nas.search import (
     search,
     trial_log,
 )
-from jeq.nas.train import DATASETS, Dataset, TrainResult, fit, load_dataset, make_optimizer, make_steps, train
+from jeq.nas.train import DATASETS, TrainResult, fit, load_dataset, make_optimizer, make_steps, train
 
 __all__ = [
-    "DATASETS", "HNAG_SPACE", "METHODS", "RNAG_SPACE", "Architecture", "Cell", "Dataset", "Evaluation", "Graph",
+    "DATASETS", "HNAG_SPACE", "METHODS", "RNAG_SPACE", "Architecture", "Cell", "Evaluation", "Graph",
     "HParams", "Network", "Plan", "SearchConfig", "SearchResult", "TrainResult", "TrialSettings", "count_params", "darts_like",
     "evaluate_theta", "fit", "fit_width", "hparams_of", "load_dataset", "make_optimizer", "make_steps", "merge_graph",
     "open_storage",

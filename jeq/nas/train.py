@@ -28,37 +28,14 @@ import optax
 from flax import nnx
 
 from jeq import sharding, validate
+from jeq.data import ValidationSplit
 from jeq.nas.generator import Architecture
 from jeq.nas.network import Network
 
-__all__ = ["DATASETS", "Dataset", "TrainResult", "fit", "load_dataset", "make_optimizer", "make_steps", "train"]
+__all__ = ["DATASETS", "TrainResult", "fit", "load_dataset", "make_optimizer", "make_steps", "train"]
 
 DATASETS = ("mnist5k", "cifar10")
 """Datasets :func:`load_dataset` knows: MNIST-5k (``jeq.data.mnist_subset``) and CIFAR-10 from a path."""
-
-
-class Dataset(NamedTuple):
-    """Images NHWC float32 in [0, 1], labels int32; validation carved from the training set.
-
-    >>> from jeq.nas import Dataset
-    >>> Dataset._fields
-    ('x_train', 'y_train', 'x_val', 'y_val', 'x_test', 'y_test', 'name')
-    """
-
-    x_train: np.ndarray
-    """Training images (the training set minus the validation part)."""
-    y_train: np.ndarray
-    """Training labels."""
-    x_val: np.ndarray
-    """Validation images (selection and pruning use these only)."""
-    y_val: np.ndarray
-    """Validation labels."""
-    x_test: np.ndarray
-    """Test images (reported, never used for selection)."""
-    y_test: np.ndarray
-    """Test labels."""
-    name: str
-    """Dataset name and image size, e.g. ``"mnist5k@16"``."""
 
 
 class TrainResult(NamedTuple):
@@ -91,9 +68,10 @@ def _resize(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_dataset(name: str, *, image_size: int | None = None, validation: int = 500, path: str | None = None,
-                 seed: int = 0) -> Dataset:
+                 seed: int = 0) -> ValidationSplit:
     """``name`` in :data:`DATASETS`, resized to ``image_size`` (divisible by 4), with ``validation`` training
-    examples held out (a fixed permutation drawn from ``seed``; the test split is the dataset's own).
+    examples held out (``jeq.data.split_validation``: a fixed permutation drawn from ``seed``; the test split is the
+    dataset's own).
 
     ``mnist5k`` is the MNIST-5k split (4000 train / 1000 test, 28 px); ``cifar10`` reads the python batches from
     ``path`` or ``$JEQ_DATA`` (``jeq.data.cifar10``).
@@ -113,11 +91,8 @@ def load_dataset(name: str, *, image_size: int | None = None, validation: int = 
     if size % 4:
         validate.fail(where, "image_size", image_size, "must be divisible by 4 (three stages halve it twice)")
     validation = validate.integer(where, "validation", validation, low=1, high=len(split.x_train) - 1)
-    order = np.random.default_rng(seed).permutation(len(split.x_train))
-    val, tr = order[:validation], order[validation:]
-    x_train, x_test = _resize(split.x_train, size), _resize(split.x_test, size)
-    return Dataset(x_train[tr], split.y_train[tr], x_train[val], split.y_train[val], x_test, split.y_test,
-                   f"{name}@{size}")
+    resized = data.Split(_resize(split.x_train, size), split.y_train, _resize(split.x_test, size), split.y_test)
+    return data.split_validation(resized, size=validation, seed=seed)._replace(name=f"{name}@{size}")
 
 
 def make_optimizer(*, learning_rate: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
@@ -165,7 +140,7 @@ def _eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
 
 def train(
     architecture: Architecture,
-    data: Dataset,
+    data: ValidationSplit,
     *,
     epochs: int,
     width: int,
@@ -177,11 +152,12 @@ def train(
     :func:`fit`.
 
     >>> import numpy as np
-    >>> from jeq.nas import Dataset, HParams, count_params, sample_architecture, train
+    >>> from jeq.data import ValidationSplit
+    >>> from jeq.nas import HParams, count_params, sample_architecture, train
     >>> small = HParams(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=1, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
     >>> rng = np.random.default_rng(0)
     >>> x, y = rng.uniform(size=(48, 8, 8, 1)).astype(np.float32), (np.arange(48) % 10).astype(np.int32)
-    >>> data = Dataset(x[:32], y[:32], x[32:40], y[32:40], x[40:], y[40:], name="noise@8")
+    >>> data = ValidationSplit(x[:32], y[:32], x[32:40], y[32:40], x[40:], y[40:], name="noise@8")
     >>> arch = sample_architecture(small, seed=0)
     >>> train(arch, data, epochs=1, width=0)  # checked before anything is built or trained
     Traceback (most recent call last):
@@ -201,7 +177,7 @@ def train(
 
 def fit(
     model: nnx.Module,
-    data: Dataset,
+    data: ValidationSplit,
     *,
     epochs: int,
     schedule_epochs: int | None = None,
@@ -224,16 +200,16 @@ def fit(
     ``optuna.TrialPruned``) propagates. Loss NaN stops training with ``FloatingPointError``.
 
     >>> from flax import nnx
-    >>> from jeq.data import digits
-    >>> from jeq.nas import Dataset, fit
+    >>> from jeq.data import ValidationSplit, digits
+    >>> from jeq.nas import fit
     >>> class Linear(nnx.Module):  # any NNX classifier: here softmax regression on 8x8 digits
     ...     def __init__(self, rngs):
     ...         self.dense = nnx.Linear(64, 10, rngs=rngs)
     ...     def __call__(self, x):
     ...         return self.dense(x.reshape(x.shape[0], -1))
     >>> d = digits()
-    >>> data = Dataset(d.x_train[:1000], d.y_train[:1000], d.x_train[1000:], d.y_train[1000:], d.x_test, d.y_test,
-    ...                name="digits@8")
+    >>> data = ValidationSplit(d.x_train[:1000], d.y_train[:1000], d.x_train[1000:], d.y_train[1000:], d.x_test,
+    ...                        d.y_test, name="digits@8")
     >>> curve = []
     >>> result = fit(Linear(nnx.Rngs(0)), data, epochs=2, batch_size=50, callback=lambda epoch, acc: curve.append(epoch),
     ...              progress=False)

@@ -265,3 +265,17 @@ def test_cifar10_truncated_or_missing(tmp_path):
         data.cifar10(tmp_path)
     with pytest.raises(data.DataNotFoundError, match="cifar-10-batches-py"):
         data.cifar10(tmp_path / "absent")
+
+
+def test_split_validation_holds_out_the_same_draw_as_before_and_partitions_the_training_set():
+    split = data.digits()
+    parts = data.split_validation(split, size=200, seed=3)
+    # the draw jeq.nas.load_dataset and experiments/pathsgd_seqmnist.py made inline before the helper existed
+    order = np.random.default_rng(3).permutation(len(split.x_train))
+    np.testing.assert_array_equal(parts.x_val, split.x_train[order[:200]])
+    np.testing.assert_array_equal(parts.y_train, split.y_train[order[200:]])
+    np.testing.assert_array_equal(parts.x_test, split.x_test)
+    rows = np.concatenate([parts.x_train, parts.x_val]).reshape(len(split.x_train), -1)
+    assert sorted(map(bytes, rows)) == sorted(map(bytes, split.x_train.reshape(len(split.x_train), -1)))
+    with pytest.raises(ValueError, match=r"jeq\.data\.split_validation\(size=1442\)"):
+        data.split_validation(split, size=len(split.x_train))
