@@ -13,7 +13,7 @@ Every module is named apart from the functions the package exports, so ``jeq.gem
 
 import importlib
 
-from jeq.gemm.ask_tell import SearchResult, Strategy, search, with_deadline
+from jeq.gemm.ask_tell import SearchResult, Strategy, bowl_cost, search, with_deadline
 from jeq.gemm.baselines import cost_model, genetic, grid_search, random_search, simulated_annealing
 from jeq.gemm.best_first import gbfs
 from jeq.gemm.kernels import KernelFamily, family, pallas, pallas_matmul, tiled_matmul, xla_flags, xla_tiled
@@ -52,6 +52,7 @@ __all__ = [
     "TuneResult",
     "action_probabilities",
     "actor_critic_loss",
+    "bowl_cost",
     "cost_model",
     "family",
     "gbfs",

@@ -23,7 +23,7 @@ import numpy as np
 from jeq import validate
 from jeq.gemm.space import Space
 
-__all__ = ["SearchResult", "Strategy", "rng_from_key", "search", "with_deadline"]
+__all__ = ["SearchResult", "Strategy", "bowl_cost", "rng_from_key", "search", "with_deadline"]
 
 
 class Strategy(NamedTuple):
@@ -135,12 +135,9 @@ def search(
     ``callback(indices, costs)`` sees every evaluated batch.
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.gemm import Axis, Space, grid_search, search
+    >>> from jeq.gemm import Axis, Space, bowl_cost, grid_search, search
     >>> space = Space([Axis("m", 16, 2), Axis("n", 4, 2)])  # 5 * 3 = 15 configurations
-    >>> def cost(genomes):  # seconds; the best tile is m0 = 4, n0 = 2
-    ...     tiles = space.decode(genomes)
-    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 4)) + np.abs(np.log2(tiles["n"][:, 0] / 2))
+    >>> cost = bowl_cost(space, optimum={"m": 4, "n": 2})  # seconds; the best tile is m0 = 4, n0 = 2
     >>> result = search(grid_search(space, batch_size=4), cost, budget=100, key=jax.random.key(0))
     >>> len(result.indices), len(set(result.indices.tolist()))  # stops when the space is exhausted, no repeats
     (15, 15)
@@ -185,3 +182,31 @@ def search(
         b = int(np.argmin(all_c))
         return SearchResult(all_idx, all_c, int(all_idx[b]), float(all_c[b]))
     return SearchResult(all_idx, all_c, -1, float("inf"))
+
+
+def bowl_cost(space: Space, *, optimum: dict[str, int]) -> Callable[[np.ndarray], np.ndarray]:
+    """cost(g) = 1 + Σ_a |log₂(s_{a,0} / optimum[a])|: a toy landscape, 1.0 exactly where each outer tile s_{a,0} of
+    a named axis equals ``optimum[a]``.
+
+    A cost with a known optimum that takes microseconds, for examples and tests of the search strategies (the
+    ``cost`` argument of :func:`search`); axes not named in ``optimum`` and knobs do not change it.
+
+    >>> import numpy as np
+    >>> from jeq.gemm import Axis, Space, bowl_cost
+    >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])  # 7 * 7 = 49 configurations
+    >>> cost = bowl_cost(space, optimum={"m": 8, "n": 4})
+    >>> every = cost(space.genomes(np.arange(space.size)))
+    >>> float(every.min()), int((every == 1.0).sum()), float(every.max())  # one optimum; worst m0 = n0 = 64
+    (1.0, 1, 8.0)
+    """
+    where = "jeq.gemm.bowl_cost"
+    names = [a.name for a in space.axes]
+    for name, value in optimum.items():
+        validate.one_of(where, "optimum", name, names)
+        validate.integer(where, f"optimum[{name!r}]", value, low=1)
+
+    def cost(genomes: np.ndarray) -> np.ndarray:
+        tiles = space.decode(genomes)
+        return 1.0 + sum(np.abs(np.log2(tiles[name][:, 0] / value)) for name, value in optimum.items())
+
+    return cost

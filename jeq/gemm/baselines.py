@@ -142,12 +142,9 @@ def simulated_annealing(
     after every batch. Failed configurations are never accepted.
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.gemm import Axis, Space, search, simulated_annealing
+    >>> from jeq.gemm import Axis, Space, bowl_cost, search, simulated_annealing
     >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])  # 49 configurations
-    >>> def cost(genomes):
-    ...     tiles = space.decode(genomes)
-    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> cost = bowl_cost(space, optimum={"m": 8, "n": 4})
     >>> result = search(simulated_annealing(space, num_chains=4), cost, budget=30, key=jax.random.key(0))
     >>> len(set(result.indices.tolist())), bool(result.best_cost <= 2.0)
     (30, True)
@@ -229,12 +226,9 @@ def genetic(space: Space, *, population_size: int = 64, elite_num: int = 3, muta
     have a random gene re-drawn until they are new.
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.gemm import Axis, Space, genetic, search
+    >>> from jeq.gemm import Axis, Space, bowl_cost, genetic, search
     >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])
-    >>> def cost(genomes):
-    ...     tiles = space.decode(genomes)
-    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> cost = bowl_cost(space, optimum={"m": 8, "n": 4})
     >>> result = search(genetic(space, population_size=8), cost, budget=24, key=jax.random.key(0))
     >>> len(set(result.indices.tolist())), bool(result.best_cost <= 2.0)
     (24, True)
@@ -407,11 +401,9 @@ def cost_model(
 
     >>> import jax
     >>> import numpy as np
-    >>> from jeq.gemm import Axis, Space, cost_model, search
+    >>> from jeq.gemm import Axis, Space, bowl_cost, cost_model, search
     >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])
-    >>> def cost(genomes):
-    ...     tiles = space.decode(genomes)
-    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> cost = bowl_cost(space, optimum={"m": 8, "n": 4})
     >>> tuner = cost_model(space, plan_size=8, batch_size=4, sa_iterations=20, sa_chains=8)
     >>> result = search(tuner, cost, budget=24, key=jax.random.key(0))
     >>> every = cost(space.genomes(np.arange(space.size)))

@@ -59,12 +59,9 @@ def gbfs(
     the visited ones (the paper's literal step and NNI's, which can expand a state to nothing).
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.gemm import Axis, Space, gbfs, search
+    >>> from jeq.gemm import Axis, Space, bowl_cost, gbfs, search
     >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])
-    >>> def cost(genomes):  # a bowl around m0 = 8, n0 = 4
-    ...     tiles = space.decode(genomes)
-    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> cost = bowl_cost(space, optimum={"m": 8, "n": 4})  # least at m0 = 8, n0 = 4
     >>> result = search(gbfs(space, num_neighbours=3), cost, budget=25, key=jax.random.key(0))
     >>> space.config(space.genomes([result.indices[0]])[0])  # starts at the canonical [d, 1] factorisation
     {'m': (64, 1), 'n': (64, 1)}

@@ -252,12 +252,9 @@ def na2c(
     gives the reasons.
 
     >>> import jax
-    >>> import numpy as np
-    >>> from jeq.gemm import Axis, Space, na2c, search
+    >>> from jeq.gemm import Axis, Space, bowl_cost, na2c, search
     >>> space = Space([Axis("m", 64, 2), Axis("n", 64, 2)])
-    >>> def cost(genomes):
-    ...     tiles = space.decode(genomes)
-    ...     return 1.0 + np.abs(np.log2(tiles["m"][:, 0] / 8)) + np.abs(np.log2(tiles["n"][:, 0] / 4))
+    >>> cost = bowl_cost(space, optimum={"m": 8, "n": 4})
     >>> result = search(na2c(space, hidden_size=16, max_rollouts=4), cost, budget=12, key=jax.random.key(0))
     >>> len(set(result.indices.tolist())), bool(result.best_cost < cost(space.genomes(result.indices[:1]))[0])
     (12, True)
