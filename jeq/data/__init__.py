@@ -19,6 +19,7 @@ from jeq.data.images import (
     mnist_subset,
     read_idx,
     split_validation,
+    write_idx,
 )
 from jeq.data.synthetic import adding_problem, logic_gates, sequential_images
 from jeq.data.text import CharCorpus, char_corpus
@@ -26,5 +27,5 @@ from jeq.data.text import CharCorpus, char_corpus
 __all__ = [
     "CharCorpus", "DataNotFoundError", "Split", "ValidationSplit", "adding_problem", "batches", "char_corpus", "cifar10",
     "digits", "fashion_mnist", "generate_mnist1d", "logic_gates", "mnist", "mnist1d", "mnist_subset", "read_idx",
-    "sequential_images", "split_validation",
+    "sequential_images", "split_validation", "write_idx",
 ]

@@ -250,6 +250,31 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dt
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> pathlib.Path:
+    """Write ``array`` (integers in [0, 255]) as one IDX file of unsigned bytes, gzip-compressed when ``path`` ends in
+    ``.gz``: the inverse of :func:`read_idx`, for stand-in MNIST-format files in examples and tests.
+
+    Header: two zero bytes, type code 0x08 (unsigned byte), d = ``array.ndim``, then d big-endian uint32 sizes.
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from jeq.data import read_idx, write_idx
+    >>> labels = np.arange(5) % 3
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     back = read_idx(write_idx(pathlib.Path(folder) / "labels-idx1-ubyte.gz", labels))
+    >>> back.tolist(), back.dtype
+    ([0, 1, 2, 0, 1], dtype('uint8'))
+    """
+    array = np.asarray(array)
+    if array.size and not (np.issubdtype(array.dtype, np.number) and np.all(array == np.clip(np.round(array), 0, 255))):
+        raise ValueError(f"jeq.data.write_idx(array={array.dtype}{array.shape}): must hold integers in [0, 255]")
+    path = pathlib.Path(path)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+    return path
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (the MNIST format), gzip-compressed or not.
 
@@ -257,16 +282,14 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     in C order. Raises ``ValueError`` naming the file when the header is malformed or the payload is truncated or too
     long, so a damaged file never yields a wrong-shaped array.
 
-    >>> import gzip, pathlib, tempfile
+    >>> import pathlib, tempfile
     >>> import numpy as np
-    >>> from jeq.data import read_idx
+    >>> from jeq.data import read_idx, write_idx
     >>> images = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
-    >>> header = bytes([0, 0, 0x08, 3]) + b"".join(n.to_bytes(4, "big") for n in images.shape)
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     path = pathlib.Path(folder) / "images-idx3-ubyte.gz"
-    ...     _ = path.write_bytes(gzip.compress(header + images.tobytes()))
+    ...     path = write_idx(pathlib.Path(folder) / "images-idx3-ubyte", images)
     ...     back = read_idx(path)
-    ...     _ = path.write_bytes(header + images.tobytes()[:-1])
+    ...     _ = path.write_bytes(path.read_bytes()[:-1])  # one byte short
     ...     try:
     ...         read_idx(path)
     ...     except ValueError as error:
@@ -358,14 +381,11 @@ def mnist(path: str | os.PathLike | None = None) -> Split:
 
     >>> import pathlib, tempfile
     >>> import numpy as np
-    >>> from jeq.data import mnist
-    >>> def write_idx(path, array):  # a tiny stand-in for the real files
-    ...     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    ...     _ = path.write_bytes(header + array.astype(np.uint8).tobytes())
-    >>> with tempfile.TemporaryDirectory() as folder:
+    >>> from jeq.data import mnist, write_idx
+    >>> with tempfile.TemporaryDirectory() as folder:  # tiny stand-ins for the real files
     ...     for split, n in (("train", 3), ("t10k", 2)):
-    ...         write_idx(pathlib.Path(folder) / f"{split}-images-idx3-ubyte", np.full((n, 28, 28), 255))
-    ...         write_idx(pathlib.Path(folder) / f"{split}-labels-idx1-ubyte", np.arange(n))
+    ...         _ = write_idx(pathlib.Path(folder) / f"{split}-images-idx3-ubyte", np.full((n, 28, 28), 255))
+    ...         _ = write_idx(pathlib.Path(folder) / f"{split}-labels-idx1-ubyte", np.arange(n))
     ...     data = mnist(path=folder)
     >>> data.x_train.shape, data.x_test.shape, float(data.x_train.max()), data.y_train.tolist()
     ((3, 28, 28, 1), (2, 28, 28, 1), 1.0, [0, 1, 2])
@@ -384,16 +404,13 @@ def fashion_mnist(path: str | os.PathLike | None = None) -> Split:
 
     >>> import os, pathlib, tempfile
     >>> import numpy as np
-    >>> from jeq.data import fashion_mnist
-    >>> def write_idx(path, array):  # a tiny stand-in for the real files
-    ...     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    ...     _ = path.write_bytes(header + array.astype(np.uint8).tobytes())
+    >>> from jeq.data import fashion_mnist, write_idx
     >>> with tempfile.TemporaryDirectory() as root:
     ...     folder = pathlib.Path(root) / "fashion-mnist"  # the layout $JEQ_DATA expects
     ...     folder.mkdir()
     ...     for split, n in (("train", 4), ("t10k", 2)):
-    ...         write_idx(folder / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28)))
-    ...         write_idx(folder / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    ...         _ = write_idx(folder / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28)))
+    ...         _ = write_idx(folder / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
     ...     data = fashion_mnist(path=folder)
     >>> data.x_train.shape, data.y_test.tolist(), data.x_train.dtype
     ((4, 28, 28, 1), [0, 1], dtype('float32'))

@@ -160,12 +160,6 @@ def test_batches_cover_epoch_and_are_reproducible():
 # ------------------------------------------------------------------------------------------ path-based loaders
 
 
-def _write_idx(path, array: np.ndarray, compress: bool):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(payload) if compress else payload)
-
-
 def _write_idx_set(directory, n_train=6, n_test=4, compress=True):
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -176,7 +170,7 @@ def _write_idx_set(directory, n_train=6, n_test=4, compress=True):
         "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
     }
     for name, arr in arrays.items():
-        _write_idx(directory / (name + (".gz" if compress else "")), arr, compress)
+        data.write_idx(directory / (name + (".gz" if compress else "")), arr)
     return arrays
 
 
@@ -233,7 +227,7 @@ def test_bad_magic_and_mismatched_counts_are_errors(tmp_path):
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(ValueError, match="not an IDX file"):
         data.mnist(tmp_path)
-    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(5), compress=False)
+    data.write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(5))
     with pytest.raises(ValueError, match=r"shape \(6, 28, 28\).*shape \(5,\)"):
         data.mnist(tmp_path)
 
