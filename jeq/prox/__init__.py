@@ -7,6 +7,7 @@
 from jeq.prox.activations import (
     Prox,
     add_l1,
+    argmin_on_grid,
     box,
     check_proximal,
     from_activation,
@@ -22,6 +23,6 @@ from jeq.prox.activations import (
 )
 
 __all__ = [
-    "Prox", "add_l1", "box", "check_proximal", "from_activation", "hard_sigmoid", "l1", "leaky_relu", "primitive",
-    "relu", "relu_l1", "sigmoid", "softplus", "tanh",
+    "Prox", "add_l1", "argmin_on_grid", "box", "check_proximal", "from_activation", "hard_sigmoid", "l1", "leaky_relu",
+    "primitive", "relu", "relu_l1", "sigmoid", "softplus", "tanh",
 ]
