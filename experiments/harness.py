@@ -462,6 +462,7 @@ def run(
     per_seed: dict[str, Any] = {}
     seed_seconds: dict[str, float] = {}
     start = time.perf_counter()
+    load_at_start = os.getloadavg()[0]  # others' work on the machine stretches wall_s: recorded beside it
     for seed in config.seeds:
         seed_file = run_dir / f"seed_{seed}.json"
         finished = from_process_zero(seed_file.read_bytes() if seed_file.exists() else None)
@@ -503,6 +504,7 @@ def run(
         "seconds_per_seed": seed_seconds,
         "wall_s": time.perf_counter() - start,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average": {"start": load_at_start, "end": os.getloadavg()[0]},
         "git_sha": version,
         "allow_dirty": bool(config.allow_dirty),
         "diff_hash": diff,

@@ -360,14 +360,17 @@ def quick_wall_table(results: list[dict]) -> str:
     """Markdown: each quick experiment's wall time (the run's own, and the sum of its seeds' compute, which counts
     seeds a resumed run reused), cores and date; the total."""
     runs = quick_runs(results)
-    lines = ["| experiment | wall time (s) | seed compute (s) | cores | date (UTC) |", "|---|---|---|---|---|"]
+    lines = ["| experiment | seeds | wall time (s) | seed compute (s) | cores | load average (start / end) | date (UTC) |",
+             "|---|---|---|---|---|---|---|"]
     for r in runs:
         seeds = sum((r.get("seconds_per_seed") or {}).values())
-        lines.append(f"| {r['name']} | {r.get('wall_s', float('nan')):.0f} | {seeds:.0f} | {r.get('cores', '?')} | "
-                     f"{r['timestamp'][:8]} |")
+        load = r.get("load_average")
+        load_text = f"{load['start']:.1f} / {load['end']:.1f}" if load else "not recorded"
+        lines.append(f"| {r['name']} | {len(r.get('seeds', []))} | {r.get('wall_s', float('nan')):.0f} | {seeds:.0f} | "
+                     f"{r.get('cores', '?')} | {load_text} | {r['timestamp'][:8]} |")
     total = sum(r.get("wall_s", 0.0) for r in runs)
-    lines.append(f"| total | {total:.0f} ({total / 60:.0f} min) | "
-                 f"{sum(sum((r.get('seconds_per_seed') or {}).values()) for r in runs):.0f} | | |")
+    lines.append(f"| total | | {total:.0f} ({total / 60:.0f} min) | "
+                 f"{sum(sum((r.get('seconds_per_seed') or {}).values()) for r in runs):.0f} | | | |")
     return "\n".join(lines)
 
 
@@ -390,9 +393,20 @@ def runtime_sentence(results: list[dict]) -> str:
         return "No quick run is recorded yet."
     total = sum(r.get("wall_s", 0.0) for r in runs)
     cores = sorted({r.get("cores") for r in runs if r.get("cores")})
+    unknown = [r["name"] for r in runs if not r.get("load_average")]
+    loaded = [r["name"] for r in runs if r.get("load_average") and not _idle(r)]
+    notes = ([f"{len(loaded)} ran beside other work, load average above the cores: {', '.join(loaded)}"] if loaded else []) + (
+        [f"{len(unknown)} predate the load-average record, so whether the machine was shared is unknown"] if unknown else [])
+    caveat = f" ({'; '.join(notes)})" if notes else ""
     return (f"Measured: the newest quick runs of the {len(runs)} experiments took {total / 60:.0f} min of wall time in "
-            f"all" + (f" on {', '.join(map(str, cores))} cores" if cores else "")
+            f"all" + (f" on {', '.join(map(str, cores))} cores" if cores else "") + caveat
             + "; each experiment's time is in [results/REPORT.md](results/REPORT.md#wall-time).")
+
+
+def _idle(run: dict) -> bool:
+    """Whether a run recorded a load average no higher than its cores (plus one) at its start and end."""
+    load, cores = run.get("load_average"), run.get("cores") or 1
+    return bool(load) and max(load["start"], load["end"]) <= cores + 1
 
 
 def claims_summary(rows: list[dict], results: list[dict] = (), out: pathlib.Path | None = None) -> str:

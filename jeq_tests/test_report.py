@@ -123,3 +123,18 @@ def test_the_report_lists_the_failures_of_the_newest_reproduce_run(tmp_path):
     text = report.report_markdown(tmp_path)
     assert "**1 failed**" in text and "- **opteq_table** failed after 10 s: `ValueError: boom`" in text
     assert "| opteq_table | **failed**: ValueError: boom | 10 s |" in text
+
+
+def test_the_runtime_sentence_says_which_wall_times_ran_beside_other_work():
+    def run(name, load=None):
+        r = {"name": name, "command": f"python -m experiments.{name} --quick", "wall_s": 600.0, "cores": 2,
+             "seeds": [0], "timestamp": "20261207T000000Z"}
+        return r | ({"load_average": load} if load else {})
+
+    idle = report.runtime_sentence([run("a", {"start": 0.4, "end": 1.9}), run("b", {"start": 0.1, "end": 2.5})])
+    assert "took 20 min of wall time in all on 2 cores;" in idle
+    shared = report.runtime_sentence([run("a", {"start": 0.4, "end": 1.9}), run("b", {"start": 9.0, "end": 12.0}),
+                                      run("c")])
+    assert "1 ran beside other work, load average above the cores: b" in shared
+    assert "1 predate the load-average record" in shared
+    assert "load average (start / end)" in report.quick_wall_table([run("b", {"start": 9.0, "end": 12.0})])
