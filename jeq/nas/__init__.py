@@ -31,6 +31,7 @@ from jeq.nas.search import (
     pareto_front,
     run_search,
     search,
+    structure_evaluator,
     trial_log,
 )
 from jeq.nas.train import DATASETS, TrainResult, fit, load_dataset, make_optimizer, make_steps, train
@@ -41,5 +42,5 @@ __all__ = [
     "evaluate_theta", "fit", "fit_width", "hparams_of", "load_dataset", "make_optimizer", "make_steps", "merge_graph",
     "open_storage",
     "param_count", "pareto_front", "plan", "randwire", "run_search", "sample_architecture", "search",
-    "stage_of_nodes", "train", "trial_log",
+    "stage_of_nodes", "structure_evaluator", "train", "trial_log",
 ]

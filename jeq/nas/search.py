@@ -63,8 +63,9 @@ from jeq import validate
 from jeq.nas.generator import HNAG_SPACE, RNAG_SPACE, HParams, randwire, sample_architecture
 from jeq.nas.network import fit_width
 
-__all__ = ["METHODS", "SearchConfig", "SearchResult", "TrialSettings", "Evaluation", "evaluate_theta", "hparams_of", "open_storage",
-           "pareto_front", "run_search", "search", "trial_log"]
+__all__ = ["METHODS", "SearchConfig", "SearchResult", "TrialSettings", "Evaluation", "evaluate_theta", "hparams_of",
+           "open_storage",
+           "pareto_front", "run_search", "search", "structure_evaluator", "trial_log"]
 
 METHODS = ("hnag-bohb", "hnag-rs", "rnag-bohb", "hnag-mobo")
 """Search strategies (see the module docstring)."""
@@ -411,6 +412,27 @@ def _epochs_used(trials) -> int:
     return sum(int(t.user_attrs.get("epochs", 0)) for t in trials if t.state in _FINISHED)
 
 
+def structure_evaluator(config: SearchConfig, theta: dict[str, Any], *, epochs: int,
+                        report: Callable[[int, float], None]) -> Evaluation:
+    """A training-free stand-in for :func:`evaluate_theta`: accuracy = 1 - 1 / (1 + ops / 10) with ``ops`` the
+    sampled architecture's operation count, reported unchanged after every epoch. It exercises a search's plumbing
+    (sampling, pruning, storage, resume) in seconds; it says nothing about real accuracy.
+
+    >>> from jeq.nas import SearchConfig, structure_evaluator
+    >>> config = SearchConfig(method="hnag-rs", dataset="mnist5k", max_nodes=4)
+    >>> theta = dict(g1_nodes=3, g1_k=2, g1_p=0.5, g2_nodes=2, g2_p=0.5, g3_nodes=3, g3_k=2, g3_p=0.5)
+    >>> seen = []
+    >>> result = structure_evaluator(config, theta, epochs=2, report=lambda epoch, acc: seen.append(epoch))
+    >>> seen, 0.0 < result.accuracy < 1.0, result.epochs
+    ([1, 2], True, 2)
+    """
+    architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
+    accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
+    for epoch in range(1, epochs + 1):
+        report(epoch, accuracy)
+    return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+
+
 def run_search(config: SearchConfig, *, storage: str, study_name: str, worker: int = 0,
                evaluate: Callable[..., Evaluation] | None = None, progress: bool = True) -> SearchResult:
     """One worker on the study ``study_name`` at ``storage``: ask, evaluate, tell until the study holds
@@ -421,16 +443,11 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, worker: i
     sampled networks); ``report(epoch, accuracy)`` forwards to the trial and raises ``optuna.TrialPruned``.
 
     >>> import tempfile
-    >>> from jeq.nas import Evaluation, SearchConfig, hparams_of, run_search, sample_architecture
-    >>> def evaluator(config, theta, *, epochs, report):  # a stand-in for training: bigger nets score higher
-    ...     architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
-    ...     accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
-    ...     for epoch in range(1, epochs + 1):
-    ...         report(epoch, accuracy)
-    ...     return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+    >>> from jeq.nas import SearchConfig, run_search, structure_evaluator
     >>> config = SearchConfig(method="hnag-rs", trials=4, min_epochs=1, max_epochs=2, dataset="mnist5k", max_nodes=4)
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     result = run_search(config, storage=f"journal:{folder}/nago.journal", study_name="demo", evaluate=evaluator,
+    ...     result = run_search(config, storage=f"journal:{folder}/nago.journal", study_name="demo",
+    ...                         evaluate=structure_evaluator,
     ...                         progress=False)
     >>> len(result.trials), result.best["accuracy"] == max(t["accuracy"] for t in result.trials)
     (4, True)
@@ -521,19 +538,13 @@ def trial_log(study: optuna.Study) -> list[dict[str, Any]]:
 
     >>> import tempfile
     >>> import optuna
-    >>> from jeq.nas import Evaluation, SearchConfig, hparams_of, open_storage, run_search, sample_architecture, trial_log
-    >>> def evaluator(config, theta, *, epochs, report):  # a stand-in for training: bigger nets score higher
-    ...     architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
-    ...     accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
-    ...     for epoch in range(1, epochs + 1):
-    ...         report(epoch, accuracy)
-    ...     return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+    >>> from jeq.nas import SearchConfig, open_storage, run_search, structure_evaluator, trial_log
     >>> config = SearchConfig(method="hnag-rs", trials=2, min_epochs=1, max_epochs=1, dataset="mnist5k", max_nodes=4)
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     url = f"journal:{folder}/nago.journal"
-    ...     _ = run_search(config, storage=url, study_name="demo", evaluate=evaluator, progress=False)
+    ...     _ = run_search(config, storage=url, study_name="demo", evaluate=structure_evaluator, progress=False)
     ...     rows = trial_log(optuna.load_study(study_name="demo", storage=open_storage(url)))
-    >>> [row["state"] for row in rows], sorted(rows[0]["theta"]) == sorted(config_keys := rows[1]["theta"])
+    >>> [row["state"] for row in rows], sorted(rows[0]["theta"]) == sorted(rows[1]["theta"])
     (['COMPLETE', 'COMPLETE'], True)
     """
     rows = []
@@ -561,16 +572,11 @@ def pareto_front(study: optuna.Study) -> list[dict[str, Any]]:
     """The trials on the Pareto front of a multi-objective study (empty for single-objective studies).
 
     >>> import tempfile
-    >>> from jeq.nas import Evaluation, SearchConfig, hparams_of, run_search, sample_architecture
-    >>> def evaluator(config, theta, *, epochs, report):  # a stand-in for training: bigger nets score higher
-    ...     architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
-    ...     accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
-    ...     for epoch in range(1, epochs + 1):
-    ...         report(epoch, accuracy)
-    ...     return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+    >>> from jeq.nas import SearchConfig, run_search, structure_evaluator
     >>> config = SearchConfig(method="hnag-mobo", trials=4, min_epochs=1, max_epochs=1, dataset="mnist5k", max_nodes=4)
     >>> with tempfile.TemporaryDirectory() as folder:  # run_search's result carries pareto_front(study)
-    ...     front = run_search(config, storage=f"journal:{folder}/m.journal", study_name="mobo", evaluate=evaluator,
+    ...     front = run_search(config, storage=f"journal:{folder}/m.journal", study_name="mobo",
+    ...                        evaluate=structure_evaluator,
     ...                        progress=False).pareto
     >>> def dominates(b, a):  # b at least as accurate and as small as a, and better in one
     ...     return (b["accuracy"] >= a["accuracy"] and b["params"] <= a["params"]
@@ -593,17 +599,11 @@ def search(config: SearchConfig, *, storage: str, study_name: str, workers: int 
     """:func:`run_search` in ``workers`` processes on one study (``workers - 1`` spawned, one here).
 
     >>> import tempfile
-    >>> from jeq.nas import Evaluation, SearchConfig, hparams_of, run_search, sample_architecture, search
-    >>> def evaluator(config, theta, *, epochs, report):  # a stand-in for training: bigger nets score higher
-    ...     architecture = sample_architecture(hparams_of(config.method, theta), seed=config.seed)
-    ...     accuracy = 1.0 - 1.0 / (1.0 + architecture.num_operations / 10.0)
-    ...     for epoch in range(1, epochs + 1):
-    ...         report(epoch, accuracy)
-    ...     return Evaluation(accuracy, architecture.num_operations, epochs, architecture.fingerprint())
+    >>> from jeq.nas import SearchConfig, run_search, search, structure_evaluator
     >>> config = SearchConfig(method="hnag-rs", trials=3, min_epochs=1, max_epochs=1, dataset="mnist5k", max_nodes=4)
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     storage = f"journal:{folder}/nago.journal"
-    ...     done = run_search(config, storage=storage, study_name="demo", evaluate=evaluator, progress=False)
+    ...     done = run_search(config, storage=storage, study_name="demo", evaluate=structure_evaluator, progress=False)
     ...     again = search(config, storage=storage, study_name="demo")  # the study is complete: nothing to train
     >>> [t["number"] for t in again.trials] == [t["number"] for t in done.trials], len(again.trials)
     (True, 3)
