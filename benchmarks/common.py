@@ -29,7 +29,7 @@ def provenance(extra_packages: Iterable[str] = ()) -> dict[str, Any]:
         "git_sha": git_sha(),
         "versions": versions(extra=tuple(extra_packages)),
         "device_info": device_info(),
-        "command": shlex.join([f"python -m {_module_name()}", *sys.argv[1:]]),
+        "command": " ".join([f"python -m {_module_name()}", *map(shlex.quote, sys.argv[1:])]),
         "host": {"cpu_count": os.cpu_count(), "load_average_1_5_15": list(os.getloadavg())},
         "timestamp": _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
     }

@@ -28,8 +28,6 @@ iterations once trained), and the real step is timed on the trained parameters. 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import pathlib
 import time
 
 import jax
@@ -37,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import common
 from benchmarks.bench_eqprop import laborieux_trainer
-from jeq import bench, data, io
+from jeq import bench, data
 from jeq import equilibrium as eq
 from jeq import fixedpoint as fp
 from jeq.eqprop import hopfield
@@ -233,9 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
     _limits = bench.single_threaded_blas()  # noqa: F841  (kept alive for the run)
     split = data.mnist_subset()
     start = time.perf_counter()
-    result = {"command": "python -m benchmarks.floor " + " ".join(argv if argv is not None else []),
-              "budget_s": budget, "epochs": args.epochs, "git_sha": io.git_sha(), "versions": io.versions(),
-              "device": io.device_info(), "models": {}}
+    result = {"budget_s": budget, "epochs": args.epochs, "models": {}}
     print("real training step / dense floor, interleaved in one process")
     for name in args.models:
         if name == "ep":
@@ -243,9 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             result["models"][name] = equilibrium_floor(name, split, args.epochs, budget)
     result["wall_s"] = time.perf_counter() - start
-    timestamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = pathlib.Path(args.out) / "bench_floor" / f"{timestamp}.json"
-    io.atomic_write_json(path, result)
+    path = common.write(args.out, "bench_floor", result)  # with git SHA, versions, device, command, load
     print(f"written {path}")
     return result
 
