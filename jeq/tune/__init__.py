@@ -21,6 +21,7 @@ from jeq.tune.algorithms import (
     default_theta,
     get_algorithm,
     hyperparameter,
+    population_algorithm,
     validate_theta,
 )
 from jeq.tune.baselines import decode_unit, encode_unit, gp_ei, tpe
@@ -43,7 +44,7 @@ __all__ = [
     "ALGORITHMS", "KINDS", "PROBLEMS", "SYNTHETIC_OPTIMUM", "SYNTHETIC_SPACE", "Algorithm", "HyperParameter", "Problem",
     "Strategy", "TuneResult", "action_to_theta", "batch_evaluator", "checkpoint_progress", "decode_unit",
     "default_theta", "encode_unit", "entropy", "evaluate", "get_algorithm", "gp_ei", "group_thetas", "hyperparameter",
-    "init_policy", "knapsack_decode", "knapsack_value", "log_prob", "make_problem", "random_search", "reinforce",
-    "rng_from_key", "sample", "sample_uniform", "synthetic_objective", "synthetic_quality", "tour_length", "tpe",
-    "tsp_decode", "tune", "validate_theta",
+    "init_policy", "knapsack_decode", "knapsack_value", "log_prob", "make_problem", "population_algorithm",
+    "random_search", "reinforce", "rng_from_key", "sample", "sample_uniform", "synthetic_objective",
+    "synthetic_quality", "tour_length", "tpe", "tsp_decode", "tune", "validate_theta",
 ]

@@ -40,7 +40,7 @@ import numpy as np
 from jeq import validate
 
 __all__ = ["ALGORITHMS", "Algorithm", "HyperParameter", "KINDS", "default_theta", "get_algorithm",
-           "hyperparameter", "validate_theta"]
+           "hyperparameter", "population_algorithm", "validate_theta"]
 
 KINDS = ("float", "log-float", "int", "categorical")
 """Kinds of hyper-parameter: bounded real, bounded real searched in log space, bounded integer, finite choice."""
@@ -273,25 +273,53 @@ def _check_budget(name: str, population_size: int, evaluations: int, minimum_gen
                       f"must allow >= {minimum_generations} generations of population_size={population_size}")
 
 
-# ------------------------------------------------------------------------------------------------------- DE
+def population_algorithm(name: str, evosax_class: str, hyperparameters: tuple[HyperParameter, ...], *,
+                         params: Callable[[Mapping[str, jax.Array]], dict[str, Any]],
+                         strategy: tuple[str, ...] = (), scale: str | None = None, doc: str = "") -> Algorithm:
+    """An :class:`Algorithm` that runs ``evosax.algorithms.<evosax_class>`` by :func:`_population_run`.
 
-def _run_de(static, traced, key, objective, data, *, low, high, dimension, evaluations):
-    from evosax.algorithms import DifferentialEvolution
+    ``params(traced)`` maps the traced hyper-parameters to fields of the evosax ``Params`` struct
+    (``es.default_params.replace(**params(traced))``); ``strategy`` names grouped hyper-parameters passed to the evosax
+    constructor (they change shapes); ``scale`` names the traced hyper-parameter σ of the change of variables x = σ·y
+    (module docstring), if any. Every run needs ``evaluations >= 2 * population_size``.
 
-    _check_budget("de", static["population_size"], evaluations)
-    es = _strategy(DifferentialEvolution, static["population_size"], dimension, num_diff=static["num_diff"])
-    params = es.default_params.replace(
-        crossover_rate=traced["crossover_rate"],
-        differential_weight=traced["differential_weight"],
-        elitism=traced["base_vector"] == 1,
-    )
-    return _population_run(es, params, key, objective, data, low=low, high=high, dimension=dimension,
-                           evaluations=evaluations)
+    A DE with its crossover rate as the only tunable hyper-parameter:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jeq.tune import hyperparameter, population_algorithm
+    >>> de = population_algorithm(
+    ...     "de_cr", "DifferentialEvolution",
+    ...     (hyperparameter("population_size", "categorical", choices=(8,), default=8, grouped=True),
+    ...      hyperparameter("crossover_rate", "float", low=0.0, high=1.0, default=0.9)),
+    ...     params=lambda traced: {"crossover_rate": traced["crossover_rate"]})
+    >>> best = de.run({"population_size": 8}, {"crossover_rate": jnp.float32(0.9)}, jax.random.key(0),
+    ...               lambda data, x: jnp.sum(x ** 2), None, low=-1.0, high=1.0, dimension=2, evaluations=400)
+    >>> bool(best < 1e-3)
+    True
+    """
+
+    def run(static, traced, key, objective, data, *, low, high, dimension, evaluations):
+        import evosax.algorithms
+
+        _check_budget(name, static["population_size"], evaluations)
+        es = _strategy(getattr(evosax.algorithms, evosax_class), static["population_size"], dimension,
+                       **{field: static[field] for field in strategy})
+        return _population_run(es, es.default_params.replace(**params(traced)), key, objective, data, low=low,
+                               high=high, dimension=dimension, evaluations=evaluations,
+                               scale=1.0 if scale is None else traced[scale])
+
+    return Algorithm(name=name, hyperparameters=hyperparameters, run=run, doc=doc)
 
 
-DE = Algorithm(
-    name="de",
-    hyperparameters=(
+def _pick(*names: str) -> Callable[[Mapping[str, jax.Array]], dict[str, jax.Array]]:
+    """``params`` for :func:`population_algorithm` when the hyper-parameters are evosax fields of the same names."""
+    return lambda traced: {field: traced[field] for field in names}
+
+
+DE = population_algorithm(
+    "de", "DifferentialEvolution",
+    (
         hyperparameter("population_size", "categorical", choices=(8, 16, 32, 64), default=32, grouped=True,
                        doc="population size P (evosax has no default; 32 is jeq's)"),
         hyperparameter("base_vector", "categorical", choices=("rand", "best"), default="best",
@@ -301,26 +329,15 @@ DE = Algorithm(
         hyperparameter("differential_weight", "float", low=0.0, high=2.0, default=0.8, doc="F, mutation scale"),
         hyperparameter("crossover_rate", "float", low=0.0, high=1.0, default=0.9, doc="CR, binomial crossover"),
     ),
-    run=_run_de,
+    params=lambda traced: {**_pick("crossover_rate", "differential_weight")(traced),
+                           "elitism": traced["base_vector"] == 1},
+    strategy=("num_diff",),
     doc="Differential evolution (Storn & Price 1997), evosax.algorithms.DifferentialEvolution",
 )
 
-
-# ------------------------------------------------------------------------------------------------------- GA
-
-def _run_ga(static, traced, key, objective, data, *, low, high, dimension, evaluations):
-    from evosax.algorithms import SimpleGA
-
-    _check_budget("ga", static["population_size"], evaluations)
-    es = _strategy(SimpleGA, static["population_size"], dimension)
-    params = es.default_params.replace(crossover_rate=traced["crossover_rate"])
-    return _population_run(es, params, key, objective, data, low=low, high=high, dimension=dimension,
-                           evaluations=evaluations, scale=traced["mutation_std"])
-
-
-GA = Algorithm(
-    name="ga",
-    hyperparameters=(
+GA = population_algorithm(
+    "ga", "SimpleGA",
+    (
         hyperparameter("population_size", "categorical", choices=(8, 16, 32, 64), default=32, grouped=True,
                        doc="population size (the best half are the parents)"),
         hyperparameter("mutation_std", "log-float", low=1e-3, high=10.0, default=1.0,
@@ -328,35 +345,21 @@ GA = Algorithm(
         hyperparameter("crossover_rate", "float", low=0.0, high=1.0, default=0.0,
                        doc="per-gene probability of taking the second parent's gene (uniform crossover)"),
     ),
-    run=_run_ga,
+    params=_pick("crossover_rate"),
+    scale="mutation_std",
     doc="Simple genetic algorithm (Such et al. 2017), evosax.algorithms.SimpleGA",
 )
 
-
-# ------------------------------------------------------------------------------------------------------ PSO
-
-def _run_pso(static, traced, key, objective, data, *, low, high, dimension, evaluations):
-    from evosax.algorithms import PSO as _PSO
-
-    _check_budget("pso", static["population_size"], evaluations)
-    es = _strategy(_PSO, static["population_size"], dimension)
-    params = es.default_params.replace(inertia_coeff=traced["inertia_coeff"],
-                                       cognitive_coeff=traced["cognitive_coeff"],
-                                       social_coeff=traced["social_coeff"])
-    return _population_run(es, params, key, objective, data, low=low, high=high, dimension=dimension,
-                           evaluations=evaluations)
-
-
-PSO = Algorithm(
-    name="pso",
-    hyperparameters=(
+PSO = population_algorithm(
+    "pso", "PSO",
+    (
         hyperparameter("population_size", "categorical", choices=(8, 16, 32, 64), default=32, grouped=True,
                        doc="swarm size"),
         hyperparameter("inertia_coeff", "float", low=0.0, high=1.2, default=0.75, doc="w, velocity momentum"),
         hyperparameter("cognitive_coeff", "float", low=0.0, high=3.0, default=1.5, doc="c1, pull to personal best"),
         hyperparameter("social_coeff", "float", low=0.0, high=3.0, default=2.0, doc="c2, pull to global best"),
     ),
-    run=_run_pso,
+    params=_pick("inertia_coeff", "cognitive_coeff", "social_coeff"),
     doc="Particle swarm optimisation (Kennedy & Eberhart 1995), global topology, evosax.algorithms.PSO",
 )
 
