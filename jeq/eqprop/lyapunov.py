@@ -103,9 +103,13 @@ class Gershgorin(NamedTuple):
     """Gershgorin disc flags for A (sufficient, not necessary, for Hurwitz): A_jj < 0 and sum_{i != j} |A_ji| <
     |A_jj| for every row (or column) j.
 
+    A diagonally dominant matrix with a negative diagonal is certified; its fields read by name:
+
+    >>> import jax.numpy as jnp
     >>> from jeq import eqprop
-    >>> eqprop.Gershgorin._fields
-    ('negative_diagonal', 'row_dominant', 'column_dominant', 'hurwitz_certified')
+    >>> flags = eqprop.gershgorin(jnp.array([[-3.0, 1.0, 1.0], [0.5, -2.0, 0.5], [1.0, 0.0, -4.0]]))
+    >>> bool(flags.hurwitz_certified), bool(flags.row_dominant and flags.column_dominant)
+    (True, True)
     """
 
     negative_diagonal: jax.Array
@@ -139,9 +143,13 @@ def gershgorin(a: jax.Array) -> Gershgorin:
 class LyapunovSolution(NamedTuple):
     """Solution of A^T P + P A = -Q.
 
+    For A = -I the solution is P = Q / 2:
+
+    >>> import jax.numpy as jnp
     >>> from jeq import eqprop
-    >>> eqprop.LyapunovSolution._fields
-    ('P', 'residual', 'min_eigenvalue', 'positive_definite')
+    >>> solution = eqprop.solve_lyapunov(-jnp.eye(2))
+    >>> bool(jnp.allclose(solution.P, jnp.eye(2) / 2)), float(solution.min_eigenvalue), bool(solution.positive_definite)
+    (True, 0.5, True)
     """
 
     P: jax.Array
@@ -273,7 +281,7 @@ def free_phase_stability(
     >>> from jeq import eqprop
     >>> graph = eqprop.complete_graph(num_inputs=2, num_hidden=2, num_outputs=1)
     >>> weights = eqprop.init_weights(jax.random.key(0), graph, std=0.2)
-    >>> s0 = jnp.array([1.0, 1.0, 0.0, 0.0, 0.0])
+    >>> s0 = jnp.zeros(5).at[:2].set(1.0)  # the two inputs clamped at 1
     >>> free = eqprop.relax_field(eqprop.leaky_field, weights, s0, num_inputs=2, num_outputs=1, steps=600, dt=0.05)
     >>> @jax.jit
     ... def reports(weights, state):

@@ -39,9 +39,15 @@ NORMALISATIONS = ("all", "weak")
 class Pruning(NamedTuple):
     """Result of one pruning round: W_ij <- 0 (and mask_ij <- 0) where p_ij > u_ij.
 
+    A step that :func:`scheduled_prune` skips removes nothing:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
     >>> from jeq import eqprop
-    >>> eqprop.Pruning._fields
-    ('weights', 'mask', 'probabilities', 'pruned_fraction')
+    >>> weights = jnp.full((3, 3), 0.001)  # every edge weak
+    >>> kept = eqprop.scheduled_prune(jax.random.key(0), weights, jnp.ones((3, 3)), 0, interval=2)  # prunes at 1, 3, ..
+    >>> bool(jnp.all(kept.weights == weights)), float(kept.pruned_fraction), float(kept.probabilities.max())
+    (True, 0.0, 0.0)
     """
 
     weights: jax.Array

@@ -404,8 +404,7 @@ def refresh_power_vector(*, steps: int = 1) -> optax.GradientTransformation:
     >>> import jax.numpy as jnp
     >>> import optax
     >>> from jeq import equilibrium as eq
-    >>> model = eq.opteq(features=2, hidden=3, classes=2, norm="power")
-    >>> params = model.init(jax.random.key(0))
+    >>> params = eq.opteq(features=2, hidden=3, classes=2, norm="power").init(jax.random.key(0))
     >>> tx = optax.chain(optax.sgd(0.1), eq.refresh_power_vector(steps=20))
     >>> updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
     >>> params = optax.apply_updates(params, updates)

@@ -54,9 +54,13 @@ class TrainMetrics(NamedTuple):
 class EvalMetrics(NamedTuple):
     """Weighted sums over a batch, sum_n m_n q_n (add them over batches, divide by ``count`` = sum_n m_n).
 
+    Sums over two batches, added field by field, then divided by the count:
+
     >>> from jeq import equilibrium as eq
-    >>> eq.EvalMetrics._fields
-    ('loss', 'correct', 'steps', 'converged', 'count')
+    >>> batches = [eq.EvalMetrics(loss=2.0, correct=3, steps=24, converged=4, count=4), eq.EvalMetrics(1.0, 1, 6, 2, 2)]
+    >>> total = eq.EvalMetrics(*map(sum, zip(*batches)))
+    >>> total.correct / total.count, total.steps / total.count, total.converged / total.count
+    (0.6666666666666666, 5.0, 1.0)
     """
 
     loss: jax.Array

@@ -247,13 +247,14 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
 class BroydenState(NamedTuple):
     """State of limited-memory "good" Broyden on r(z) = f(z) - z: H ~ (J_f - I)^{-1} = -I + sum_i u_i v_i^T.
 
+    One update appends the first secant pair (u, v) as the newest rows of the ring buffers:
+
     >>> import jax.numpy as jnp
     >>> from jeq import fixedpoint as fp
-    >>> state = fp.broyden(history=4).init(jnp.cos, jnp.zeros(3))
-    >>> state._fields
-    ('z', 'fz', 'us', 'vs', 'count')
-    >>> state.us.shape, state.vs.shape
-    ((4, 3), (4, 3))
+    >>> solver = fp.broyden(history=4)
+    >>> state = solver.update(jnp.cos, solver.init(jnp.cos, jnp.zeros(3)))
+    >>> state.us.shape, bool(jnp.all(state.us[:-1] == 0)), bool(jnp.any(state.us[-1] != 0)), int(state.count)
+    ((4, 3), True, True, 1)
     """
 
     z: Array

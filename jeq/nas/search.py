@@ -196,9 +196,13 @@ class Evaluation(NamedTuple):
 class SearchResult(NamedTuple):
     """What :func:`run_search` returns.
 
+    Fields by name; ``best`` is one row of ``trials`` (a single-objective search has no ``pareto``):
+
     >>> from jeq.nas import SearchResult
-    >>> SearchResult._fields
-    ('study_name', 'storage', 'trials', 'best', 'pareto')
+    >>> rows = [{"number": 0, "accuracy": 0.8}, {"number": 1, "accuracy": 0.9}]
+    >>> result = SearchResult("demo", "sqlite:///demo.db", rows, rows[1], None)
+    >>> result.best["number"], result.pareto is None
+    (1, True)
     """
 
     study_name: str

@@ -117,16 +117,15 @@ def eqprop_grad(
 
     >>> import jax
     >>> import jax.numpy as jnp
-    >>> from jeq import eqprop
     >>> from jeq.eqprop import hopfield
     >>> params = hopfield.init(jax.random.key(0), [4, 3, 2])
     >>> x, y = jnp.array([1.0, 0.0, 1.0, 0.5]), jnp.array([1.0, 0.0])
     >>> flat = lambda tree: jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(tree)])
-    >>> loss = lambda p: hopfield.cost(eqprop.free_phase(p, x, steps=200).state, y)  # L = C(s_0(theta))
+    >>> loss = lambda p: hopfield.cost(hopfield.free_phase(p, x, steps=200).state, y)  # L = C(s_0(theta))
     >>> true = flat(jax.jit(jax.grad(loss))(params))
     >>> errors = []
     >>> for centered in (False, True):
-    ...     estimate = lambda p: eqprop.eqprop_grad(p, x, y, 0.1, free_steps=200, nudged_steps=200, centered=centered)
+    ...     estimate = lambda p: hopfield.eqprop_grad(p, x, y, 0.1, free_steps=200, nudged_steps=200, centered=centered)
     ...     g, info = jax.jit(estimate)(params)
     ...     errors.append(float(jnp.linalg.norm(flat(g) - true) / jnp.linalg.norm(true)))
     >>> errors[1] < 0.1 < errors[0] < 0.5, bool(info.finite)
