@@ -326,7 +326,8 @@ def parse_config(config_cls: type, argv: list[str] | None, *, quick: Mapping[str
     """Config from defaults, then ``quick`` overrides when ``--quick`` is given, then explicit flags."""
     if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, BaseConfig)):
         raise TypeError(f"experiments.harness: {config_cls!r} must be a dataclass subclassing BaseConfig")
-    args = build_parser(config_cls, description=description, prog=prog).parse_args(argv)
+    parser = build_parser(config_cls, description=description, prog=prog)
+    args = parser.parse_args(argv)
     explicit = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if v is not None}
     values: dict[str, Any] = {}
     if explicit.get("quick"):
@@ -335,7 +336,10 @@ def parse_config(config_cls: type, argv: list[str] | None, *, quick: Mapping[str
             raise TypeError(f"experiments.harness: quick overrides name unknown fields {sorted(unknown)}")
         values.update(quick or {})
     values.update(explicit)
-    config = config_cls(**values)
+    try:
+        config = config_cls(**values)
+    except ValueError as error:  # flags that do not fit together: an argparse error (status 2), no traceback
+        parser.error(str(error))
     if not config.seeds:
         raise ValueError("experiments.harness: --seeds must name at least one seed")
     if config.devices < 1:

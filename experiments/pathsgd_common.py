@@ -62,6 +62,27 @@ class RNNMethodsConfig(harness.BaseConfig):
     """Seeds of the learning-rate sweep runs (their own initialisation, training data and validation data); must be
     disjoint from ``--seeds``, the headline seeds."""
 
+    def __post_init__(self) -> None:
+        """``--methods`` alone keeps each named method's default learning rate and momentum.
+
+        The per-method tuples are positional; when ``methods`` is not the experiment's default list and
+        ``learning_rates`` or ``momenta`` is still the default tuple, its entries are looked up by method name in the
+        default lists (a method without a default needs the flag). Explicit tuples are left alone.
+        """
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        if self.methods == defaults["methods"]:
+            return
+        for name, flag in (("learning_rates", "--learning-rates"), ("momenta", "--momenta")):
+            values, default = getattr(self, name), defaults[name]
+            if values != default or not default:
+                continue
+            by_method = dict(zip(defaults["methods"], default))
+            missing = [m for m in self.methods if m not in by_method]
+            if missing:
+                raise ValueError(f"experiments: methods {missing} have no default {name.replace('_', ' ')}: pass "
+                                 f"{flag} with one value per method {self.methods}")
+            object.__setattr__(self, name, tuple(by_method[m] for m in self.methods))
+
 
 class Method(NamedTuple):
     """One compared method: ``optimizer/init[+equal]`` with its learning rate and momentum."""

@@ -26,6 +26,21 @@ def test_parse_methods_builds_inits_and_optimizers():
     assert len(parse_methods(config.methods, config.learning_rates, config.momenta)) == len(config.methods)
 
 
+def test_methods_flag_alone_keeps_each_methods_default_rate_and_momentum():
+    """``--methods`` without ``--learning-rates``/``--momenta`` looks the per-method defaults up by name."""
+    from experiments import harness
+
+    config = harness.parse_config(Config, ["--methods", "sgd/np+equal", "path_sgd/np+equal"])
+    assert (config.learning_rates, config.momenta) == ((0.05, 0.02), (0.5, 0.5))
+    explicit = harness.parse_config(Config, ["--methods", "sgd/np+equal", "path_sgd/np+equal", "--momenta", "0", "0"])
+    assert (explicit.learning_rates, explicit.momenta) == ((0.05, 0.02), (0.0, 0.0))
+    assert harness.config_hash(harness.parse_config(Config, [])) == harness.config_hash(Config())  # defaults as is
+    with pytest.raises(SystemExit):  # an argparse error naming the missing flag
+        harness.parse_config(Config, ["--methods", "adam/np"])
+    with pytest.raises(ValueError, match="no default learning rates: pass --learning-rates"):
+        Config(methods=("adam/np",))
+
+
 @pytest.mark.parametrize(
     "args,match",
     [
