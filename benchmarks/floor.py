@@ -19,6 +19,14 @@ stats, so the floor moves with them):
   80 batches of an epoch, each with the static input drive x W_0, 40 relaxation steps
   s <- sigma(s - dF/ds) written out by hand, and the outer-product EP update with Adam.
 
+DEQ and OptEq solve with Anderson acceleration (forward and adjoint), whose own per-step work (history buffers, the
+small Gram matrix and solve, the mixing) the floor above leaves out: it is a lower bound, the cost of the iteration
+counts alone. Each equilibrium model is therefore also timed against a second floor, ``solver_floor`` in the JSON
+(``floor_step(..., arithmetic="solver")``): the same dense step with the model's forward and adjoint solvers'
+``init``/``update`` vmapped over the batch in fixed-count loops, i.e. the real step's arithmetic without its
+per-example stopping tests, ``while_loop`` and custom VJP. real/layer-floor is what the step costs over the bare map
+evaluations; real/solver-floor is what jeq's solver machinery costs over the solver's own arithmetic.
+
 Real and floor are timed interleaved in one process (``jeq.bench.compare``); the ratio real/floor (median of paired
 ratios, p20/p80) is the number to read. The models are first trained ``--epochs`` epochs (DEQ's solver needs more
 iterations once trained), and the real step is timed on the trained parameters. Results go to
@@ -57,11 +65,34 @@ def equilibrium_models() -> dict:
     }
 
 
-def floor_step(model, optimizer, n_fwd: int, n_adj: int):
-    """The dense step: prepare, c = U x + b, n_fwd tape-free layer evaluations on the batch, the readout's
-    cotangent g, n_adj products u <- J^T u + g (the adjoint's arithmetic, as fixed loops), one VJP of the layer and
-    of prepare/inject for the parameters, Adam. No stopping tests, no solver state, no custom VJP."""
+def floor_step(model, optimizer, n_fwd: int, n_adj: int, *, arithmetic: str = "layer"):
+    """The dense step: prepare, c = U x + b, the forward iterations on the batch with no tape, the readout's
+    cotangent g, the adjoint iterations for u = J^T u + g, one VJP of the layer and of prepare/inject for the
+    parameters, Adam. No stopping tests, no while loop, no custom VJP.
+
+    ``arithmetic="layer"``: n_fwd layer evaluations and n_adj products u <- J^T u + g (the iteration counts of the
+    real solves, none of the solvers' own work). ``arithmetic="solver"``: the model's forward and adjoint solvers
+    themselves (their ``init``/``update``, e.g. Anderson's history, Gram matrix and mixing), vmapped over the batch
+    for n_fwd - 1 and n_adj - 1 updates after ``init`` (n_fwd and n_adj map evaluations, as in the real solves), in
+    a fixed-count ``fori_loop``: the real step's arithmetic without its per-example stopping machinery."""
+    if arithmetic not in ("layer", "solver"):
+        raise ValueError(f"benchmarks.floor.floor_step: arithmetic={arithmetic!r} must be 'layer' or 'solver'")
     layer = jax.vmap(model.layer, in_axes=(0, None, 0))
+    settings = model.settings
+    solver, backward = fp.check_settings(solver=settings.solver, tol=settings.tol, rtol=settings.rtol,
+                                         maxiter=settings.maxiter, backward=settings.backward)
+    adjoint_solver = fp.get_solver(backward.solver) if arithmetic == "solver" else None  # a Krylov adjoint: error
+
+    def iterate(step_solver, f, z0, updates):
+        state = step_solver.init(f, z0)
+        return jax.lax.fori_loop(0, updates, lambda _, st: step_solver.update(f, st), state).z
+
+    def forward_one(prepared, c):
+        return iterate(solver, lambda z: model.layer(z, prepared, c), model.initial_state(c), n_fwd - 1)
+
+    def adjoint_one(s, prepared, c, g):
+        _, vjp = jax.vjp(lambda z: model.layer(z, prepared, c), s)
+        return iterate(adjoint_solver, lambda u: vjp(u)[0] + g, g, n_adj - 1)
 
     def pieces(params, xb):
         return model.prepare(params), jax.vmap(model.inject, in_axes=(None, 0))(params, xb)
@@ -73,11 +104,17 @@ def floor_step(model, optimizer, n_fwd: int, n_adj: int):
 
     def step(params, opt_state, xb, yb):
         (prepared, c), pieces_vjp = jax.vjp(lambda p: pieces(p, xb), params)
-        s = jax.vmap(model.initial_state)(c)
-        s = jax.lax.fori_loop(0, n_fwd, lambda _, v: layer(v, prepared, c), s)
+        if arithmetic == "solver":
+            s = jax.vmap(forward_one, in_axes=(None, 0))(prepared, c)
+        else:
+            s = jax.vmap(model.initial_state)(c)
+            s = jax.lax.fori_loop(0, n_fwd, lambda _, v: layer(v, prepared, c), s)
         g_head, g_s, g_prepared, g_c = jax.grad(head, argnums=(0, 1, 2, 3))(params, s, prepared, c, yb)
         _, layer_vjp = jax.vjp(layer, s, prepared, c)
-        u = jax.lax.fori_loop(0, n_adj, lambda _, v: layer_vjp(v)[0] + g_s, g_s)
+        if arithmetic == "solver":
+            u = jax.vmap(adjoint_one, in_axes=(0, None, 0, 0))(s, prepared, c, g_s)
+        else:
+            u = jax.lax.fori_loop(0, n_adj, lambda _, v: layer_vjp(v)[0] + g_s, g_s)
         _, g_p, g_cu = layer_vjp(u)
         g_pieces = pieces_vjp((jax.tree.map(jnp.add, g_prepared, g_p), g_c + g_cu))[0]
         grads = jax.tree.map(jnp.add, g_head, g_pieces)
@@ -151,7 +188,17 @@ def equilibrium_floor(name: str, split, epochs: int, budget: float) -> dict:
     counts["max_parameter_gap_after_1_step"] = max(
         float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(p_real), jax.tree.leaves(p_floor)) if a.size)
     comparison = bench.compare(real, floor, params, opt_state, xb, yb, budget_s=budget, warmup=5)
-    return _row(name, comparison, {"trained_epochs": epochs, **counts})
+    row = _row(name, comparison, {"trained_epochs": epochs, **counts})
+    # the same with the solvers' own arithmetic in the floor: what is left is the stopping machinery alone
+    solver_floor = floor_step(model, optimizer, counts["forward_steps_max"] + 1, counts["adjoint_steps_max"] + 1,
+                              arithmetic="solver")
+    p_solver = jax.jit(solver_floor)(params, opt_state, xb, yb)[0]
+    gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(p_real), jax.tree.leaves(p_solver))
+              if a.size)
+    row["solver_floor"] = _row(f"{name} (solver arithmetic)",
+                               bench.compare(real, solver_floor, params, opt_state, xb, yb, budget_s=budget, warmup=5),
+                               {"max_parameter_gap_after_1_step": gap})
+    return row
 
 
 # ------------------------------------------------------------------------------------------------------------- EP
