@@ -149,25 +149,30 @@ def picard(*, damping: float = 1.0) -> FixedPointSolver:
 
 # ------------------------------------------------------------------------------------------------------- anderson
 class AndersonState(NamedTuple):
-    """State of Anderson acceleration with a ring buffer of ``history`` past pairs (x_i, g_i = f(x_i) - x_i).
+    """State of Anderson acceleration with a ring buffer of ``history`` past pairs (x_i, g_i = f(x_i) - x_i), kept
+    as y_i = x_i + damping * g_i (what the new iterate mixes) and g_i, with their Gram matrix G_ij = g_i . g_j
+    (updated by one row per step instead of recomputed).
 
     >>> import jax.numpy as jnp
     >>> from jeq import fixedpoint as fp
     >>> state = fp.anderson(history=3).init(jnp.cos, jnp.zeros(4))
     >>> state._fields
-    ('z', 'fz', 'xs', 'gs', 'count')
-    >>> state.xs.shape, state.gs.shape, int(state.count)
-    ((3, 4), (3, 4), 0)
+    ('z', 'fz', 'ys', 'gs', 'gram', 'count')
+    >>> state.ys.shape, state.gs.shape, state.gram.shape, int(state.count)
+    ((3, 4), (3, 4), (3, 3), 0)
     """
 
     z: Array
     """Current iterate."""
     fz: Array
     """g(z)."""
-    xs: Array
-    """Past iterates x_i, shape (history, n), newest last."""
+    ys: Array
+    """Past x_i + damping * g_i (f(x_i) at damping 1), shape (history, n), newest last; zero rows before the
+    buffer fills."""
     gs: Array
-    """Past residuals g_i = f(x_i) - x_i, shape (history, n), newest last."""
+    """Past residuals g_i = f(x_i) - x_i, shape (history, n), newest last; zero rows before the buffer fills."""
+    gram: Array
+    """G = gs gs^T, shape (history, history) (zero rows and columns for the unfilled rows)."""
     count: Array
     """Number of updates so far (int32); the last min(count, history) rows are filled."""
 
@@ -202,7 +207,8 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
         z_new = sum_i alpha_i (x_i + damping * g_i),
 
     over the last ``history`` pairs. The ridge is relative to the mean squared residual, so it regularises the
-    Gram system the same way at every scale (locuslab/deq #20: singular systems). Memory: 2 * history vectors.
+    Gram system the same way at every scale (locuslab/deq #20: singular systems). Memory: 2 * history vectors and
+    the history x history Gram matrix.
 
     On z = cos z Anderson needs fewer evaluations of f than Picard for the same tolerance:
 
@@ -223,22 +229,22 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
     def init(g, z0):
         fz = g(z0)
         zeros = jnp.zeros((m,) + z0.shape, z0.dtype)
-        return AndersonState(z0, fz, zeros, zeros, jnp.zeros((), jnp.int32))
+        return AndersonState(z0, fz, zeros, zeros, jnp.zeros((m, m), z0.dtype), jnp.zeros((), jnp.int32))
 
     def update(g, state):
-        xs = _push(state.xs, state.z)
-        gs = _push(state.gs, state.fz - state.z)
-        valid = jnp.arange(m) >= m - jnp.minimum(state.count + 1, m)
-        both = valid[:, None] & valid[None, :]
-        gram = jnp.where(both, gs @ gs.T, 0.0)
-        n_valid = jnp.sum(valid).astype(gram.dtype)
-        scale = jnp.trace(gram) / n_valid + jnp.finfo(gram.dtype).eps
-        eye = jnp.eye(m, dtype=gram.dtype)
-        system = jnp.where(both, gram + lam * scale * eye, eye)
+        g_new = state.fz - state.z
+        ys = _push(state.ys, state.z + beta * g_new)  # z_new = sum_i alpha_i y_i: one product, not two
+        gs = _push(state.gs, g_new)
+        column = gs @ g_new  # the Gram matrix's new last row and column; the older entries shift up-left
+        gram = jnp.concatenate([jnp.concatenate([state.gram[1:, 1:], column[:-1, None]], axis=1), column[None, :]])
+        filled = jnp.minimum(state.count + 1, m)
+        valid = jnp.arange(m) >= m - filled
+        scale = jnp.trace(gram) / filled.astype(gram.dtype) + jnp.finfo(gram.dtype).eps
+        # unfilled rows and columns of G are zero: a unit diagonal there makes alpha_i = 0 for them
+        system = gram + jnp.diag(jnp.where(valid, lam * scale, 1.0))
         alpha = _spd_solve(system, valid.astype(gram.dtype))
-        alpha = alpha / jnp.sum(alpha)
-        z = alpha @ xs + beta * (alpha @ gs)
-        return AndersonState(z, g(z), xs, gs, state.count + 1)
+        z = (alpha / jnp.sum(alpha)) @ ys
+        return AndersonState(z, g(z), ys, gs, gram, state.count + 1)
 
     return FixedPointSolver(init, update, "anderson")
 
