@@ -184,20 +184,27 @@ def _push(buffer: Array, row: Array) -> Array:
 
 
 def _spd_solve(a: Array, b: Array) -> Array:
-    """Solve a x = b for a small symmetric positive definite a by Gauss-Jordan elimination without pivoting
-    (stable for SPD matrices), unrolled over the m = ``history`` rows: a few vector ops per row, so it compiles and
-    runs (batched under vmap) much faster than a LAPACK call per example for the few-by-few Anderson systems, and
-    it adds no loop of its own inside the solver's ``while_loop`` (an inner loop costs more than its arithmetic)."""
+    """Solve a x = b for a small symmetric positive definite a by Gaussian elimination without pivoting (stable for
+    SPD matrices) and back substitution, unrolled over the m = ``history`` rows down to single entries: about
+    m^3 / 3 + m^2 scalar multiply-adds, which under vmap are elementwise ops on (batch,) vectors that XLA fuses. It
+    compiles and runs much faster than a LAPACK call per example (or than row operations on the small matrices) for
+    the few-by-few Anderson systems, and adds no loop of its own inside the solver's ``while_loop``."""
     m = a.shape[0]
-    rows = jnp.arange(m)
+    rows = [[a[i, j] for j in range(m)] for i in range(m)]
+    rhs = [b[i] for i in range(m)]
     for k in range(m):
-        pivot_row = a[k] / a[k, k]
-        pivot_rhs = b[k] / a[k, k]
-        factors = jnp.where(rows == k, 0.0, a[:, k])
-        a = a - factors[:, None] * pivot_row[None, :]
-        b = b - factors * pivot_rhs
-        a, b = a.at[k].set(pivot_row), b.at[k].set(pivot_rhs)
-    return b
+        for i in range(k + 1, m):
+            factor = rows[i][k] / rows[k][k]
+            for j in range(k + 1, m):
+                rows[i][j] = rows[i][j] - factor * rows[k][j]
+            rhs[i] = rhs[i] - factor * rhs[k]
+    x = [None] * m
+    for i in reversed(range(m)):
+        total = rhs[i]
+        for j in range(i + 1, m):
+            total = total - rows[i][j] * x[j]
+        x[i] = total / rows[i][i]
+    return jnp.stack(x)
 
 
 def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> FixedPointSolver:
