@@ -1,6 +1,6 @@
 """How close the equilibrium training steps run to the hardware floor (issue 19).
 
-``python -m benchmarks.floor [--quick] [--models deq opteq mon ep]``
+``python -m benchmarks.floor [--quick] [--models deq opteq mon ep solvers]``
 
 For each model, the *floor* is the same arithmetic as the real training step written as one dense jitted function
 with no solver machinery, at the iteration counts the real step used on the same batch (read from the real step's
@@ -201,6 +201,44 @@ def equilibrium_floor(name: str, split, epochs: int, budget: float) -> dict:
     return row
 
 
+# ------------------------------------------------------------------------------------------------------ solvers
+SOLVER_UPDATES = 13
+"""Updates per timed loop in :func:`solver_step_costs` (DEQ's forward count in the floor run)."""
+
+
+def solver_step_costs(budget: float) -> dict:
+    """What one update of each fixed-point solver costs beyond its map evaluation, at the equilibrium models' shape.
+
+    ``SOLVER_UPDATES`` updates of ``picard``, ``anderson`` and ``broyden`` (jeq.fixedpoint defaults) on the map
+    z -> relu(W z + c) (width 87, ||W||_2 ~ 0.5), vmapped over a batch of 128 in a fixed-count ``fori_loop``, each timed
+    interleaved against the same number of layer evaluations alone. ``ratio`` = solver loop / layer loop; the
+    solver's own per-update work is ``(ratio - 1) * layer_us``."""
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.normal(size=(WIDTH, WIDTH)) * 0.5 / np.sqrt(WIDTH), jnp.float32)
+    c = jnp.asarray(rng.normal(size=(BATCH, WIDTH)), jnp.float32)
+
+    def layer(z, c):
+        return jax.nn.relu(w @ z + c)
+
+    def layers(c):
+        return jax.lax.fori_loop(0, SOLVER_UPDATES, lambda _, z: jax.vmap(layer)(z, c), jnp.zeros_like(c))
+
+    def updates(solver):
+        def one(c):
+            f = lambda z: layer(z, c)  # noqa: E731
+            state = solver.init(f, jnp.zeros(WIDTH, jnp.float32))
+            return jax.lax.fori_loop(0, SOLVER_UPDATES, lambda _, st: solver.update(f, st), state).z
+        return jax.vmap(one)
+
+    rows = {}
+    for name in ("picard", "anderson", "broyden"):
+        comparison = bench.compare(updates(fp.get_solver(name)), layers, c, budget_s=budget, warmup=5)
+        layer_us = comparison.b.median_s / SOLVER_UPDATES * 1e6
+        rows[name] = _row(name, comparison, {"updates": SOLVER_UPDATES, "layer_us": layer_us,
+                                             "update_us": comparison.a.median_s / SOLVER_UPDATES * 1e6})
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------------------- EP
 def ep_floor_epoch(optimizer, *, beta: float, free_steps: int, nudged_steps: int):
     """One epoch of Laborieux et al.'s EP MLP (two layers, one-sided beta, eps = 1) written out densely."""
@@ -271,8 +309,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="short timing budgets")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs before timing the equilibrium steps")
     parser.add_argument("--budget", type=float, default=None, help="seconds of interleaved timing per model")
-    parser.add_argument("--models", nargs="+", default=["deq", "opteq", "mon", "ep"],
-                        choices=["deq", "opteq", "mon", "ep"])
+    parser.add_argument("--models", nargs="+", default=["deq", "opteq", "mon", "ep", "solvers"],
+                        choices=["deq", "opteq", "mon", "ep", "solvers"],
+                        help="models to time against their floors; 'solvers': each solver's update against the layer")
     parser.add_argument("--out", default="results", help="results folder")
     args = parser.parse_args(argv)
     budget = args.budget or (3.0 if args.quick else 10.0)
@@ -284,6 +323,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models:
         if name == "ep":
             result["models"][name] = ep_floor(split, 3 * budget)
+        elif name == "solvers":
+            result["models"][name] = solver_step_costs(budget)
         else:
             result["models"][name] = equilibrium_floor(name, split, args.epochs, budget)
     result["wall_s"] = time.perf_counter() - start
