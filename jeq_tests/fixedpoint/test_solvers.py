@@ -252,21 +252,23 @@ def test_batch_level_stopping_over_a_named_vmap_axis(problem32):
 def test_anderson_step_is_the_regularised_least_squares_mixing_of_its_history():
     """alpha = argmin_{1^T alpha = 1} ||sum_i alpha_i g_i||^2 + ridge * mean_i ||g_i||^2 ||alpha||^2 over the last m
     pairs and z_new = sum_i alpha_i (x_i + damping g_i), written out from the recorded history (float64 solve), at
-    every step before and after the ring buffer fills; the Gram matrix the state carries is G G^T of that history."""
+    every step before and after the ring buffer fills; the state holds that history in ring order (update k in slot
+    k % m) with its Gram matrix G G^T."""
     rng = np.random.default_rng(0)
     w, c = jnp.asarray(rng.normal(size=(6, 6)) * 0.3, jnp.float32), jnp.asarray(rng.normal(size=6), jnp.float32)
     f = lambda z: jnp.tanh(w @ z + c)  # noqa: E731
     m, ridge, damping = 3, 1e-2, 0.7
     solver = fp.anderson(history=m, ridge=ridge, damping=damping)
-    state, xs, gs = solver.init(f, jnp.zeros(6)), [], []
-    for _ in range(7):
-        xs.append(np.asarray(state.z, np.float64))
-        gs.append(np.asarray(state.fz - state.z, np.float64))
-        x, g = np.stack(xs[-m:]), np.stack(gs[-m:])
+    state, xs, gs = solver.init(f, jnp.zeros(6)), np.zeros((m, 6)), np.zeros((m, 6))
+    for k in range(7):
+        xs[k % m] = np.asarray(state.z, np.float64)
+        gs[k % m] = np.asarray(state.fz - state.z, np.float64)
+        filled = min(k + 1, m)
+        x, g = xs[:filled], gs[:filled]
         gram = g @ g.T
-        alpha = np.linalg.solve(gram + ridge * np.trace(gram) / len(g) * np.eye(len(g)), np.ones(len(g)))
+        alpha = np.linalg.solve(gram + ridge * np.trace(gram) / filled * np.eye(filled), np.ones(filled))
         expected = (alpha / alpha.sum()) @ (x + damping * g)
         state = solver.update(f, state)
         np.testing.assert_allclose(state.z, expected, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(state.gram[-len(g):, -len(g):], gram, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(state.ys[-len(g):], x + damping * g, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(state.gram, gs @ gs.T, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(state.ys, xs + damping * gs, rtol=1e-5, atol=1e-6)
