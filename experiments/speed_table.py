@@ -135,6 +135,10 @@ def _torchdeq_row(result: dict) -> str:
     acc = result.get("test", {})
     accuracy = (f"{acc['jeq']['accuracy']:.3f} / {acc['torchdeq']['accuracy']:.3f}"
                 if "jeq" in acc and "torchdeq" in acc else "-")
+    if "seeds" in acc:  # benchmarks.vs_torchdeq --accuracy-seeds: the mean over initialisations
+        over = acc["seeds"]
+        accuracy += (f" (timed seed); over {len(over['seeds'])} seeds {over['jeq']['mean']:.3f} ± "
+                     f"{over['jeq']['std']:.3f} / {over['torchdeq']['mean']:.3f} ± {over['torchdeq']['std']:.3f}")
     maxiter = settings.get("forward_maxiter")
     adjoint = result.get("jeq_adjoint_per_epoch") or [{}]
     jeq_adjoint = (f"; adjoint {adjoint[-1]['mean_steps']:.1f} steps, {100 * adjoint[-1]['converged_fraction']:.0f} "

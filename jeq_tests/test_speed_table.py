@@ -172,3 +172,14 @@ def test_a_same_process_mon_run_replaces_the_quoted_figure(results):
 def test_the_torchdeq_ridge_diagnostic_is_stated_under_the_table(results):
     text = speed_table.render(results)
     assert "jeq 21.0, TorchDEQ 40.0 (97 % converged)" in text and "1e-8 (untimed diagnostic): 19.0" in text
+
+
+def test_accuracy_over_seeds_is_shown_beside_the_timed_seed(results):
+    """With ``--accuracy-seeds`` the accuracy column gives the mean and spread over initialisations of both sides."""
+    path = results / "bench_vs_torchdeq" / "20261207T020000Z.json"
+    record = json.loads(path.read_text())
+    record["test"]["seeds"] = {"seeds": [0, 1, 2], "jeq": {"values": [0.93, 0.92, 0.94], "mean": 0.93, "std": 0.008},
+                               "torchdeq": {"values": [0.929, 0.93, 0.93], "mean": 0.9297, "std": 0.0005}}
+    path.write_text(json.dumps(record))
+    (torchdeq,) = [r for r in _section(speed_table.render(results), "Against the originals") if "TorchDEQ" in r]
+    assert "0.930 / 0.929 (timed seed); over 3 seeds 0.930 ± 0.008 / 0.930 ± 0.001" in torchdeq
