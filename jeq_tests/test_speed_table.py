@@ -183,3 +183,13 @@ def test_accuracy_over_seeds_is_shown_beside_the_timed_seed(results):
     path.write_text(json.dumps(record))
     (torchdeq,) = [r for r in _section(speed_table.render(results), "Against the originals") if "TorchDEQ" in r]
     assert "0.930 / 0.929 (timed seed); over 3 seeds 0.930 ± 0.008 / 0.930 ± 0.001" in torchdeq
+
+
+def test_a_seed_averaged_accuracy_gap_is_stated_with_its_sign(results):
+    path = results / "bench_vs_torchdeq" / "20261207T020000Z.json"
+    record = json.loads(path.read_text())
+    record["test"]["seeds"] = {"seeds": [0, 1, 2], "jeq": {"values": [0.92, 0.92, 0.93], "mean": 0.923, "std": 0.005},
+                               "torchdeq": {"values": [0.94, 0.93, 0.94], "mean": 0.937, "std": 0.005}}
+    path.write_text(json.dumps(record))
+    text = speed_table.render(results)
+    assert "jeq - TorchDEQ = -0.0133 on average (per seed -0.020 to -0.010): jeq less accurate here" in text
