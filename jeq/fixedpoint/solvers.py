@@ -178,13 +178,13 @@ class AndersonState(NamedTuple):
     """Number of updates so far (int32); slots 0 .. min(count, history) - 1 are filled."""
 
 
-def _write(buffer: Array, row: Array, count: Array) -> Array:
-    """Write ``row`` into slot ``count % history`` of a (history, n) ring buffer, over its oldest row.
+def _write(buffer: Array, row: Array, slot: Array) -> Array:
+    """Write ``row`` into ``slot`` (update k: k % history) of a (history, n) ring buffer, over its oldest row.
 
     One row is written in place: inside the solver loops (batched by hand under vmap, see
     ``jeq.fixedpoint.solve``) this per-example scatter costs O(n), where shifting the buffer (the previous
     implementation) copied all history x n entries every step (~30 % of a Broyden step at history 10, width 87)."""
-    return jax.lax.dynamic_update_index_in_dim(buffer, row, count % buffer.shape[0], 0)
+    return jax.lax.dynamic_update_index_in_dim(buffer, row, slot, 0)
 
 
 def _spd_solve(a: Array, b: Array) -> Array:
@@ -243,11 +243,11 @@ def anderson(*, history: int = 5, ridge: float = 1e-4, damping: float = 1.0) -> 
         return AndersonState(z0, fz, zeros, zeros, jnp.zeros((m, m), z0.dtype), jnp.zeros((), jnp.int32))
 
     def update(g, state):
-        g_new = state.fz - state.z
-        ys = _write(state.ys, state.z + beta * g_new, state.count)  # z_new = sum_i alpha_i y_i: one product
-        gs = _write(state.gs, g_new, state.count)
+        g_new, slot = state.fz - state.z, state.count % m
+        ys = _write(state.ys, state.z + beta * g_new, slot)  # z_new = sum_i alpha_i y_i: one product
+        gs = _write(state.gs, g_new, slot)
         column = gs @ g_new  # the Gram matrix's new row and column, at the slot just written
-        at_slot = jnp.arange(m) == state.count % m
+        at_slot = jnp.arange(m) == slot
         gram = jnp.where(at_slot[:, None], column[None, :], jnp.where(at_slot[None, :], column[:, None], state.gram))
         filled = jnp.minimum(state.count + 1, m)
         valid = jnp.arange(m) < filled
@@ -330,7 +330,8 @@ def broyden(*, history: int = 10) -> FixedPointSolver:
         tiny = jnp.finfo(z.dtype).eps * (jnp.linalg.norm(v) * jnp.linalg.norm(dr) + jnp.finfo(z.dtype).tiny)
         usable = jnp.abs(denominator) > tiny
         u = jnp.where(usable, (dz - h_dr) / jnp.where(usable, denominator, 1.0), 0.0)
-        return BroydenState(z, fz, _write(state.us, u, state.count), _write(state.vs, v, state.count), state.count + 1)
+        slot = state.count % m
+        return BroydenState(z, fz, _write(state.us, u, slot), _write(state.vs, v, slot), state.count + 1)
 
     return FixedPointSolver(init, update, "broyden")
 
